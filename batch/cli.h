@@ -1,0 +1,24 @@
+/* cnnfx command-line front-end: shared helpers. */
+#ifndef CNNFX_CLI_H
+#define CNNFX_CLI_H
+
+#include "cnnfx.h"
+
+/* Parse GOption entries for a subcommand; prints the error and returns FALSE on bad usage. */
+gboolean cli_parse(int *argc, char ***argv, const char *summary, GOptionEntry *entries);
+/* Print a usage error; returns exit code 2. */
+int cli_usage_error(const char *msg);
+
+CnnfxModel *cli_load_model(const char *path, GError **error);
+CnnfxTensor *cli_load_tensor_pb(const char *path, GError **error);
+gboolean cli_parse_shape(const char *s, int *ndim, int64_t *dims, GError **error);
+void cli_fill_uniform(CnnfxTensor *t, GRand *r, double lo, double hi);
+CnnfxTensor *cli_make_input(const CnnfxModel *m, int i, const char *shape, GError **error);
+
+int cmd_check_onnx(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_grad(int argc, char **argv);
+int cmd_check_grad(int argc, char **argv);
+
+#endif

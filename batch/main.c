@@ -1,0 +1,68 @@
+/* cnnfx: neural image filters and model tools from the command line. */
+#include "cli.h"
+#include <locale.h>
+#include <stdio.h>
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *help;
+} Command;
+
+static const Command commands[] = {
+  {"check-onnx", cmd_check_onnx, "run ONNX backend-test directories and compare outputs"},
+  {"info", cmd_info, "list a model's inputs, outputs and tensors with shapes"},
+  {"bench", cmd_bench, "time forward / forward+backward passes"},
+  {"grad", cmd_grad, "write the gradient of 0.5*||tap||^2 w.r.t. the input"},
+  {"check-grad", cmd_check_grad, "check gradients against finite differences"},
+};
+
+static char *program_summary;
+
+gboolean cli_parse(int *argc, char ***argv, const char *summary, GOptionEntry *entries)
+{
+  g_autoptr(GOptionContext) ctx = g_option_context_new(summary);
+  g_autoptr(GError) err = NULL;
+  g_option_context_add_main_entries(ctx, entries, NULL);
+  if (!g_option_context_parse(ctx, argc, argv, &err)) {
+    fprintf(stderr, "cnnfx %s: %s\n", (*argv)[0], err->message);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+int cli_usage_error(const char *msg)
+{
+  fprintf(stderr, "cnnfx: %s (see cnnfx --help)\n", msg);
+  return 2;
+}
+
+static void usage(FILE *f)
+{
+  fprintf(f, "Usage: cnnfx COMMAND [OPTIONS] ...\n\nCommands:\n");
+  for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+  fprintf(f, "\n'cnnfx COMMAND --help' shows a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+  setlocale(LC_ALL, "");
+  (void)program_summary;
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("cnnfx 0.1.0\n");
+    return 0;
+  }
+  for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "cnnfx: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

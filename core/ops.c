@@ -1,0 +1,65 @@
+/* Operator registry and attribute helpers. */
+#include "cnnfx-private.h"
+#include <stdarg.h>
+
+static const CnnfxOp *const *const op_tables[] = {
+  cnnfx_ops_elementwise, cnnfx_ops_activation, cnnfx_ops_shape, cnnfx_ops_linalg,
+  cnnfx_ops_conv, cnnfx_ops_pool, cnnfx_ops_norm,
+};
+
+const CnnfxOp *cnnfx_op_lookup(const char *op_type)
+{
+  for (size_t t = 0; t < G_N_ELEMENTS(op_tables); t++)
+    for (const CnnfxOp *const *op = op_tables[t]; *op; op++)
+      if (!strcmp((*op)->name, op_type)) return *op;
+  return NULL;
+}
+
+const CnnfxAttr *cnnfx_attr(const CnnfxNode *n, const char *name)
+{
+  for (int i = 0; i < n->n_attrs; i++)
+    if (!strcmp(n->attrs[i].name, name)) return &n->attrs[i];
+  return NULL;
+}
+
+int64_t cnnfx_attr_int(const CnnfxNode *n, const char *name, int64_t def)
+{
+  const CnnfxAttr *a = cnnfx_attr(n, name);
+  return a && a->type == CNNFX_ATTR_INT ? a->i : def;
+}
+
+float cnnfx_attr_float(const CnnfxNode *n, const char *name, float def)
+{
+  const CnnfxAttr *a = cnnfx_attr(n, name);
+  if (!a) return def;
+  if (a->type == CNNFX_ATTR_FLOAT) return a->f;
+  if (a->type == CNNFX_ATTR_INT) return (float)a->i;
+  return def;
+}
+
+const char *cnnfx_attr_string(const CnnfxNode *n, const char *name, const char *def)
+{
+  const CnnfxAttr *a = cnnfx_attr(n, name);
+  return a && a->type == CNNFX_ATTR_STRING ? a->s : def;
+}
+
+int cnnfx_attr_ints(const CnnfxNode *n, const char *name, const int64_t **vals)
+{
+  const CnnfxAttr *a = cnnfx_attr(n, name);
+  if (!a || a->type != CNNFX_ATTR_INTS) {
+    *vals = NULL;
+    return -1;
+  }
+  *vals = a->ints;
+  return a->n;
+}
+
+gboolean cnnfx_fail_shape(GError **error, const CnnfxNode *n, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "%s '%s': %s", n->op_type, n->name, msg);
+  return FALSE;
+}

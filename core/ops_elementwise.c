@@ -1,0 +1,4 @@
+/* Operators: elementwise.  (placeholder table, filled in by its owner) */
+#include "cnnfx-private.h"
+
+const CnnfxOp *const cnnfx_ops_elementwise[] = { NULL };

@@ -1,0 +1,4 @@
+/* Operators: pool.  (placeholder table, filled in by its owner) */
+#include "cnnfx-private.h"
+
+const CnnfxOp *const cnnfx_ops_pool[] = { NULL };

@@ -1,0 +1,4 @@
+/* Operators: shape.  (placeholder table, filled in by its owner) */
+#include "cnnfx-private.h"
+
+const CnnfxOp *const cnnfx_ops_shape[] = { NULL };

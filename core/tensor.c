@@ -1,0 +1,178 @@
+/* Tensors, checked and counted allocation. */
+#include "cnnfx-private.h"
+#include <stdarg.h>
+#include <stdlib.h>
+
+G_DEFINE_QUARK(cnnfx-error-quark, cnnfx_error)
+
+size_t cnnfx_dtype_size(CnnfxDType dt)
+{
+  return dt == CNNFX_I64 ? 8 : 4;
+}
+
+gboolean cnnfx_dims_numel(int ndim, const int64_t *dims, size_t *numel)
+{
+  size_t n = 1;
+  if (ndim < 0 || ndim > CNNFX_MAX_DIMS) return FALSE;
+  for (int i = 0; i < ndim; i++) {
+    if (dims[i] < 0) return FALSE;
+    if (dims[i] != 0 && n > (SIZE_MAX / 16) / (size_t)dims[i]) return FALSE;
+    n *= (size_t)dims[i];
+  }
+  *numel = n;
+  return TRUE;
+}
+
+void *cnnfx_mem_alloc(CnnfxMem *mem, size_t bytes, GError **error)
+{
+  if (bytes == 0) bytes = 1;
+  if (mem && mem->limit && (bytes > mem->limit || mem->current > mem->limit - bytes)) {
+    cnnfx_set_error(error, CNNFX_ERROR_NOMEM,
+                    "out of memory: need %zu MiB more, %zu MiB in use, limit %zu MiB",
+                    bytes >> 20, mem->current >> 20, mem->limit >> 20);
+    return NULL;
+  }
+  void *p = NULL;
+  size_t rounded = (bytes + 63) & ~(size_t)63;
+  if (rounded < bytes || posix_memalign(&p, 64, rounded) != 0 || !p) {
+    cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory: cannot allocate %zu MiB",
+                    bytes >> 20);
+    return NULL;
+  }
+  if (mem) {
+    mem->current += bytes;
+    if (mem->current > mem->peak) mem->peak = mem->current;
+  }
+  return p;
+}
+
+void cnnfx_mem_free(CnnfxMem *mem, void *p, size_t bytes)
+{
+  if (!p) return;
+  if (bytes == 0) bytes = 1;
+  if (mem) mem->current -= MIN(bytes, mem->current);
+  free(p);
+}
+
+float *cnnfx_scratch_f32(CnnfxMem *mem, size_t n, GError **error)
+{
+  if (n > SIZE_MAX / sizeof(float)) {
+    cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory: scratch size overflow");
+    return NULL;
+  }
+  return cnnfx_mem_alloc(mem, n * sizeof(float), error);
+}
+
+void cnnfx_scratch_free(CnnfxMem *mem, float *p, size_t n)
+{
+  cnnfx_mem_free(mem, p, n * sizeof(float));
+}
+
+CnnfxTensor *cnnfx_tensor_alloc(CnnfxMem *mem, CnnfxDType dt, int ndim, const int64_t *dims, GError **error)
+{
+  size_t numel;
+  if (dt != CNNFX_F32 && dt != CNNFX_I64) {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "unsupported tensor data type %d", (int)dt);
+    return NULL;
+  }
+  if (!cnnfx_dims_numel(ndim, dims, &numel)) {
+    cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "invalid tensor shape (rank %d, negative or too large dims)", ndim);
+    return NULL;
+  }
+  CnnfxTensor *t = g_try_new0(CnnfxTensor, 1);
+  if (!t) {
+    cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory");
+    return NULL;
+  }
+  t->dtype = dt;
+  t->ndim = ndim;
+  for (int i = 0; i < ndim; i++) t->dims[i] = dims[i];
+  t->numel = numel;
+  t->refcount = 1;
+  t->mem = mem;
+  t->data = cnnfx_mem_alloc(mem, numel * cnnfx_dtype_size(dt), error);
+  if (!t->data) {
+    g_free(t);
+    return NULL;
+  }
+  return t;
+}
+
+CnnfxTensor *cnnfx_tensor_alloc_like(CnnfxMem *mem, const CnnfxTensor *t, GError **error)
+{
+  return cnnfx_tensor_alloc(mem, t->dtype, t->ndim, t->dims, error);
+}
+
+CnnfxTensor *cnnfx_tensor_zeros_like(CnnfxMem *mem, const CnnfxTensor *t, GError **error)
+{
+  CnnfxTensor *r = cnnfx_tensor_alloc(mem, t->dtype, t->ndim, t->dims, error);
+  if (r) memset(r->data, 0, r->numel * cnnfx_dtype_size(r->dtype));
+  return r;
+}
+
+CnnfxTensor *cnnfx_tensor_new(CnnfxDType dtype, int ndim, const int64_t *dims, GError **error)
+{
+  CnnfxTensor *t = cnnfx_tensor_alloc(NULL, dtype, ndim, dims, error);
+  if (t) memset(t->data, 0, t->numel * cnnfx_dtype_size(dtype));
+  return t;
+}
+
+CnnfxTensor *cnnfx_tensor_new_f32(int ndim, const int64_t *dims, GError **error)
+{
+  return cnnfx_tensor_new(CNNFX_F32, ndim, dims, error);
+}
+
+CnnfxTensor *cnnfx_tensor_copy(const CnnfxTensor *t, GError **error)
+{
+  CnnfxTensor *r = cnnfx_tensor_alloc(NULL, t->dtype, t->ndim, t->dims, error);
+  if (r && t->data) memcpy(r->data, t->data, t->numel * cnnfx_dtype_size(t->dtype));
+  return r;
+}
+
+CnnfxTensor *cnnfx_tensor_ref(CnnfxTensor *t)
+{
+  if (t) t->refcount++;
+  return t;
+}
+
+void cnnfx_tensor_release_data(CnnfxTensor *t)
+{
+  if (t && t->data) {
+    cnnfx_mem_free(t->mem, t->data, t->numel * cnnfx_dtype_size(t->dtype));
+    t->data = NULL;
+  }
+}
+
+void cnnfx_tensor_unref(CnnfxTensor *t)
+{
+  if (!t || --t->refcount > 0) return;
+  cnnfx_tensor_release_data(t);
+  g_free(t);
+}
+
+gboolean cnnfx_same_shape(const CnnfxTensor *a, const CnnfxTensor *b)
+{
+  if (a->ndim != b->ndim) return FALSE;
+  for (int i = 0; i < a->ndim; i++)
+    if (a->dims[i] != b->dims[i]) return FALSE;
+  return TRUE;
+}
+
+char *cnnfx_shape_string(const CnnfxTensor *t)
+{
+  GString *s = g_string_new(NULL);
+  for (int i = 0; i < t->ndim; i++) g_string_append_printf(s, "%s%" G_GINT64_FORMAT, i ? "x" : "", t->dims[i]);
+  if (t->ndim == 0) g_string_append(s, "scalar");
+  return g_string_free(s, FALSE);
+}
+
+gboolean cnnfx_norm_axis(int64_t axis, int rank, int *out)
+{
+  if (axis < -(int64_t)rank || axis >= (int64_t)rank) {
+    if (!(rank == 0 && (axis == 0 || axis == -1))) return FALSE;
+    *out = 0;
+    return TRUE;
+  }
+  *out = (int)(axis < 0 ? axis + rank : axis);
+  return TRUE;
+}
