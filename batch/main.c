@@ -10,14 +10,18 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
+  {"dream", cmd_filter, "Deep Dream: amplify what a layer sees"},
+  {"style", cmd_filter, "style transfer (Gatys et al.) or a fast style network"},
+  {"classify", cmd_filter, "top-k labels, Grad-CAM / saliency heat maps"},
+  {"fool", cmd_filter, "adversarial noise that changes the label"},
+  {"visualize", cmd_filter, "class visualisation, filters, activation maps"},
+  {"models", cmd_models, "list, fetch, verify downloadable models"},
   {"check-onnx", cmd_check_onnx, "run ONNX backend-test directories and compare outputs"},
   {"info", cmd_info, "list a model's inputs, outputs and tensors with shapes"},
   {"bench", cmd_bench, "time forward / forward+backward passes"},
   {"grad", cmd_grad, "write the gradient of 0.5*||tap||^2 w.r.t. the input"},
   {"check-grad", cmd_check_grad, "check gradients against finite differences"},
 };
-
-static char *program_summary;
 
 gboolean cli_parse(int *argc, char ***argv, const char *summary, GOptionEntry *entries)
 {
@@ -47,7 +51,6 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
   setlocale(LC_ALL, "");
-  (void)program_summary;
   if (argc < 2) {
     usage(stderr);
     return 2;

@@ -118,6 +118,9 @@ struct CnnfxOp {
   guint32 saves;        /* CNNFX_SAVE_* bits */
   /* Inputs that are never differentiable (shape / axes / indices inputs): bit i. */
   guint32 nondiff_inputs;
+  /* Optional: what backward reads given which inputs need gradients (overrides `saves`),
+   * e.g. Conv needs X only for the weight gradient. */
+  guint32 (*saves_fn)(const CnnfxNode *n, const gboolean *need);
 };
 
 const CnnfxOp *cnnfx_op_lookup(const char *op_type);

@@ -465,8 +465,15 @@ static gboolean parse_attr(PbBuf b, CnnfxAttr *a, GError **error)
   if (a->type == CNNFX_ATTR_STRING && !a->s) a->s = g_strdup("");
   a->n = (int)(a->type == CNNFX_ATTR_FLOATS ? floats->len : a->type == CNNFX_ATTR_INTS ? ints->len
                : a->type == CNNFX_ATTR_STRINGS ? strings->len : 0);
-  if (a->type == CNNFX_ATTR_INTS) a->ints = g_memdup2(ints->data, ints->len * sizeof(gint64) + 1);
-  if (a->type == CNNFX_ATTR_FLOATS) a->floats = g_memdup2(floats->data, floats->len * sizeof(float) + 1);
+  /* one spare element so that empty lists still get a non-NULL pointer */
+  if (a->type == CNNFX_ATTR_INTS) {
+    a->ints = g_new0(int64_t, ints->len + 1);
+    memcpy(a->ints, ints->data, ints->len * sizeof(gint64));
+  }
+  if (a->type == CNNFX_ATTR_FLOATS) {
+    a->floats = g_new0(float, floats->len + 1);
+    memcpy(a->floats, floats->data, floats->len * sizeof(float));
+  }
   if (a->type == CNNFX_ATTR_STRINGS) {
     g_ptr_array_add(strings, NULL);
     a->strings = (char **)g_ptr_array_free(g_steal_pointer(&strings), FALSE);
@@ -758,7 +765,11 @@ static gboolean finish_model(Loader *L, GError **error)
     m->nodes[k] = raw[i];
     memset(&raw[i], 0, sizeof(CnnfxNode));
   }
-  for (guint i = 0; i < nn; i++) if (is_const[i]) node_clear(&raw[i]);
+  for (guint i = 0; i < nn; i++)
+    if (is_const[i]) {
+      node_clear(&raw[i]);
+      memset(&raw[i], 0, sizeof(CnnfxNode)); /* the loader clears L->nodes again */
+    }
   g_array_free(order, TRUE);
   g_free(is_const);
   for (int v = 0; v < nv; v++) vals[v].producer = -1;
@@ -798,7 +809,8 @@ static gboolean finish_model(Loader *L, GError **error)
   m->n_inputs = (int)ins->len;
   m->inputs = (int *)g_array_free(ins, FALSE);
   m->n_outputs = (int)L->outputs->len;
-  m->outputs = g_memdup2(L->outputs->data, L->outputs->len * sizeof(int) + 1);
+  m->outputs = g_new0(int, L->outputs->len + 1);
+  memcpy(m->outputs, L->outputs->data, L->outputs->len * sizeof(int));
   m->n_values = nv;
   m->values = (CnnfxValue *)g_array_free(L->values, FALSE);
   L->values = NULL;

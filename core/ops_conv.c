@@ -1,4 +1,794 @@
-/* Operators: conv.  (placeholder table, filled in by its owner) */
+/* Operators: Conv and ConvTranspose, forward and backward (X, W and B gradients).
+ *
+ * Both operators are described by one "geometry": a convolution that maps an *image*
+ * tensor img[N, G*Ci, is...] to an *output* tensor out[N, G*Co, os...] with a weight
+ * W[G*Co, Ci, k...]:
+ *
+ *   out[n, g*Co+o, p] = sum_{c, t} W[g*Co+o, c, t] * img[n, g*Ci+c, p*s - pad + t*d]
+ *
+ * Conv:          img = X, out = Y.   forward = fwd, dX = adj(dY), dW = wgrad(X, dY)
+ * ConvTranspose: img = Y, out = X.   forward = adj(X), dX = fwd(dY), dW = wgrad(dY, X)
+ *
+ * (ONNX lays ConvTranspose weights out as [C, M/G, k...] = [G*Co, Ci, k...], so the
+ * same W layout serves both.)  Three primitives implement the geometry:
+ *
+ *   fwd   out = W * im2col(img)            (+ bias)
+ *   adj   img = col2im(W^T * out)
+ *   wgrad dW  = sum_n out * im2col(img)^T
+ *
+ * Spatial ranks 1..3 are handled as 3-D (D, H, W) with the missing leading dims = 1.
+ * Special paths: 1x1 stride-1 unpadded kernels are plain GEMMs; single-input-channel
+ * groups (depthwise) use direct loops; 3x3 stride-1 layers may use Winograd (fwd, and adj
+ * as a convolution with the flipped, transposed kernel).  im2col scratch is processed in
+ * bands of output rows so that it stays below SCRATCH_FLOATS.
+ */
 #include "cnnfx-private.h"
+#include <limits.h>
 
-const CnnfxOp *const cnnfx_ops_conv[] = { NULL };
+#define SCRATCH_FLOATS ((size_t)16 << 20) /* 64 MB of column buffer per call */
+#define PAR_MIN 32768                     /* minimum work (elements) for an OpenMP region */
+#define DW_MAX_KK 64                      /* direct depthwise loops for kernels up to 64 taps */
+
+typedef struct {
+  int64_t N, G, Ci, Co;
+  int nsp;                                   /* spatial rank 1..3 */
+  int64_t is[3], os[3], k[3], s[3], d[3], p[3]; /* D, H, W; p = leading pad */
+  int64_t isz, osz, kk;                      /* plane sizes, kernel taps */
+} Geo;
+
+/* ---- attributes and shapes ---------------------------------------------------- */
+
+typedef enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID } AutoPad;
+
+static gboolean parse_auto_pad(const CnnfxNode *n, AutoPad *ap, GError **error)
+{
+  const char *s = cnnfx_attr_string(n, "auto_pad", "NOTSET");
+  if (!strcmp(s, "NOTSET") || !*s) *ap = PAD_NOTSET;
+  else if (!strcmp(s, "SAME_UPPER")) *ap = PAD_SAME_UPPER;
+  else if (!strcmp(s, "SAME_LOWER")) *ap = PAD_SAME_LOWER;
+  else if (!strcmp(s, "VALID")) *ap = PAD_VALID;
+  else {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "%s '%s': unknown auto_pad '%s'", n->op_type, n->name, s);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* INTS attribute with cnt values (or alt_cnt, of which the last cnt are used). */
+static gboolean get_ints(const CnnfxNode *n, const char *name, int cnt, int alt_cnt, int64_t def, int64_t minval,
+                         int64_t *vals, gboolean *present, GError **error)
+{
+  const int64_t *v;
+  int c = cnnfx_attr_ints(n, name, &v);
+  for (int i = 0; i < cnt; i++) vals[i] = def;
+  if (present) *present = c >= 0;
+  if (c < 0) {
+    if (cnnfx_attr(n, name)) return cnnfx_fail_shape(error, n, "attribute %s must be a list of ints", name);
+    return TRUE;
+  }
+  if (c != cnt && c != alt_cnt) return cnnfx_fail_shape(error, n, "attribute %s has %d values, expected %d", name, c, cnt);
+  const int64_t *src = v + (c - cnt);
+  for (int i = 0; i < cnt; i++) {
+    if (src[i] < minval || src[i] > ((int64_t)1 << 40))
+      return cnnfx_fail_shape(error, n, "attribute %s has an invalid value %" G_GINT64_FORMAT, name, src[i]);
+    vals[i] = src[i];
+  }
+  return TRUE;
+}
+
+static gboolean conv_check(const CnnfxNode *n, GError **error)
+{
+  AutoPad ap;
+  if (!parse_auto_pad(n, &ap, error)) return FALSE;
+  if (cnnfx_attr_int(n, "group", 1) < 1) return cnnfx_fail_shape(error, n, "group must be >= 1");
+  static const char *const names[] = { "strides", "dilations", "kernel_shape" };
+  for (size_t a = 0; a < G_N_ELEMENTS(names); a++) {
+    const int64_t *v;
+    int c = cnnfx_attr_ints(n, names[a], &v);
+    for (int i = 0; i < c; i++)
+      if (v[i] < 1) return cnnfx_fail_shape(error, n, "attribute %s must be positive", names[a]);
+  }
+  const int64_t *v;
+  int c = cnnfx_attr_ints(n, "pads", &v);
+  for (int i = 0; i < c; i++)
+    if (v[i] < 0) return cnnfx_fail_shape(error, n, "negative pads are not supported");
+  return TRUE;
+}
+
+/* Fill the geometry from X, W (and B) and the node's attributes; ydims gets the forward
+ * output shape.  transpose: ConvTranspose. */
+static gboolean conv_setup(const CnnfxNode *n, const CnnfxTensor *X, const CnnfxTensor *W, const CnnfxTensor *B,
+                           gboolean transpose, Geo *g, int64_t *ydims, GError **error)
+{
+  if (X->dtype != CNNFX_F32 || W->dtype != CNNFX_F32 || (B && B->dtype != CNNFX_F32)) {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "%s '%s': only float32 tensors are supported", n->op_type,
+                    n->name);
+    return FALSE;
+  }
+  if (X->ndim < 3 || X->ndim > 5) {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "%s '%s': only 1-D, 2-D and 3-D convolutions are supported "
+                    "(input rank %d)", n->op_type, n->name, X->ndim);
+    return FALSE;
+  }
+  if (W->ndim != X->ndim)
+    return cnnfx_fail_shape(error, n, "weight rank %d does not match input rank %d", W->ndim, X->ndim);
+  const int nsp = X->ndim - 2;
+  int64_t G = cnnfx_attr_int(n, "group", 1);
+  if (G < 1) return cnnfx_fail_shape(error, n, "group must be >= 1");
+  AutoPad ap;
+  if (!parse_auto_pad(n, &ap, error)) return FALSE;
+  const int64_t Nb = X->dims[0], C = X->dims[1];
+  int64_t M;
+  memset(g, 0, sizeof *g);
+  if (C % G) return cnnfx_fail_shape(error, n, "%" G_GINT64_FORMAT " input channels are not divisible by group %"
+                                     G_GINT64_FORMAT, C, G);
+  if (!transpose) {
+    M = W->dims[0];
+    if (W->dims[1] != C / G || M % G || M < 1)
+      return cnnfx_fail_shape(error, n, "weight shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ", ...] does not "
+                              "fit %" G_GINT64_FORMAT " input channels in %" G_GINT64_FORMAT " groups",
+                              W->dims[0], W->dims[1], C, G);
+    g->Ci = C / G;
+    g->Co = M / G;
+  } else {
+    if (W->dims[0] != C || W->dims[1] < 1)
+      return cnnfx_fail_shape(error, n, "weight shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ", ...] does not "
+                              "fit %" G_GINT64_FORMAT " input channels", W->dims[0], W->dims[1], C);
+    M = W->dims[1] * G;
+    g->Ci = W->dims[1];
+    g->Co = C / G;
+  }
+  if (B && (B->numel != (size_t)M || B->ndim != 1))
+    return cnnfx_fail_shape(error, n, "bias must have %" G_GINT64_FORMAT " values", M);
+  g->N = Nb;
+  g->G = G;
+  g->nsp = nsp;
+
+  int64_t ks[3], st[3], dl[3], pads[6], opad[3], oshape[3];
+  gboolean have_ks, have_pads, have_oshape;
+  if (!get_ints(n, "kernel_shape", nsp, nsp, 1, 1, ks, &have_ks, error) ||
+      !get_ints(n, "strides", nsp, nsp, 1, 1, st, NULL, error) ||
+      !get_ints(n, "dilations", nsp, nsp, 1, 1, dl, NULL, error) ||
+      !get_ints(n, "pads", 2 * nsp, 2 * nsp, 0, 0, pads, &have_pads, error))
+    return FALSE;
+  for (int i = 0; i < nsp; i++) {
+    if (have_ks && ks[i] != W->dims[2 + i])
+      return cnnfx_fail_shape(error, n, "kernel_shape does not match the weight's shape");
+    ks[i] = W->dims[2 + i];
+    if (ks[i] < 1) return cnnfx_fail_shape(error, n, "empty kernel");
+  }
+  if (transpose) {
+    if (!get_ints(n, "output_padding", nsp, nsp, 0, 0, opad, NULL, error) ||
+        !get_ints(n, "output_shape", nsp, nsp + 2, 0, 1, oshape, &have_oshape, error))
+      return FALSE;
+  }
+
+  ydims[0] = Nb;
+  ydims[1] = M;
+  for (int j = 0; j < 3; j++) g->is[j] = g->os[j] = g->k[j] = g->s[j] = g->d[j] = 1;
+  for (int i = 0; i < nsp; i++) {
+    const int j = 3 - nsp + i;
+    const int64_t in = X->dims[2 + i], k = ks[i], s = st[i], d = dl[i];
+    const int64_t dk = (k - 1) * d + 1;
+    int64_t pb = pads[i], pe = pads[nsp + i], out;
+    if (in < 1) return cnnfx_fail_shape(error, n, "empty input");
+    if (!transpose) {
+      if (ap == PAD_VALID) {
+        pb = pe = 0;
+      } else if (ap == PAD_SAME_UPPER || ap == PAD_SAME_LOWER) {
+        out = (in + s - 1) / s;
+        int64_t total = MAX(0, (out - 1) * s + dk - in);
+        pb = ap == PAD_SAME_UPPER ? total / 2 : total - total / 2;
+        pe = total - pb;
+      }
+      if (in + pb + pe < dk)
+        return cnnfx_fail_shape(error, n, "kernel (extent %" G_GINT64_FORMAT ") is larger than the padded input (%"
+                                G_GINT64_FORMAT ")", dk, in + pb + pe);
+      out = (in + pb + pe - dk) / s + 1;
+      g->is[j] = in;
+      g->os[j] = out;
+    } else {
+      const int64_t full = s * (in - 1) + opad[i] + dk;
+      if (have_oshape || ap == PAD_SAME_UPPER || ap == PAD_SAME_LOWER) {
+        out = have_oshape ? oshape[i] : in * s;
+        /* Like onnxruntime: negative total padding means extra (zero) outputs at the end. */
+        int64_t total = MAX(0, full - out);
+        pb = ap == PAD_SAME_LOWER ? total - total / 2 : total / 2;
+      } else {
+        if (ap == PAD_VALID) pb = pe = 0;
+        out = full - pb - pe;
+      }
+      if (out < 1) return cnnfx_fail_shape(error, n, "output size %" G_GINT64_FORMAT " is not positive", out);
+      g->is[j] = out;
+      g->os[j] = in;
+    }
+    g->k[j] = k;
+    g->s[j] = s;
+    g->d[j] = d;
+    g->p[j] = pb;
+    ydims[2 + i] = out;
+  }
+  g->isz = g->is[0] * g->is[1] * g->is[2];
+  g->osz = g->os[0] * g->os[1] * g->os[2];
+  g->kk = g->k[0] * g->k[1] * g->k[2];
+  if (g->isz > INT_MAX || g->osz > INT_MAX || g->Ci * g->kk > INT_MAX || g->Co > INT_MAX || g->Ci > INT_MAX ||
+      g->Co * g->kk * g->Ci > INT_MAX) {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "%s '%s': layer is too large", n->op_type, n->name);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* ---- row helpers ---------------------------------------------------------------- */
+
+/* ow in [*lo, *hi) iff 0 <= ow*s + off < n_in (and ow < n_out). */
+static inline void valid_range(int64_t n_out, int64_t n_in, int64_t s, int64_t off, int64_t *lo, int64_t *hi)
+{
+  int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+  int64_t h = n_in - off <= 0 ? 0 : (n_in - 1 - off) / s + 1;
+  if (h > n_out) h = n_out;
+  if (l > h) l = h;
+  *lo = l;
+  *hi = h;
+}
+
+static inline void gather_row(float *restrict dst, const float *restrict src, int64_t n_out, int64_t s, int64_t off,
+                              int64_t lo, int64_t hi)
+{
+  for (int64_t o = 0; o < lo; o++) dst[o] = 0.f;
+  if (s == 1) {
+    if (hi > lo) memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof(float));
+  } else {
+    for (int64_t o = lo; o < hi; o++) dst[o] = src[o * s + off];
+  }
+  for (int64_t o = hi; o < n_out; o++) dst[o] = 0.f;
+}
+
+static inline void scatter_row(float *restrict dst, const float *restrict src, int64_t s, int64_t off, int64_t lo,
+                               int64_t hi)
+{
+  if (s == 1) {
+    float *dd = dst + off;
+    for (int64_t o = lo; o < hi; o++) dd[o] += src[o];
+  } else {
+    for (int64_t o = lo; o < hi; o++) dst[o * s + off] += src[o];
+  }
+}
+
+/* ---- im2col / col2im over bands of output rows ------------------------------------ */
+
+/* col[r, (q-q0)*OW + ow] for rows r = ((c*KD + kd)*KH + kh)*KW + kw and output rows
+ * q = od*OH + oh in [q0, q1).  img points at the group's first channel. */
+static void im2col(const Geo *g, const float *img, int64_t q0, int64_t q1, float *col)
+{
+  const int64_t OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2], KD = g->k[0];
+  const int64_t ID = g->is[0], IH = g->is[1], IW = g->is[2];
+  const int64_t nb = (q1 - q0) * OW, rows = g->Ci * g->kk;
+#pragma omp parallel for schedule(static) if (rows * nb > PAR_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t t = r;
+    const int64_t kw = t % KW;
+    t /= KW;
+    const int64_t kh = t % KH;
+    t /= KH;
+    const int64_t kd = t % KD, c = t / KD;
+    const float *plane = img + c * g->isz;
+    float *dst = col + r * nb;
+    const int64_t off = kw * g->d[2] - g->p[2];
+    int64_t lo, hi;
+    valid_range(OW, IW, g->s[2], off, &lo, &hi);
+    int64_t od = q0 / OH, oh = q0 % OH;
+    for (int64_t q = q0; q < q1; q++, dst += OW) {
+      const int64_t id = od * g->s[0] - g->p[0] + kd * g->d[0];
+      const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
+      if (id < 0 || id >= ID || ih < 0 || ih >= IH)
+        memset(dst, 0, (size_t)OW * sizeof(float));
+      else
+        gather_row(dst, plane + (id * IH + ih) * IW, OW, g->s[2], off, lo, hi);
+      if (++oh == OH) {
+        oh = 0;
+        od++;
+      }
+    }
+  }
+}
+
+/* img += col2im(col) for the same band layout. */
+static void col2im_add(const Geo *g, const float *col, int64_t q0, int64_t q1, float *img)
+{
+  const int64_t OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2];
+  const int64_t ID = g->is[0], IH = g->is[1], IW = g->is[2];
+  const int64_t nb = (q1 - q0) * OW;
+#pragma omp parallel for schedule(static) if (g->Ci * g->kk * nb > PAR_MIN && g->Ci > 1)
+  for (int64_t c = 0; c < g->Ci; c++) {
+    float *plane = img + c * g->isz;
+    for (int64_t r0 = 0; r0 < g->kk; r0++) {
+      int64_t t = r0;
+      const int64_t kw = t % KW;
+      t /= KW;
+      const int64_t kh = t % KH, kd = t / KH;
+      const float *src = col + (c * g->kk + r0) * nb;
+      const int64_t off = kw * g->d[2] - g->p[2];
+      int64_t lo, hi;
+      valid_range(OW, IW, g->s[2], off, &lo, &hi);
+      int64_t od = q0 / OH, oh = q0 % OH;
+      for (int64_t q = q0; q < q1; q++, src += OW) {
+        const int64_t id = od * g->s[0] - g->p[0] + kd * g->d[0];
+        const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
+        if (id >= 0 && id < ID && ih >= 0 && ih < IH) scatter_row(plane + (id * IH + ih) * IW, src, g->s[2], off, lo, hi);
+        if (++oh == OH) {
+          oh = 0;
+          od++;
+        }
+      }
+    }
+  }
+}
+
+static gboolean is_pointwise(const Geo *g)
+{
+  for (int j = 0; j < 3; j++)
+    if (g->k[j] != 1 || g->s[j] != 1 || g->p[j] != 0 || g->is[j] != g->os[j]) return FALSE;
+  return TRUE;
+}
+
+static gboolean is_depthwise(const Geo *g)
+{
+  return g->Ci == 1 && g->Co <= 4 && g->k[0] == 1 && g->is[0] == 1 && g->os[0] == 1 && g->kk <= DW_MAX_KK;
+}
+
+/* Output rows per band so that the column buffer stays bounded. */
+static int64_t band_rows(const Geo *g)
+{
+  const int64_t rows = g->os[0] * g->os[1];
+  const int64_t per_row = MAX((int64_t)1, g->Ci * g->kk * g->os[2]);
+  int64_t nq = (int64_t)(SCRATCH_FLOATS / (size_t)per_row);
+  return CLAMP(nq, 1, rows);
+}
+
+/* ---- direct depthwise loops (spatial rank <= 2, one image channel per group) ------ */
+
+/* orow[ow] += sum_kw w[kw] * irow[ow*s + kw*d - p] */
+static void dw_row_fwd(float *restrict orow, const float *restrict irow, const float *w, int64_t KW, int64_t OW,
+                       int64_t IW, int64_t s, int64_t d, int64_t p)
+{
+  int64_t lo[DW_MAX_KK], hi[DW_MAX_KK];
+  int64_t L = 0, H = OW;
+  for (int64_t kw = 0; kw < KW; kw++) {
+    valid_range(OW, IW, s, kw * d - p, &lo[kw], &hi[kw]);
+    L = MAX(L, lo[kw]);
+    H = MIN(H, hi[kw]);
+  }
+  if (KW == 3 && L < H) {
+    const float w0 = w[0], w1 = w[1], w2 = w[2];
+    const int64_t o0 = -p, o1 = d - p, o2 = 2 * d - p;
+    for (int64_t kw = 0; kw < 3; kw++) {
+      const int64_t off = kw * d - p;
+      for (int64_t o = lo[kw]; o < L; o++) orow[o] += w[kw] * irow[o * s + off];
+      for (int64_t o = H; o < hi[kw]; o++) orow[o] += w[kw] * irow[o * s + off];
+    }
+    if (s == 1) {
+      for (int64_t o = L; o < H; o++) orow[o] += w0 * irow[o + o0] + w1 * irow[o + o1] + w2 * irow[o + o2];
+    } else {
+      for (int64_t o = L; o < H; o++)
+        orow[o] += w0 * irow[o * s + o0] + w1 * irow[o * s + o1] + w2 * irow[o * s + o2];
+    }
+    return;
+  }
+  for (int64_t kw = 0; kw < KW; kw++) {
+    const int64_t off = kw * d - p;
+    const float wk = w[kw];
+    if (s == 1)
+      for (int64_t o = lo[kw]; o < hi[kw]; o++) orow[o] += wk * irow[o + off];
+    else
+      for (int64_t o = lo[kw]; o < hi[kw]; o++) orow[o] += wk * irow[o * s + off];
+  }
+}
+
+static void dw_fwd(const Geo *g, const float *img, const float *W, const float *bias, float *out)
+{
+  const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2];
+  const int64_t GC = g->G * g->Co, planes = g->N * GC;
+#pragma omp parallel for schedule(dynamic, 1) if (planes * g->osz * g->kk > PAR_MIN)
+  for (int64_t pi = 0; pi < planes; pi++) {
+    const int64_t gj = pi % GC, nn = pi / GC, gg = gj / g->Co;
+    const float *ip = img + (nn * g->G + gg) * g->isz;
+    const float *wk = W + gj * g->kk;
+    float *op = out + pi * g->osz;
+    const float b = bias ? bias[gj] : 0.f;
+    for (int64_t oh = 0; oh < OH; oh++) {
+      float *orow = op + oh * OW;
+      for (int64_t o = 0; o < OW; o++) orow[o] = b;
+      for (int64_t kh = 0; kh < KH; kh++) {
+        const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
+        if (ih < 0 || ih >= IH) continue;
+        dw_row_fwd(orow, ip + ih * IW, wk + kh * KW, KW, OW, IW, g->s[2], g->d[2], g->p[2]);
+      }
+    }
+  }
+}
+
+static void dw_adj(const Geo *g, const float *out, const float *W, float *img)
+{
+  const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2];
+  const int64_t planes = g->N * g->G;
+#pragma omp parallel for schedule(dynamic, 1) if (planes * g->osz * g->kk > PAR_MIN)
+  for (int64_t pi = 0; pi < planes; pi++) {
+    float *ip = img + pi * g->isz;
+    memset(ip, 0, (size_t)g->isz * sizeof(float));
+    const int64_t gg = pi % g->G;
+    for (int64_t j = 0; j < g->Co; j++) {
+      const float *op = out + (pi * g->Co + j) * g->osz;
+      const float *wk = W + (gg * g->Co + j) * g->kk;
+      for (int64_t oh = 0; oh < OH; oh++) {
+        const float *orow = op + oh * OW;
+        for (int64_t kh = 0; kh < KH; kh++) {
+          const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
+          if (ih < 0 || ih >= IH) continue;
+          float *irow = ip + ih * IW;
+          for (int64_t kw = 0; kw < KW; kw++) {
+            const int64_t off = kw * g->d[2] - g->p[2];
+            const float w = wk[kh * KW + kw];
+            int64_t lo, hi;
+            valid_range(OW, IW, g->s[2], off, &lo, &hi);
+            if (g->s[2] == 1) {
+              float *dd = irow + off;
+              for (int64_t o = lo; o < hi; o++) dd[o] += w * orow[o];
+            } else {
+              for (int64_t o = lo; o < hi; o++) irow[o * g->s[2] + off] += w * orow[o];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+static void dw_wgrad(const Geo *g, const float *img, const float *out, float *dW)
+{
+  const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2];
+  const int64_t GC = g->G * g->Co;
+#pragma omp parallel for schedule(dynamic, 1) if (GC * g->N * g->osz * g->kk > PAR_MIN)
+  for (int64_t gj = 0; gj < GC; gj++) {
+    double acc[DW_MAX_KK] = { 0 };
+    const int64_t gg = gj / g->Co;
+    for (int64_t nn = 0; nn < g->N; nn++) {
+      const float *op = out + (nn * GC + gj) * g->osz;
+      const float *ip = img + (nn * g->G + gg) * g->isz;
+      for (int64_t oh = 0; oh < OH; oh++) {
+        const float *orow = op + oh * OW;
+        for (int64_t kh = 0; kh < KH; kh++) {
+          const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
+          if (ih < 0 || ih >= IH) continue;
+          const float *irow = ip + ih * IW;
+          for (int64_t kw = 0; kw < KW; kw++) {
+            const int64_t off = kw * g->d[2] - g->p[2];
+            int64_t lo, hi;
+            valid_range(OW, IW, g->s[2], off, &lo, &hi);
+            float sum = 0.f;
+            if (g->s[2] == 1)
+              for (int64_t o = lo; o < hi; o++) sum += orow[o] * irow[o + off];
+            else
+              for (int64_t o = lo; o < hi; o++) sum += orow[o] * irow[o * g->s[2] + off];
+            acc[kh * KW + kw] += sum;
+          }
+        }
+      }
+    }
+    for (int64_t t = 0; t < g->kk; t++) dW[gj * g->kk + t] = (float)acc[t];
+  }
+}
+
+/* ---- Winograd (3x3, stride 1, dilation 1, 2-D) ------------------------------------ */
+
+#ifndef CNNFX_NO_WINOGRAD
+static gboolean is_3x3_s1(const Geo *g)
+{
+  return g->nsp == 2 && g->k[1] == 3 && g->k[2] == 3 && g->s[1] == 1 && g->s[2] == 1 && g->d[1] == 1 &&
+         g->d[2] == 1;
+}
+
+/* Winograd wrapper: per group (one image at a time when G > 1). */
+static gboolean winograd_run(const CnnfxExec *x, const Geo *g, const float *in, int64_t C, int64_t H, int64_t Wd,
+                             const float *w, int64_t K, const float *bias, int64_t pt, int64_t pl, int64_t OH,
+                             int64_t OW, float *out, GError **error)
+{
+  if (g->G == 1)
+    return cnnfx_conv3x3_winograd(x, in, (int)g->N, (int)C, (int)H, (int)Wd, w, (int)K, bias, (int)pt, (int)pl,
+                                  (int)OH, (int)OW, out, error);
+  for (int64_t nn = 0; nn < g->N; nn++)
+    for (int64_t gg = 0; gg < g->G; gg++)
+      if (!cnnfx_conv3x3_winograd(x, in + (nn * g->G + gg) * C * H * Wd, 1, (int)C, (int)H, (int)Wd,
+                                  w + gg * K * C * 9, (int)K, bias ? bias + gg * K : NULL, (int)pt, (int)pl, (int)OH,
+                                  (int)OW, out + (nn * g->G + gg) * K * OH * OW, error))
+        return FALSE;
+  return TRUE;
+}
+#endif
+
+/* ---- the three primitives ----------------------------------------------------------- */
+
+static void add_bias(const Geo *g, float *out, int64_t channels, int64_t plane, const float *bias)
+{
+  const int64_t total = g->N * channels;
+#pragma omp parallel for schedule(static) if (total * plane > PAR_MIN)
+  for (int64_t i = 0; i < total; i++) {
+    float *p = out + i * plane;
+    const float b = bias[i % channels];
+    for (int64_t t = 0; t < plane; t++) p[t] += b;
+  }
+}
+
+/* out = W * im2col(img) (+ bias) */
+static gboolean geo_fwd(const CnnfxExec *x, const Geo *g, const float *img, const float *W, const float *bias,
+                        float *out, GError **error)
+{
+  const int64_t CiKK = g->Ci * g->kk;
+  if (is_depthwise(g)) {
+    dw_fwd(g, img, W, bias, out);
+    return TRUE;
+  }
+#ifndef CNNFX_NO_WINOGRAD
+  if (is_3x3_s1(g)) {
+    const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2];
+    const int64_t eb = OH + 2 - IH - g->p[1], er = OW + 2 - IW - g->p[2];
+    if (g->p[1] >= 0 && g->p[2] >= 0 && eb >= 0 && er >= 0 && cnnfx_winograd_wins((int)g->Ci, (int)g->Co, (int)OH, (int)OW))
+      return winograd_run(x, g, img, g->Ci, IH, IW, W, g->Co, bias, g->p[1], g->p[2], OH, OW, out, error);
+  }
+#endif
+  if (is_pointwise(g)) {
+    for (int64_t nn = 0; nn < g->N; nn++)
+      for (int64_t gg = 0; gg < g->G; gg++)
+        cnnfx_sgemm(FALSE, FALSE, (int)g->Co, (int)g->osz, (int)g->Ci, 1.f, W + gg * g->Co * CiKK, (int)CiKK,
+                    img + (nn * g->G + gg) * g->Ci * g->isz, (int)g->isz, 0.f,
+                    out + (nn * g->G + gg) * g->Co * g->osz, (int)g->osz);
+  } else {
+    const int64_t rows = g->os[0] * g->os[1], OW = g->os[2], nq = band_rows(g);
+    const size_t ncol = (size_t)(CiKK * nq * OW);
+    float *col = cnnfx_scratch_f32(x->mem, ncol, error);
+    if (!col) return FALSE;
+    for (int64_t nn = 0; nn < g->N; nn++)
+      for (int64_t gg = 0; gg < g->G; gg++) {
+        const float *ig = img + (nn * g->G + gg) * g->Ci * g->isz;
+        float *og = out + (nn * g->G + gg) * g->Co * g->osz;
+        for (int64_t q0 = 0; q0 < rows; q0 += nq) {
+          const int64_t q1 = MIN(rows, q0 + nq), nb = (q1 - q0) * OW;
+          im2col(g, ig, q0, q1, col);
+          cnnfx_sgemm(FALSE, FALSE, (int)g->Co, (int)nb, (int)CiKK, 1.f, W + gg * g->Co * CiKK, (int)CiKK, col,
+                      (int)nb, 0.f, og + q0 * OW, (int)g->osz);
+        }
+      }
+    cnnfx_scratch_free(x->mem, col, ncol);
+  }
+  if (bias) add_bias(g, out, g->G * g->Co, g->osz, bias);
+  return TRUE;
+}
+
+/* img = col2im(W^T * out) */
+static gboolean geo_adj(const CnnfxExec *x, const Geo *g, const float *out, const float *W, float *img,
+                        GError **error)
+{
+  const int64_t CiKK = g->Ci * g->kk;
+  if (is_depthwise(g)) {
+    dw_adj(g, out, W, img);
+    return TRUE;
+  }
+#ifndef CNNFX_NO_WINOGRAD
+  if (is_3x3_s1(g)) {
+    /* Convolution of out with the flipped kernel, in/out channels swapped, pad 2 - p. */
+    const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2];
+    const int64_t pt = 2 - g->p[1], pl = 2 - g->p[2];
+    const int64_t eb = IH + 2 - OH - pt, er = IW + 2 - OW - pl;
+    if (pt >= 0 && pl >= 0 && eb >= 0 && er >= 0 &&
+        cnnfx_winograd_wins((int)g->Co, (int)g->Ci, (int)IH, (int)IW)) {
+      const size_t nw = (size_t)(g->G * g->Co * g->Ci * 9);
+      float *wt = cnnfx_scratch_f32(x->mem, nw, error);
+      if (!wt) return FALSE;
+      for (int64_t gg = 0; gg < g->G; gg++)
+        for (int64_t o = 0; o < g->Co; o++)
+          for (int64_t c = 0; c < g->Ci; c++)
+            for (int t = 0; t < 9; t++)
+              wt[((gg * g->Ci + c) * g->Co + o) * 9 + t] = W[((gg * g->Co + o) * g->Ci + c) * 9 + (8 - t)];
+      Geo gt = *g;
+      gt.Ci = g->Co;
+      gt.Co = g->Ci;
+      gboolean ok = winograd_run(x, &gt, out, g->Co, OH, OW, wt, g->Ci, NULL, pt, pl, IH, IW, img, error);
+      cnnfx_scratch_free(x->mem, wt, nw);
+      return ok;
+    }
+  }
+#endif
+  if (is_pointwise(g)) {
+    for (int64_t nn = 0; nn < g->N; nn++)
+      for (int64_t gg = 0; gg < g->G; gg++)
+        cnnfx_sgemm(TRUE, FALSE, (int)g->Ci, (int)g->isz, (int)g->Co, 1.f, W + gg * g->Co * CiKK, (int)CiKK,
+                    out + (nn * g->G + gg) * g->Co * g->osz, (int)g->osz, 0.f,
+                    img + (nn * g->G + gg) * g->Ci * g->isz, (int)g->isz);
+    return TRUE;
+  }
+  const size_t total = (size_t)(g->N * g->G * g->Ci * g->isz);
+#pragma omp parallel for schedule(static) if (total > (size_t)PAR_MIN)
+  for (size_t i = 0; i < total; i++) img[i] = 0.f;
+  const int64_t rows = g->os[0] * g->os[1], OW = g->os[2], nq = band_rows(g);
+  const size_t ncol = (size_t)(CiKK * nq * OW);
+  float *col = cnnfx_scratch_f32(x->mem, ncol, error);
+  if (!col) return FALSE;
+  for (int64_t nn = 0; nn < g->N; nn++)
+    for (int64_t gg = 0; gg < g->G; gg++) {
+      float *ig = img + (nn * g->G + gg) * g->Ci * g->isz;
+      const float *og = out + (nn * g->G + gg) * g->Co * g->osz;
+      for (int64_t q0 = 0; q0 < rows; q0 += nq) {
+        const int64_t q1 = MIN(rows, q0 + nq), nb = (q1 - q0) * OW;
+        cnnfx_sgemm(TRUE, FALSE, (int)CiKK, (int)nb, (int)g->Co, 1.f, W + gg * g->Co * CiKK, (int)CiKK, og + q0 * OW,
+                    (int)g->osz, 0.f, col, (int)nb);
+        col2im_add(g, col, q0, q1, ig);
+      }
+    }
+  cnnfx_scratch_free(x->mem, col, ncol);
+  return TRUE;
+}
+
+/* dW = sum_n out * im2col(img)^T */
+static gboolean geo_wgrad(const CnnfxExec *x, const Geo *g, const float *img, const float *out, float *dW,
+                          GError **error)
+{
+  const int64_t CiKK = g->Ci * g->kk;
+  if (is_depthwise(g)) {
+    dw_wgrad(g, img, out, dW);
+    return TRUE;
+  }
+  memset(dW, 0, (size_t)(g->G * g->Co * CiKK) * sizeof(float));
+  if (is_pointwise(g)) {
+    for (int64_t nn = 0; nn < g->N; nn++)
+      for (int64_t gg = 0; gg < g->G; gg++)
+        cnnfx_sgemm(FALSE, TRUE, (int)g->Co, (int)g->Ci, (int)g->osz, 1.f, out + (nn * g->G + gg) * g->Co * g->osz,
+                    (int)g->osz, img + (nn * g->G + gg) * g->Ci * g->isz, (int)g->isz, 1.f,
+                    dW + gg * g->Co * CiKK, (int)CiKK);
+    return TRUE;
+  }
+  const int64_t rows = g->os[0] * g->os[1], OW = g->os[2], nq = band_rows(g);
+  const size_t ncol = (size_t)(CiKK * nq * OW);
+  float *col = cnnfx_scratch_f32(x->mem, ncol, error);
+  if (!col) return FALSE;
+  for (int64_t nn = 0; nn < g->N; nn++)
+    for (int64_t gg = 0; gg < g->G; gg++) {
+      const float *ig = img + (nn * g->G + gg) * g->Ci * g->isz;
+      const float *og = out + (nn * g->G + gg) * g->Co * g->osz;
+      for (int64_t q0 = 0; q0 < rows; q0 += nq) {
+        const int64_t q1 = MIN(rows, q0 + nq), nb = (q1 - q0) * OW;
+        im2col(g, ig, q0, q1, col);
+        cnnfx_sgemm(FALSE, TRUE, (int)g->Co, (int)CiKK, (int)nb, 1.f, og + q0 * OW, (int)g->osz, col, (int)nb, 1.f,
+                    dW + gg * g->Co * CiKK, (int)CiKK);
+      }
+    }
+  cnnfx_scratch_free(x->mem, col, ncol);
+  return TRUE;
+}
+
+/* db[c] = sum over n and the plane of t[n, c, :] */
+static void channel_sums(const float *t, int64_t N, int64_t C, int64_t plane, float *db)
+{
+#pragma omp parallel for schedule(static) if (N * C * plane > PAR_MIN)
+  for (int64_t c = 0; c < C; c++) {
+    double acc = 0.0;
+    for (int64_t nn = 0; nn < N; nn++) {
+      const float *p = t + (nn * C + c) * plane;
+      float s = 0.f;
+      for (int64_t i = 0; i < plane; i++) s += p[i];
+      acc += s;
+    }
+    db[c] = (float)acc;
+  }
+}
+
+/* ---- operators ------------------------------------------------------------------------ */
+
+static gboolean conv_any_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                                 gboolean transpose, GError **error)
+{
+  if (n->n_in < 2 || !in[0] || !in[1]) return cnnfx_fail_shape(error, n, "needs inputs X and W");
+  const CnnfxTensor *B = n->n_in > 2 ? in[2] : NULL;
+  Geo g;
+  int64_t ydims[CNNFX_MAX_DIMS];
+  if (!conv_setup(n, in[0], in[1], B, transpose, &g, ydims, error)) return FALSE;
+  CnnfxTensor *y = cnnfx_tensor_alloc(x->mem, CNNFX_F32, in[0]->ndim, ydims, error);
+  if (!y) return FALSE;
+  if (y->numel > 0 && in[0]->numel > 0) {
+    gboolean ok;
+    const float *bias = B ? cnnfx_f32(B) : NULL;
+    if (!transpose) {
+      ok = geo_fwd(x, &g, cnnfx_f32(in[0]), cnnfx_f32(in[1]), bias, cnnfx_f32(y), error);
+    } else {
+      ok = geo_adj(x, &g, cnnfx_f32(in[0]), cnnfx_f32(in[1]), cnnfx_f32(y), error);
+      if (ok && bias) add_bias(&g, cnnfx_f32(y), g.G * g.Ci, g.isz, bias);
+    }
+    if (!ok) {
+      cnnfx_tensor_unref(y);
+      return FALSE;
+    }
+  } else if (y->numel > 0) {
+    memset(y->data, 0, y->numel * sizeof(float));
+  }
+  out[0] = y;
+  return TRUE;
+}
+
+static gboolean conv_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                             GError **error)
+{
+  return conv_any_forward(x, n, in, out, FALSE, error);
+}
+
+static gboolean convt_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                              GError **error)
+{
+  return conv_any_forward(x, n, in, out, TRUE, error);
+}
+
+static gboolean conv_any_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
+                                  CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin,
+                                  gboolean transpose, GError **error)
+{
+  const CnnfxTensor *X = in[0], *W = in[1], *B = n->n_in > 2 ? in[2] : NULL;
+  const CnnfxTensor *gy = gout[0];
+  Geo g;
+  int64_t ydims[CNNFX_MAX_DIMS];
+  if (!conv_setup(n, X, W, B, transpose, &g, ydims, error)) return FALSE;
+  for (int i = 0; i < 3 && i < n->n_in; i++) {
+    if (!need[i] || !in[i]) continue;
+    gin[i] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, in[i]->ndim, in[i]->dims, error);
+    if (!gin[i]) return FALSE;
+    if (!gy || gin[i]->numel == 0 || gy->numel == 0) memset(gin[i]->data, 0, gin[i]->numel * sizeof(float));
+  }
+  if (!gy || gy->numel == 0 || X->numel == 0) return TRUE;
+  const float *dy = cnnfx_f32(gy);
+  if (need[0] && gin[0]) {
+    if (!transpose ? !geo_adj(x, &g, dy, cnnfx_f32(W), cnnfx_f32(gin[0]), error)
+                   : !geo_fwd(x, &g, dy, cnnfx_f32(W), NULL, cnnfx_f32(gin[0]), error))
+      return FALSE;
+  }
+  if (need[1] && gin[1]) {
+    if (!transpose ? !geo_wgrad(x, &g, cnnfx_f32(X), dy, cnnfx_f32(gin[1]), error)
+                   : !geo_wgrad(x, &g, dy, cnnfx_f32(X), cnnfx_f32(gin[1]), error))
+      return FALSE;
+  }
+  if (n->n_in > 2 && need[2] && gin[2]) {
+    if (!transpose)
+      channel_sums(dy, g.N, g.G * g.Co, g.osz, cnnfx_f32(gin[2]));
+    else
+      channel_sums(dy, g.N, g.G * g.Ci, g.isz, cnnfx_f32(gin[2]));
+  }
+  return TRUE;
+}
+
+static gboolean conv_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
+                              CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
+                              CnnfxTensor **gin, GError **error)
+{
+  return conv_any_backward(x, n, in, gout, need, gin, FALSE, error);
+}
+
+static gboolean convt_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
+                               CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
+                               CnnfxTensor **gin, GError **error)
+{
+  return conv_any_backward(x, n, in, gout, need, gin, TRUE, error);
+}
+
+static const CnnfxOp op_conv = {
+  .name = "Conv",
+  .check = conv_check,
+  .forward = conv_forward,
+  .backward = conv_backward,
+  .saves = CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1),
+};
+
+static const CnnfxOp op_convtranspose = {
+  .name = "ConvTranspose",
+  .check = conv_check,
+  .forward = convt_forward,
+  .backward = convt_backward,
+  .saves = CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1),
+};
+
+const CnnfxOp *const cnnfx_ops_conv[] = { &op_conv, &op_convtranspose, NULL };

@@ -1,4 +1,907 @@
-/* Operators: elementwise.  (placeholder table, filled in by its owner) */
+/* Operators: elementwise arithmetic with numpy broadcasting.
+ *
+ *   Add Sub Mul Div Pow PRelu Sum Identity Dropout Cast
+ *
+ * plus the shared broadcasting helpers cnnfx_broadcast_dims() and cnnfx_reduce_to().
+ *
+ * Broadcasting: the output shape and every operand are folded into as few dimensions as
+ * possible (adjacent dimensions in which every operand is either contiguous or broadcast
+ * alike are merged), so that the common cases - same shape, scalar, per-channel bias
+ * [1,C,1,1] against [N,C,H,W] - become one or a few long contiguous inner loops with
+ * stride 0 or 1 per operand.  Work is split over threads in (row, block) units.
+ */
 #include "cnnfx-private.h"
+#include <math.h>
+#include <omp.h>
 
-const CnnfxOp *const cnnfx_ops_elementwise[] = { NULL };
+#define EW_MAXOP 3
+#define EW_BLOCK 16384            /* inner elements per work item */
+#define EW_PAR_MIN 32768          /* below this many elements, stay on one thread */
+
+/* ---- broadcasting helpers (shared) ------------------------------------------ */
+
+gboolean cnnfx_broadcast_dims(int na, const int64_t *da, int nb, const int64_t *db, int *nout, int64_t *dout)
+{
+  int n = MAX(na, nb);
+  if (n > CNNFX_MAX_DIMS || na < 0 || nb < 0) return FALSE;
+  for (int i = 0; i < n; i++) {
+    int ia = i - (n - na), ib = i - (n - nb);
+    int64_t a = ia >= 0 ? da[ia] : 1, b = ib >= 0 ? db[ib] : 1;
+    if (a == b || b == 1) dout[i] = a;
+    else if (a == 1) dout[i] = b;
+    else return FALSE;
+  }
+  *nout = n;
+  return TRUE;
+}
+
+static size_t dims_prod(int nd, const int64_t *d)
+{
+  size_t n = 1;
+  for (int i = 0; i < nd; i++) n *= (size_t)d[i];
+  return n;
+}
+
+/* Sum of n contiguous floats: vectorised float partial sums, double across blocks. */
+static double sum_row(const float *g, size_t n)
+{
+  double acc = 0;
+  for (size_t b = 0; b < n; b += 4096) {
+    size_t e = MIN(n, b + 4096);
+    float s = 0.f;
+#pragma omp simd reduction(+ : s)
+    for (size_t i = b; i < e; i++) s += g[i];
+    acc += s;
+  }
+  return acc;
+}
+
+/* Reduction plan: merged dims of g, each either kept (t has it) or reduced (t has 1). */
+typedef struct {
+  int m;
+  int64_t d[CNNFX_MAX_DIMS];
+  int64_t gs[CNNFX_MAX_DIMS]; /* strides in g */
+  int64_t ts[CNNFX_MAX_DIMS]; /* strides in t (0 for reduced dims) */
+  gboolean red[CNNFX_MAX_DIMS];
+} RedPlan;
+
+/* Walk g over dims with dim p restricted to [lo, hi), accumulating into t. */
+static void reduce_range(const RedPlan *P, int p, int64_t lo, int64_t hi, const float *g, float *t)
+{
+  int m = P->m, last = m - 1;
+  int64_t c[CNNFX_MAX_DIMS] = {0};
+  int64_t go = 0, to = 0;
+  int64_t ilo = 0, ihi = P->d[last];
+  if (p == last) {
+    ilo = lo;
+    ihi = hi;
+  } else {
+    c[p] = lo;
+    go = lo * P->gs[p];
+    to = lo * P->ts[p];
+  }
+  for (;;) {
+    if (P->red[last]) {
+      t[to] += (float)sum_row(g + go, (size_t)P->d[last]);
+    } else {
+      float *tt = t + to;
+      const float *gg = g + go;
+      for (int64_t i = ilo; i < ihi; i++) tt[i] += gg[i];
+    }
+    /* advance the odometer over dims 0..last-1 */
+    int j = last - 1;
+    for (; j >= 0; j--) {
+      int64_t end = j == p ? hi : P->d[j];
+      int64_t start = j == p ? lo : 0;
+      c[j]++;
+      go += P->gs[j];
+      to += P->ts[j];
+      if (c[j] < end) break;
+      go -= (end - start) * P->gs[j];
+      to -= (end - start) * P->ts[j];
+      c[j] = start;
+    }
+    if (j < 0) break;
+  }
+}
+
+void cnnfx_reduce_to(const float *g, int gndim, const int64_t *gdims, float *t, int tndim, const int64_t *tdims)
+{
+  size_t tn = dims_prod(tndim, tdims), gn = dims_prod(gndim, gdims);
+  if (tn == gn) { /* same data: shapes differ at most by 1s */
+    if (t != g && tn) memcpy(t, g, tn * sizeof(float));
+    return;
+  }
+  memset(t, 0, tn * sizeof(float));
+  if (!gn || !tn) return;
+  int r = MAX(gndim, tndim);
+  if (r > CNNFX_MAX_DIMS) return;
+  int64_t gd[CNNFX_MAX_DIMS], td[CNNFX_MAX_DIMS], gst[CNNFX_MAX_DIMS], tst[CNNFX_MAX_DIMS];
+  for (int i = 0; i < r; i++) {
+    int ig = i - (r - gndim), it = i - (r - tndim);
+    gd[i] = ig >= 0 ? gdims[ig] : 1;
+    td[i] = it >= 0 ? tdims[it] : 1;
+  }
+  int64_t sg = 1, stt = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    gst[i] = sg;
+    tst[i] = td[i] == 1 ? 0 : stt;
+    sg *= gd[i];
+    stt *= td[i];
+  }
+  RedPlan P = {0};
+  for (int i = 0; i < r; i++) {
+    if (gd[i] == 1) continue;
+    gboolean red = td[i] == 1;
+    if (!red && td[i] != gd[i]) return; /* not a broadcast of t: leave zeros */
+    if (P.m > 0 && P.red[P.m - 1] == red) {
+      P.d[P.m - 1] *= gd[i];
+      P.gs[P.m - 1] = gst[i];
+      P.ts[P.m - 1] = tst[i];
+      continue;
+    }
+    P.d[P.m] = gd[i];
+    P.gs[P.m] = gst[i];
+    P.ts[P.m] = tst[i];
+    P.red[P.m] = red;
+    P.m++;
+  }
+  int nt = gn < EW_PAR_MIN ? 1 : omp_get_max_threads();
+  if (P.m == 1 && P.red[0]) { /* everything into one scalar */
+    double acc = 0;
+    size_t nb = (gn + 65535) / 65536;
+#pragma omp parallel for num_threads(nt) reduction(+ : acc) schedule(static)
+    for (size_t b = 0; b < nb; b++) acc += sum_row(g + b * 65536, MIN(gn - b * 65536, (size_t)65536));
+    t[0] = (float)acc;
+    return;
+  }
+  /* Parallel over the largest kept dim: different indices there touch disjoint parts of t. */
+  int p = -1;
+  for (int i = 0; i < P.m; i++)
+    if (!P.red[i] && (p < 0 || P.d[i] > P.d[p])) p = i;
+  if (p < 0) return;
+  int64_t D = P.d[p];
+  if (nt > D) nt = (int)D;
+#pragma omp parallel num_threads(nt)
+  {
+    int k = omp_get_thread_num(), K = omp_get_num_threads();
+    int64_t lo = D * k / K, hi = D * (k + 1) / K;
+    if (lo < hi) reduce_range(&P, p, lo, hi, g, t);
+  }
+}
+
+/* ---- broadcast iteration ------------------------------------------------------- */
+
+typedef struct {
+  int m, nop;
+  int64_t d[CNNFX_MAX_DIMS];
+  int64_t st[EW_MAXOP][CNNFX_MAX_DIMS];
+} EwIter;
+
+/* Inner kernel: n outputs; p[k] operand pointers, s[k] their inner stride (0 or 1). */
+typedef void (*EwFn)(size_t n, float *o, const float *const *p, const int64_t *s, const float *prm);
+
+static void ew_setup(EwIter *it, int nd, const int64_t *od, int nop, const int *ndims, const int64_t *const *dims)
+{
+  int64_t cst[EW_MAXOP][CNNFX_MAX_DIMS];
+  it->nop = nop;
+  for (int k = 0; k < nop; k++) {
+    int64_t s = 1;
+    for (int i = nd - 1; i >= 0; i--) {
+      int j = i - (nd - ndims[k]);
+      int64_t dk = j >= 0 ? dims[k][j] : 1;
+      cst[k][i] = dk == 1 ? 0 : s;
+      s *= dk;
+    }
+  }
+  it->m = 0;
+  for (int i = 0; i < nd; i++) {
+    if (od[i] == 1) continue;
+    if (it->m > 0) {
+      int q = it->m - 1;
+      gboolean ok = TRUE;
+      for (int k = 0; k < nop; k++)
+        if (it->st[k][q] != cst[k][i] * od[i]) ok = FALSE;
+      if (ok) {
+        it->d[q] *= od[i];
+        for (int k = 0; k < nop; k++) it->st[k][q] = cst[k][i];
+        continue;
+      }
+    }
+    it->d[it->m] = od[i];
+    for (int k = 0; k < nop; k++) it->st[k][it->m] = cst[k][i];
+    it->m++;
+  }
+  if (it->m == 0) {
+    it->m = 1;
+    it->d[0] = 1;
+    for (int k = 0; k < nop; k++) it->st[k][0] = 0;
+  }
+}
+
+static void ew_run(const EwIter *it, int nthreads, float *out, const float *const *ops, EwFn fn, const float *prm)
+{
+  int m = it->m, nop = it->nop;
+  size_t inner = (size_t)it->d[m - 1];
+  size_t total = dims_prod(m, it->d);
+  if (!total) return;
+  size_t outer = total / inner;
+  size_t bl = MIN(inner, (size_t)EW_BLOCK);
+  size_t nb = (inner + bl - 1) / bl;
+  size_t work = outer * nb;
+  int nt = total < EW_PAR_MIN ? 1 : MAX(1, nthreads);
+  if ((size_t)nt > work) nt = (int)work;
+  int64_t is[EW_MAXOP];
+  for (int k = 0; k < nop; k++) is[k] = it->st[k][m - 1];
+#pragma omp parallel num_threads(nt)
+  {
+    size_t T = (size_t)omp_get_num_threads(), th = (size_t)omp_get_thread_num();
+    size_t w0 = work * th / T, w1 = work * (th + 1) / T;
+    if (w0 < w1) {
+      size_t o = w0 / nb, b = w0 % nb;
+      int64_t c[CNNFX_MAX_DIMS] = {0};
+      int64_t off[EW_MAXOP] = {0};
+      size_t rem = o;
+      for (int j = m - 2; j >= 0; j--) {
+        c[j] = (int64_t)(rem % (size_t)it->d[j]);
+        rem /= (size_t)it->d[j];
+        for (int k = 0; k < nop; k++) off[k] += c[j] * it->st[k][j];
+      }
+      const float *pp[EW_MAXOP];
+      for (size_t w = w0; w < w1; w++) {
+        size_t i0 = b * bl, n = MIN(bl, inner - i0);
+        for (int k = 0; k < nop; k++) pp[k] = ops[k] + off[k] + (int64_t)i0 * is[k];
+        fn(n, out + o * inner + i0, pp, is, prm);
+        if (++b == nb) {
+          b = 0;
+          o++;
+          for (int j = m - 2; j >= 0; j--) {
+            c[j]++;
+            for (int k = 0; k < nop; k++) off[k] += it->st[k][j];
+            if (c[j] < it->d[j]) break;
+            for (int k = 0; k < nop; k++) off[k] -= c[j] * it->st[k][j];
+            c[j] = 0;
+          }
+        }
+      }
+    }
+  }
+}
+
+/* Binary kernels specialised on the operand strides (a,b each contiguous or broadcast). */
+#define EW_BIN(NAME, EXPR)                                                                       \
+  static void NAME(size_t n, float *o, const float *const *p, const int64_t *s, const float *prm) \
+  {                                                                                              \
+    const float *A = p[0], *B = p[1];                                                            \
+    (void)prm;                                                                                   \
+    if (s[0] && s[1]) {                                                                          \
+      for (size_t i = 0; i < n; i++) {                                                           \
+        float a = A[i], b = B[i];                                                                \
+        o[i] = (EXPR);                                                                           \
+      }                                                                                          \
+    } else if (s[0]) {                                                                           \
+      float b = B[0];                                                                            \
+      for (size_t i = 0; i < n; i++) {                                                           \
+        float a = A[i];                                                                          \
+        o[i] = (EXPR);                                                                           \
+      }                                                                                          \
+    } else if (s[1]) {                                                                           \
+      float a = A[0];                                                                            \
+      for (size_t i = 0; i < n; i++) {                                                           \
+        float b = B[i];                                                                          \
+        o[i] = (EXPR);                                                                           \
+      }                                                                                          \
+    } else {                                                                                     \
+      float a = A[0], b = B[0];                                                                  \
+      float v = (EXPR);                                                                          \
+      for (size_t i = 0; i < n; i++) o[i] = v;                                                   \
+    }                                                                                            \
+  }
+
+/* Ternary kernels (backward only): generic strides. */
+#define EW_TER(NAME, EXPR)                                                                       \
+  static void NAME(size_t n, float *o, const float *const *p, const int64_t *s, const float *prm) \
+  {                                                                                              \
+    const float *A = p[0], *B = p[1], *C = p[2];                                                 \
+    int64_t sa = s[0], sb = s[1], sc = s[2];                                                     \
+    (void)prm;                                                                                   \
+    if (sa && sb && sc) {                                                                        \
+      for (size_t i = 0; i < n; i++) {                                                           \
+        float a = A[i], b = B[i], c = C[i];                                                      \
+        o[i] = (EXPR);                                                                           \
+      }                                                                                          \
+    } else {                                                                                     \
+      for (size_t i = 0; i < n; i++) {                                                           \
+        float a = A[i * sa], b = B[i * sb], c = C[i * sc];                                       \
+        o[i] = (EXPR);                                                                           \
+      }                                                                                          \
+    }                                                                                            \
+  }
+
+/* o = broadcast of p[1] (p[0] is not read). */
+static void k_copy_b(size_t n, float *o, const float *const *p, const int64_t *s, const float *prm)
+{
+  const float *B = p[1];
+  if (s[1]) memcpy(o, B, n * sizeof(float));
+  else
+    for (size_t i = 0; i < n; i++) o[i] = B[0];
+}
+
+static inline float pow_fast(float a, float b)
+{
+  if (b == 2.f) return a * a;
+  if (b == 1.f) return a;
+  if (b == 0.5f) return sqrtf(a);
+  return powf(a, b);
+}
+
+EW_BIN(k_add, a + b)
+EW_BIN(k_sub, a - b)
+EW_BIN(k_mul, a * b)
+EW_BIN(k_div, a / b)
+EW_BIN(k_pow, pow_fast(a, b))
+EW_BIN(k_prelu, a > 0.f ? a : a * b)
+EW_BIN(k_prelu_gslope, b > 0.f ? 0.f : a * b)                  /* a = g, b = x */
+EW_TER(k_div_gb, -a * b / (c * c))                             /* a = g, b = A, c = B */
+EW_TER(k_pow_ga, a * c * (c == 2.f ? 2.f * b : c == 1.f ? 1.f : powf(b, c - 1.f))) /* g, base, exp */
+EW_TER(k_prelu_gx, b > 0.f ? a : a * c)                        /* g, x, slope */
+
+/* out (nd, od) = fn(operands) with broadcasting. */
+static void ew_apply(const CnnfxExec *x, float *out, int nd, const int64_t *od, EwFn fn, int nop,
+                     const float *const *ptr, const int *ndims, const int64_t *const *dims, const float *prm)
+{
+  EwIter it;
+  ew_setup(&it, nd, od, nop, ndims, dims);
+  ew_run(&it, x ? x->n_threads : omp_get_max_threads(), out, ptr, fn, prm);
+}
+
+/* Gradient for an operand shaped (tnd, td): reduce_to(fn(operands over out dims)). */
+static CnnfxTensor *ew_grad(const CnnfxExec *x, int tnd, const int64_t *td, int nd, const int64_t *od, EwFn fn,
+                            int nop, const float *const *ptr, const int *ndims, const int64_t *const *dims,
+                            const float *prm, GError **error)
+{
+  CnnfxTensor *g = cnnfx_tensor_alloc(x->mem, CNNFX_F32, tnd, td, error);
+  if (!g) return NULL;
+  size_t on = dims_prod(nd, od);
+  if (g->numel == on) {
+    ew_apply(x, cnnfx_f32(g), nd, od, fn, nop, ptr, ndims, dims, prm);
+    return g;
+  }
+  float *tmp = cnnfx_scratch_f32(x->mem, on, error);
+  if (!tmp) {
+    cnnfx_tensor_unref(g);
+    return NULL;
+  }
+  ew_apply(x, tmp, nd, od, fn, nop, ptr, ndims, dims, prm);
+  cnnfx_reduce_to(tmp, nd, od, cnnfx_f32(g), tnd, td);
+  cnnfx_scratch_free(x->mem, tmp, on);
+  return g;
+}
+
+/* Gradient of a broadcast operand (t) from g (out-shaped), optionally negated. */
+static CnnfxTensor *grad_reduce(const CnnfxExec *x, const CnnfxTensor *t, const CnnfxTensor *g, gboolean neg,
+                                GError **error)
+{
+  CnnfxTensor *r = cnnfx_tensor_alloc(x->mem, CNNFX_F32, t->ndim, t->dims, error);
+  if (!r) return NULL;
+  float *d = cnnfx_f32(r);
+  if (!g) {
+    memset(d, 0, r->numel * sizeof(float));
+    return r;
+  }
+  cnnfx_reduce_to(cnnfx_f32(g), g->ndim, g->dims, d, t->ndim, t->dims);
+  if (neg) {
+    size_t n = r->numel;
+#pragma omp parallel for num_threads(x->n_threads) if (n > EW_PAR_MIN) schedule(static)
+    for (size_t i = 0; i < n; i++) d[i] = -d[i];
+  }
+  return r;
+}
+
+static CnnfxTensor *zeros_f32(const CnnfxExec *x, const CnnfxTensor *like, GError **error)
+{
+  CnnfxTensor *r = cnnfx_tensor_alloc(x->mem, CNNFX_F32, like->ndim, like->dims, error);
+  if (r) memset(r->data, 0, r->numel * sizeof(float));
+  return r;
+}
+
+static const char *dtype_name(CnnfxDType t)
+{
+  return t == CNNFX_F32 ? "float" : t == CNNFX_I64 ? "int64" : "unknown";
+}
+
+/* ---- int64 arithmetic (shape computations: small tensors, one thread) -------- */
+
+typedef enum { I_ADD, I_SUB, I_MUL, I_DIV, I_POW } IntOp;
+
+static inline double val_d(const CnnfxTensor *t, int64_t i)
+{
+  return t->dtype == CNNFX_F32 ? (double)cnnfx_f32(t)[i] : (double)cnnfx_i64(t)[i];
+}
+
+static gboolean int_binary(const CnnfxNode *n, IntOp op, const CnnfxTensor *a, const CnnfxTensor *b,
+                           CnnfxTensor *out, GError **error)
+{
+  EwIter it;
+  int nds[2] = {a->ndim, b->ndim};
+  const int64_t *dms[2] = {a->dims, b->dims};
+  ew_setup(&it, out->ndim, out->dims, 2, nds, dms);
+  int64_t c[CNNFX_MAX_DIMS] = {0}, oa = 0, ob = 0;
+  int64_t *o = cnnfx_i64(out);
+  const int64_t *A = cnnfx_i64(a);
+  const int64_t *B = b->dtype == CNNFX_I64 ? cnnfx_i64(b) : NULL;
+  int m = it.m;
+  for (size_t i = 0; i < out->numel; i++) {
+    int64_t x = A[oa];
+    switch (op) {
+    case I_ADD: o[i] = (int64_t)((uint64_t)x + (uint64_t)B[ob]); break;
+    case I_SUB: o[i] = (int64_t)((uint64_t)x - (uint64_t)B[ob]); break;
+    case I_MUL: o[i] = (int64_t)((uint64_t)x * (uint64_t)B[ob]); break;
+    case I_DIV:
+      if (B[ob] == 0) {
+        cnnfx_set_error(error, CNNFX_ERROR_ARG, "%s '%s': integer division by zero", n->op_type, n->name);
+        return FALSE;
+      }
+      o[i] = (B[ob] == -1) ? (int64_t)(0 - (uint64_t)x) : x / B[ob];
+      break;
+    case I_POW: {
+      double v = pow((double)x, val_d(b, ob));
+      o[i] = isnan(v) ? 0 : v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (int64_t)v;
+      break;
+    }
+    }
+    for (int j = m - 1; j >= 0; j--) {
+      c[j]++;
+      oa += it.st[0][j];
+      ob += it.st[1][j];
+      if (c[j] < it.d[j]) break;
+      oa -= c[j] * it.st[0][j];
+      ob -= c[j] * it.st[1][j];
+      c[j] = 0;
+    }
+  }
+  return TRUE;
+}
+
+/* ---- Add / Sub / Mul / Div / Pow ---------------------------------------------- */
+
+static gboolean bcast_out(const CnnfxNode *n, const CnnfxTensor *a, const CnnfxTensor *b, int *nd, int64_t *od,
+                          GError **error)
+{
+  if (!cnnfx_broadcast_dims(a->ndim, a->dims, b->ndim, b->dims, nd, od)) {
+    g_autofree char *sa = cnnfx_shape_string(a);
+    g_autofree char *sb = cnnfx_shape_string(b);
+    return cnnfx_fail_shape(error, n, "cannot broadcast shapes %s and %s", sa, sb);
+  }
+  return TRUE;
+}
+
+static gboolean need_inputs(const CnnfxNode *n, CnnfxTensor *const *in, int k, GError **error)
+{
+  if (n->n_in < k) return cnnfx_fail_shape(error, n, "needs %d inputs, has %d", k, n->n_in);
+  for (int i = 0; i < k; i++)
+    if (!in[i]) return cnnfx_fail_shape(error, n, "input %d is missing", i);
+  return TRUE;
+}
+
+static gboolean binary_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                               EwFn fn, IntOp iop, GError **error)
+{
+  if (!need_inputs(n, in, 2, error)) return FALSE;
+  const CnnfxTensor *a = in[0], *b = in[1];
+  int nd;
+  int64_t od[CNNFX_MAX_DIMS];
+  if (!bcast_out(n, a, b, &nd, od, error)) return FALSE;
+  gboolean is_pow = iop == I_POW;
+  if (a->dtype == CNNFX_I64 && (b->dtype == CNNFX_I64 || is_pow)) {
+    if (!(out[0] = cnnfx_tensor_alloc(x->mem, CNNFX_I64, nd, od, error))) return FALSE;
+    return int_binary(n, iop, a, b, out[0], error);
+  }
+  if (a->dtype != CNNFX_F32 || (b->dtype != CNNFX_F32 && !is_pow)) {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "%s '%s': operands of types %s and %s are not supported",
+                    n->op_type, n->name, dtype_name(a->dtype), dtype_name(b->dtype));
+    return FALSE;
+  }
+  if (!(out[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, nd, od, error))) return FALSE;
+  const float *bp = cnnfx_f32(b);
+  float *conv = NULL;
+  if (b->dtype != CNNFX_F32) { /* Pow with an integer exponent */
+    if (!(conv = cnnfx_scratch_f32(x->mem, b->numel, error))) return FALSE;
+    for (size_t i = 0; i < b->numel; i++) conv[i] = (float)cnnfx_i64(b)[i];
+    bp = conv;
+  }
+  const float *ptr[2] = {cnnfx_f32(a), bp};
+  int nds[2] = {a->ndim, b->ndim};
+  const int64_t *dms[2] = {a->dims, b->dims};
+  ew_apply(x, cnnfx_f32(out[0]), nd, od, fn, 2, ptr, nds, dms, NULL);
+  if (conv) cnnfx_scratch_free(x->mem, conv, b->numel);
+  return TRUE;
+}
+
+static gboolean add_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                            GError **error)
+{
+  return binary_forward(x, n, in, out, k_add, I_ADD, error);
+}
+
+static gboolean sub_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                            GError **error)
+{
+  return binary_forward(x, n, in, out, k_sub, I_SUB, error);
+}
+
+static gboolean mul_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                            GError **error)
+{
+  return binary_forward(x, n, in, out, k_mul, I_MUL, error);
+}
+
+static gboolean div_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                            GError **error)
+{
+  return binary_forward(x, n, in, out, k_div, I_DIV, error);
+}
+
+static gboolean pow_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                            GError **error)
+{
+  return binary_forward(x, n, in, out, k_pow, I_POW, error);
+}
+
+/* Backward helpers: a float op whose output is int64 carries no gradient. */
+static gboolean float_binary(CnnfxTensor *const *in)
+{
+  return in[0]->dtype == CNNFX_F32 && in[1]->dtype == CNNFX_F32;
+}
+
+static gboolean addsub_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
+                                CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
+                                CnnfxTensor **gin, GError **error, gboolean sub)
+{
+  if (!float_binary(in)) return TRUE;
+  for (int i = 0; i < 2; i++)
+    if (need[i] && !(gin[i] = grad_reduce(x, in[i], gout[0], sub && i == 1, error))) return FALSE;
+  return TRUE;
+}
+
+static gboolean add_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                             CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  return addsub_backward(x, n, in, out, gout, need, gin, error, FALSE);
+}
+
+static gboolean sub_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                             CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  return addsub_backward(x, n, in, out, gout, need, gin, error, TRUE);
+}
+
+static gboolean mul_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                             CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  if (!float_binary(in)) return TRUE;
+  const CnnfxTensor *g = gout[0];
+  for (int i = 0; i < 2; i++) {
+    if (!need[i]) continue;
+    if (!g) {
+      if (!(gin[i] = zeros_f32(x, in[i], error))) return FALSE;
+      continue;
+    }
+    const CnnfxTensor *o = in[1 - i];
+    const float *ptr[2] = {cnnfx_f32(g), cnnfx_f32(o)};
+    int nds[2] = {g->ndim, o->ndim};
+    const int64_t *dms[2] = {g->dims, o->dims};
+    if (!(gin[i] = ew_grad(x, in[i]->ndim, in[i]->dims, g->ndim, g->dims, k_mul, 2, ptr, nds, dms, NULL, error)))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+static guint32 mul_saves(const CnnfxNode *n, const gboolean *need)
+{
+  return (need[0] ? CNNFX_SAVE_IN(1) : 0) | (need[1] ? CNNFX_SAVE_IN(0) : 0);
+}
+
+static gboolean div_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                             CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  if (!float_binary(in)) return TRUE;
+  const CnnfxTensor *g = gout[0], *a = in[0], *b = in[1];
+  for (int i = 0; i < 2; i++) {
+    if (!need[i]) continue;
+    if (!g) {
+      if (!(gin[i] = zeros_f32(x, in[i], error))) return FALSE;
+      continue;
+    }
+    const float *ptr[3] = {cnnfx_f32(g), i == 0 ? cnnfx_f32(b) : cnnfx_f32(a), cnnfx_f32(b)};
+    int nds[3] = {g->ndim, i == 0 ? b->ndim : a->ndim, b->ndim};
+    const int64_t *dms[3] = {g->dims, i == 0 ? b->dims : a->dims, b->dims};
+    if (!(gin[i] = ew_grad(x, in[i]->ndim, in[i]->dims, g->ndim, g->dims, i == 0 ? k_div : k_div_gb, i == 0 ? 2 : 3,
+                           ptr, nds, dms, NULL, error)))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+static guint32 div_saves(const CnnfxNode *n, const gboolean *need)
+{
+  return (need[0] || need[1] ? CNNFX_SAVE_IN(1) : 0) | (need[1] ? CNNFX_SAVE_IN(0) : 0);
+}
+
+static gboolean pow_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                             CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  const CnnfxTensor *g = gout[0], *a = in[0], *b = in[1];
+  if (!need[0] || a->dtype != CNNFX_F32) return TRUE;
+  if (!g) return (gin[0] = zeros_f32(x, a, error)) != NULL;
+  const float *bp = cnnfx_f32(b);
+  float *conv = NULL;
+  if (b->dtype != CNNFX_F32) {
+    if (!(conv = cnnfx_scratch_f32(x->mem, b->numel, error))) return FALSE;
+    for (size_t i = 0; i < b->numel; i++) conv[i] = (float)cnnfx_i64(b)[i];
+    bp = conv;
+  }
+  const float *ptr[3] = {cnnfx_f32(g), cnnfx_f32(a), bp};
+  int nds[3] = {g->ndim, a->ndim, b->ndim};
+  const int64_t *dms[3] = {g->dims, a->dims, b->dims};
+  gin[0] = ew_grad(x, a->ndim, a->dims, g->ndim, g->dims, k_pow_ga, 3, ptr, nds, dms, NULL, error);
+  if (conv) cnnfx_scratch_free(x->mem, conv, b->numel);
+  return gin[0] != NULL;
+}
+
+/* ---- PRelu ---------------------------------------------------------------------- */
+
+/* Effective slope shape: before opset 7 a 1-D slope of size C means one per channel (dim 1). */
+static gboolean prelu_slope_dims(const CnnfxNode *n, const CnnfxTensor *xt, const CnnfxTensor *s, int *nd,
+                                 int64_t *dims, GError **error)
+{
+  *nd = s->ndim;
+  for (int i = 0; i < s->ndim; i++) dims[i] = s->dims[i];
+  if (s->ndim == 1 && xt->ndim >= 2 && s->dims[0] == xt->dims[1] && s->dims[0] != 1 &&
+      (n->opset < 7 || xt->dims[xt->ndim - 1] != s->dims[0])) {
+    *nd = xt->ndim - 1;
+    dims[0] = s->dims[0];
+    for (int i = 1; i < *nd; i++) dims[i] = 1;
+  }
+  int ond;
+  int64_t od[CNNFX_MAX_DIMS];
+  if (!cnnfx_broadcast_dims(xt->ndim, xt->dims, *nd, dims, &ond, od) || ond != xt->ndim ||
+      dims_prod(ond, od) != xt->numel) {
+    g_autofree char *sx = cnnfx_shape_string(xt);
+    g_autofree char *ss = cnnfx_shape_string(s);
+    return cnnfx_fail_shape(error, n, "slope of shape %s does not broadcast to input %s", ss, sx);
+  }
+  return TRUE;
+}
+
+static gboolean prelu_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                              GError **error)
+{
+  if (!need_inputs(n, in, 2, error)) return FALSE;
+  const CnnfxTensor *a = in[0], *s = in[1];
+  if (a->dtype != CNNFX_F32 || s->dtype != CNNFX_F32) {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "PRelu '%s': only float tensors are supported", n->name);
+    return FALSE;
+  }
+  int snd;
+  int64_t sd[CNNFX_MAX_DIMS];
+  if (!prelu_slope_dims(n, a, s, &snd, sd, error)) return FALSE;
+  if (!(out[0] = cnnfx_tensor_alloc_like(x->mem, a, error))) return FALSE;
+  const float *ptr[2] = {cnnfx_f32(a), cnnfx_f32(s)};
+  int nds[2] = {a->ndim, snd};
+  const int64_t *dms[2] = {a->dims, sd};
+  ew_apply(x, cnnfx_f32(out[0]), a->ndim, a->dims, k_prelu, 2, ptr, nds, dms, NULL);
+  return TRUE;
+}
+
+static gboolean prelu_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
+                               CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
+                               CnnfxTensor **gin, GError **error)
+{
+  const CnnfxTensor *a = in[0], *s = in[1], *g = gout[0];
+  int snd;
+  int64_t sd[CNNFX_MAX_DIMS];
+  if (a->dtype != CNNFX_F32 || s->dtype != CNNFX_F32) return TRUE;
+  if (!prelu_slope_dims(n, a, s, &snd, sd, error)) return FALSE;
+  for (int i = 0; i < 2; i++)
+    if (need[i] && !g && !(gin[i] = zeros_f32(x, in[i], error))) return FALSE;
+  if (!g) return TRUE;
+  if (need[0]) {
+    const float *ptr[3] = {cnnfx_f32(g), cnnfx_f32(a), cnnfx_f32(s)};
+    int nds[3] = {g->ndim, a->ndim, snd};
+    const int64_t *dms[3] = {g->dims, a->dims, sd};
+    if (!(gin[0] = ew_grad(x, a->ndim, a->dims, a->ndim, a->dims, k_prelu_gx, 3, ptr, nds, dms, NULL, error)))
+      return FALSE;
+  }
+  if (need[1]) {
+    const float *ptr[2] = {cnnfx_f32(g), cnnfx_f32(a)};
+    int nds[2] = {g->ndim, a->ndim};
+    const int64_t *dms[2] = {g->dims, a->dims};
+    CnnfxTensor *r = ew_grad(x, snd, sd, a->ndim, a->dims, k_prelu_gslope, 2, ptr, nds, dms, NULL, error);
+    if (!r) return FALSE;
+    r->ndim = s->ndim; /* same data, the slope's own shape */
+    for (int i = 0; i < s->ndim; i++) r->dims[i] = s->dims[i];
+    gin[1] = r;
+  }
+  return TRUE;
+}
+
+static guint32 prelu_saves(const CnnfxNode *n, const gboolean *need)
+{
+  return CNNFX_SAVE_IN(0) | (need[0] ? CNNFX_SAVE_IN(1) : 0);
+}
+
+/* ---- Sum ------------------------------------------------------------------------ */
+
+static gboolean sum_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                            GError **error)
+{
+  if (n->n_in < 1) return cnnfx_fail_shape(error, n, "needs at least one input");
+  int nd = 0;
+  int64_t od[CNNFX_MAX_DIMS];
+  for (int i = 0; i < n->n_in; i++) {
+    if (!in[i]) return cnnfx_fail_shape(error, n, "input %d is missing", i);
+    if (in[i]->dtype != CNNFX_F32) {
+      cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "Sum '%s': %s inputs are not supported", n->name,
+                      dtype_name(in[i]->dtype));
+      return FALSE;
+    }
+    if (i == 0) {
+      nd = in[0]->ndim;
+      for (int j = 0; j < nd; j++) od[j] = in[0]->dims[j];
+    } else {
+      int64_t t[CNNFX_MAX_DIMS];
+      for (int j = 0; j < nd; j++) t[j] = od[j];
+      if (!cnnfx_broadcast_dims(nd, t, in[i]->ndim, in[i]->dims, &nd, od)) {
+        g_autofree char *s = cnnfx_shape_string(in[i]);
+        return cnnfx_fail_shape(error, n, "input %d of shape %s does not broadcast with the others", i, s);
+      }
+    }
+  }
+  if (!(out[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, nd, od, error))) return FALSE;
+  float *o = cnnfx_f32(out[0]);
+  for (int i = 0; i < n->n_in; i++) {
+    const float *ptr[2] = {o, cnnfx_f32(in[i])};
+    int nds[2] = {nd, in[i]->ndim};
+    const int64_t *dms[2] = {od, in[i]->dims};
+    ew_apply(x, o, nd, od, i == 0 ? k_copy_b : k_add, 2, ptr, nds, dms, NULL);
+  }
+  return TRUE;
+}
+
+static gboolean sum_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                             CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  for (int i = 0; i < n->n_in; i++)
+    if (need[i] && in[i] && !(gin[i] = grad_reduce(x, in[i], gout[0], FALSE, error))) return FALSE;
+  return TRUE;
+}
+
+/* ---- Identity / Dropout --------------------------------------------------------- */
+
+static CnnfxTensor *copy_tensor(const CnnfxExec *x, const CnnfxTensor *t, GError **error)
+{
+  CnnfxTensor *r = cnnfx_tensor_alloc_like(x->mem, t, error);
+  if (r && r->numel) memcpy(r->data, t->data, r->numel * cnnfx_dtype_size(t->dtype));
+  return r;
+}
+
+static gboolean identity_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                                 GError **error)
+{
+  if (!need_inputs(n, in, 1, error)) return FALSE;
+  return (out[0] = copy_tensor(x, in[0], error)) != NULL;
+}
+
+static gboolean pass_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
+                              CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
+                              CnnfxTensor **gin, GError **error)
+{
+  if (!need[0] || in[0]->dtype != CNNFX_F32) return TRUE;
+  gin[0] = gout[0] ? copy_tensor(x, gout[0], error) : zeros_f32(x, in[0], error);
+  return gin[0] != NULL;
+}
+
+static gboolean dropout_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                                GError **error)
+{
+  if (!need_inputs(n, in, 1, error)) return FALSE;
+  if (n->opset >= 12 && n->n_in >= 3 && in[2] && in[2]->numel) {
+    const CnnfxTensor *tm = in[2];
+    gboolean training = tm->dtype == CNNFX_F32 ? cnnfx_f32(tm)[0] != 0.f : cnnfx_i64(tm)[0] != 0;
+    if (training) {
+      cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED,
+                      "Dropout '%s': training_mode=true is not supported (inference only)", n->name);
+      return FALSE;
+    }
+  }
+  if (!(out[0] = copy_tensor(x, in[0], error))) return FALSE;
+  if (n->n_out > 1 && n->out[1] >= 0) { /* mask: all true in inference */
+    if (!(out[1] = cnnfx_tensor_alloc(x->mem, CNNFX_I64, in[0]->ndim, in[0]->dims, error))) return FALSE;
+    int64_t *mk = cnnfx_i64(out[1]);
+    for (size_t i = 0; i < out[1]->numel; i++) mk[i] = 1;
+  }
+  return TRUE;
+}
+
+/* ---- Cast ------------------------------------------------------------------------ */
+
+static const char *onnx_type_str(int64_t t)
+{
+  static const char *const names[] = {"UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16", "INT32",
+                                      "INT64", "STRING", "BOOL", "FLOAT16", "DOUBLE", "UINT32", "UINT64",
+                                      "COMPLEX64", "COMPLEX128", "BFLOAT16"};
+  return t >= 0 && t < (int64_t)G_N_ELEMENTS(names) ? names[t] : "unknown";
+}
+
+static gboolean cast_check(const CnnfxNode *n, GError **error)
+{
+  int64_t to = cnnfx_attr_int(n, "to", -1);
+  if (to == 1 || to == 7) return TRUE;
+  if (to < 0) {
+    cnnfx_set_error(error, CNNFX_ERROR_PARSE, "Cast '%s' has no 'to' attribute", n->name);
+    return FALSE;
+  }
+  cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED,
+                  "Cast '%s' to %s (%" G_GINT64_FORMAT ") is not supported (only FLOAT and INT64)", n->name,
+                  onnx_type_str(to), to);
+  return FALSE;
+}
+
+static gboolean cast_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                             GError **error)
+{
+  if (!need_inputs(n, in, 1, error)) return FALSE;
+  if (!cast_check(n, error)) return FALSE;
+  CnnfxDType to = cnnfx_attr_int(n, "to", 1) == 1 ? CNNFX_F32 : CNNFX_I64;
+  const CnnfxTensor *a = in[0];
+  if (a->dtype == to) return (out[0] = copy_tensor(x, a, error)) != NULL;
+  if (!(out[0] = cnnfx_tensor_alloc(x->mem, to, a->ndim, a->dims, error))) return FALSE;
+  size_t nn = a->numel;
+  if (to == CNNFX_F32) {
+    const int64_t *s = cnnfx_i64(a);
+    float *d = cnnfx_f32(out[0]);
+    for (size_t i = 0; i < nn; i++) d[i] = (float)s[i];
+  } else {
+    const float *s = cnnfx_f32(a);
+    int64_t *d = cnnfx_i64(out[0]);
+    for (size_t i = 0; i < nn; i++) {
+      float v = s[i];
+      d[i] = isnan(v) ? 0 : v >= 9.2233720e18f ? INT64_MAX : v <= -9.2233720e18f ? INT64_MIN : (int64_t)v;
+    }
+  }
+  return TRUE;
+}
+
+static gboolean cast_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
+                              CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
+                              CnnfxTensor **gin, GError **error)
+{
+  if (!need[0] || in[0]->dtype != CNNFX_F32) return TRUE;
+  if (cnnfx_attr_int(n, "to", 1) != 1 || !gout[0]) /* through int64: zero gradient */
+    return (gin[0] = zeros_f32(x, in[0], error)) != NULL;
+  return (gin[0] = copy_tensor(x, gout[0], error)) != NULL;
+}
+
+/* ---- table ------------------------------------------------------------------------ */
+
+static const CnnfxOp op_add = {.name = "Add", .forward = add_forward, .backward = add_backward};
+static const CnnfxOp op_sub = {.name = "Sub", .forward = sub_forward, .backward = sub_backward};
+static const CnnfxOp op_mul = {.name = "Mul", .forward = mul_forward, .backward = mul_backward,
+                               .saves = CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1), .saves_fn = mul_saves};
+static const CnnfxOp op_div = {.name = "Div", .forward = div_forward, .backward = div_backward,
+                               .saves = CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1), .saves_fn = div_saves};
+static const CnnfxOp op_pow = {.name = "Pow", .forward = pow_forward, .backward = pow_backward,
+                               .saves = CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1), .nondiff_inputs = 1u << 1};
+static const CnnfxOp op_prelu = {.name = "PRelu", .forward = prelu_forward, .backward = prelu_backward,
+                                 .saves = CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1), .saves_fn = prelu_saves};
+static const CnnfxOp op_sum = {.name = "Sum", .forward = sum_forward, .backward = sum_backward};
+static const CnnfxOp op_identity = {.name = "Identity", .forward = identity_forward, .backward = pass_backward};
+static const CnnfxOp op_dropout = {.name = "Dropout", .forward = dropout_forward, .backward = pass_backward,
+                                   .nondiff_inputs = (1u << 1) | (1u << 2)};
+static const CnnfxOp op_cast = {.name = "Cast", .check = cast_check, .forward = cast_forward,
+                                .backward = cast_backward};
+
+const CnnfxOp *const cnnfx_ops_elementwise[] = {
+  &op_add, &op_sub, &op_mul, &op_div, &op_pow, &op_prelu, &op_sum, &op_identity, &op_dropout, &op_cast, NULL,
+};

@@ -1,4 +1,874 @@
-/* Operators: norm.  (placeholder table, filled in by its owner) */
+/* Operators: normalisation.  BatchNormalization (inference form), InstanceNormalization, LRN,
+ * LpNormalization, MeanVarianceNormalization; forward and backward.
+ *
+ * Reductions accumulate in double (with a per-plane shift for the variance) so that planes of
+ * tens of millions of pixels keep float accuracy.  Big planes are split into chunks so that a
+ * few channels still keep every thread busy. */
 #include "cnnfx-private.h"
+#include <math.h>
+#include <omp.h>
 
-const CnnfxOp *const cnnfx_ops_norm[] = { NULL };
+#define NORM_CHUNK ((int64_t)1 << 15)
+
+static int thread_count(const CnnfxExec *x)
+{
+  int nt = x && x->n_threads > 0 ? x->n_threads : omp_get_max_threads();
+  return nt > 0 ? nt : 1;
+}
+
+static gboolean need_f32(const CnnfxNode *n, const CnnfxTensor *t, const char *what, GError **error)
+{
+  if (!t || t->dtype != CNNFX_F32) {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "%s '%s': %s must be float32", n->op_type, n->name, what);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean need_inputs(const CnnfxNode *n, int count, GError **error)
+{
+  if (n->n_in < count) {
+    cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "%s '%s': expected %d inputs, got %d", n->op_type, n->name, count,
+                    n->n_in);
+    return FALSE;
+  }
+  for (int i = 0; i < count; i++)
+    if (n->in[i] < 0) {
+      cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "%s '%s': input %d is missing", n->op_type, n->name, i);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static CnnfxTensor *grad_zeros(const CnnfxExec *x, const CnnfxTensor *like, int nt, GError **error)
+{
+  CnnfxTensor *t = cnnfx_tensor_alloc(x->mem, CNNFX_F32, like->ndim, like->dims, error);
+  if (!t) return NULL;
+  float *p = cnnfx_f32(t);
+  size_t n = t->numel, nb = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nb > 1)
+  for (size_t b = 0; b < nb; b++) {
+    size_t a = b * NORM_CHUNK, e = MIN(n, a + NORM_CHUNK);
+    memset(p + a, 0, (e - a) * sizeof(float));
+  }
+  return t;
+}
+
+/* ==== BatchNormalization ================================================================== */
+
+static gboolean bn_check(const CnnfxNode *n, GError **error)
+{
+  if (!need_inputs(n, 5, error)) return FALSE;
+  if (cnnfx_attr_int(n, "training_mode", 0) != 0) {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED,
+                    "BatchNormalization '%s': training_mode=1 is not supported (inference form only)", n->name);
+    return FALSE;
+  }
+  for (int o = 1; o < n->n_out; o++)
+    if (n->out[o] >= 0) {
+      cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED,
+                      "BatchNormalization '%s': running/saved statistics outputs (training) are not supported",
+                      n->name);
+      return FALSE;
+    }
+  if (n->opset < 7 && cnnfx_attr_int(n, "is_test", 1) == 0 && n->n_out > 1) {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "BatchNormalization '%s': training form (is_test=0)", n->name);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+typedef struct {
+  int64_t N, Cp, inner;
+  float eps;
+} BnGeom;
+
+static gboolean bn_geom(const CnnfxNode *n, CnnfxTensor *const *in, gboolean need_data, BnGeom *g, GError **error)
+{
+  if (!bn_check(n, error)) return FALSE;
+  const CnnfxTensor *X = in[0];
+  if (need_data && !need_f32(n, X, "input X", error)) return FALSE;
+  for (int i = 1; i < 5; i++)
+    if (!in[i] || in[i]->dtype != CNNFX_F32) {
+      cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "BatchNormalization '%s': parameter %d must be float32",
+                      n->name, i);
+      return FALSE;
+    }
+  if (X->ndim < 2) return cnnfx_fail_shape(error, n, "input has rank %d, expected at least 2", X->ndim);
+  gboolean spatial = n->opset >= 9 || cnnfx_attr_int(n, "spatial", 1) != 0;
+  int64_t N = X->dims[0];
+  int64_t per_n = 1;
+  for (int i = 1; i < X->ndim; i++) per_n *= X->dims[i];
+  int64_t Cp = spatial ? X->dims[1] : per_n;
+  for (int i = 1; i < 5; i++)
+    if ((int64_t)in[i]->numel != Cp)
+      return cnnfx_fail_shape(error, n, "parameter %d has %zu values, expected %" G_GINT64_FORMAT, i, in[i]->numel, Cp);
+  g->N = N;
+  g->Cp = Cp;
+  g->inner = Cp > 0 ? per_n / Cp : 0;
+  g->eps = cnnfx_attr_float(n, "epsilon", 1e-5f);
+  return TRUE;
+}
+
+static gboolean bn_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                           GError **error)
+{
+  BnGeom g;
+  if (!bn_geom(n, in, TRUE, &g, error)) return FALSE;
+  const CnnfxTensor *X = in[0];
+  out[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, X->ndim, X->dims, error);
+  if (!out[0] || X->numel == 0) return out[0] != NULL;
+  size_t ab_bytes = 2 * (size_t)g.Cp * sizeof(float);
+  float *a = cnnfx_mem_alloc(x->mem, ab_bytes, error);
+  if (!a) return FALSE;
+  float *b = a + g.Cp;
+  const float *sc = cnnfx_f32(in[1]), *bi = cnnfx_f32(in[2]), *mu = cnnfx_f32(in[3]), *var = cnnfx_f32(in[4]);
+  for (int64_t c = 0; c < g.Cp; c++) {
+    a[c] = (float)(sc[c] / sqrt((double)var[c] + (double)g.eps));
+    b[c] = bi[c] - mu[c] * a[c];
+  }
+  const float *xp = cnnfx_f32(X);
+  float *y = cnnfx_f32(out[0]);
+  int64_t nch = (g.inner + NORM_CHUNK - 1) / NORM_CHUNK, items = g.N * g.Cp * nch;
+  int nt = thread_count(x);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t it = 0; it < items; it++) {
+    int64_t pc = it / nch, ch = it % nch, c = pc % g.Cp;
+    int64_t s0 = ch * NORM_CHUNK, s1 = MIN(g.inner, s0 + NORM_CHUNK);
+    const float *xi = xp + pc * g.inner;
+    float *yi = y + pc * g.inner;
+    float ac = a[c], bc = b[c];
+    for (int64_t s = s0; s < s1; s++) yi[s] = xi[s] * ac + bc;
+  }
+  cnnfx_mem_free(x->mem, a, ab_bytes);
+  return TRUE;
+}
+
+static guint32 bn_saves(const CnnfxNode *n, const gboolean *need)
+{
+  guint32 sv = 0;
+  if (need[0] || need[3]) sv |= CNNFX_SAVE_IN(1) | CNNFX_SAVE_IN(4);
+  if (need[1]) sv |= CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(3) | CNNFX_SAVE_IN(4);
+  if (need[4]) sv |= CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1) | CNNFX_SAVE_IN(3) | CNNFX_SAVE_IN(4);
+  return sv;
+}
+
+static gboolean bn_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                            CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  BnGeom g;
+  if (!bn_geom(n, in, FALSE, &g, error)) return FALSE;
+  int nt = thread_count(x);
+  const CnnfxTensor *X = in[0];
+  const CnnfxTensor *G = gout[0];
+  gboolean want_stats = need[1] || need[2] || need[3] || need[4];
+  gboolean want_gx = need[1] || need[4]; /* sums of g * (x - mean) */
+  for (int i = 0; i < 5; i++) {
+    if (!need[i]) continue;
+    gin[i] = G ? cnnfx_tensor_alloc(x->mem, CNNFX_F32, in[i]->ndim, in[i]->dims, error)
+               : grad_zeros(x, in[i], nt, error);
+    if (!gin[i]) return FALSE;
+  }
+  if (!G) return TRUE;
+  if (G->numel != X->numel) return cnnfx_fail_shape(error, n, "output gradient has the wrong size");
+  if (X->numel == 0) {
+    for (int i = 1; i < 5; i++)
+      if (gin[i]) memset(gin[i]->data, 0, gin[i]->numel * sizeof(float));
+    return TRUE;
+  }
+  const float *sc = (need[0] || need[3] || need[4]) ? cnnfx_f32(in[1]) : NULL;
+  const float *mu = want_gx ? cnnfx_f32(in[3]) : NULL;
+  const float *var = (need[0] || need[1] || need[3] || need[4]) ? cnnfx_f32(in[4]) : NULL;
+  const float *gp = cnnfx_f32(G);
+  const float *xp = want_gx ? cnnfx_f32(X) : NULL;
+  if (want_gx && !xp) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "BatchNormalization '%s': input X was not kept for backward", n->name);
+    return FALSE;
+  }
+  if (need[0]) {
+    size_t ab = (size_t)g.Cp * sizeof(float);
+    float *a = cnnfx_mem_alloc(x->mem, ab, error);
+    if (!a) return FALSE;
+    for (int64_t c = 0; c < g.Cp; c++) a[c] = (float)(sc[c] / sqrt((double)var[c] + (double)g.eps));
+    float *gx = cnnfx_f32(gin[0]);
+    int64_t nch = (g.inner + NORM_CHUNK - 1) / NORM_CHUNK, items = g.N * g.Cp * nch;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t it = 0; it < items; it++) {
+      int64_t pc = it / nch, ch = it % nch, c = pc % g.Cp;
+      int64_t s0 = ch * NORM_CHUNK, s1 = MIN(g.inner, s0 + NORM_CHUNK);
+      const float *gi = gp + pc * g.inner;
+      float *o = gx + pc * g.inner;
+      float ac = a[c];
+      for (int64_t s = s0; s < s1; s++) o[s] = gi[s] * ac;
+    }
+    cnnfx_mem_free(x->mem, a, ab);
+  }
+  if (!want_stats) return TRUE;
+  /* Per (n, c, chunk): sum g and sum g * (x - mean). */
+  int64_t nch = (g.inner + NORM_CHUNK - 1) / NORM_CHUNK, items = g.N * g.Cp * nch;
+  size_t pb = (size_t)items * 2 * sizeof(double);
+  double *part = cnnfx_mem_alloc(x->mem, pb, error);
+  if (!part) return FALSE;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t it = 0; it < items; it++) {
+    int64_t pc = it / nch, ch = it % nch, c = pc % g.Cp;
+    int64_t s0 = ch * NORM_CHUNK, s1 = MIN(g.inner, s0 + NORM_CHUNK);
+    const float *gi = gp + pc * g.inner;
+    double sg = 0.0, sgx = 0.0;
+    if (want_gx) {
+      const float *xi = xp + pc * g.inner;
+      float m = mu[c];
+#pragma omp simd reduction(+ : sg, sgx)
+      for (int64_t s = s0; s < s1; s++) {
+        sg += gi[s];
+        sgx += (double)gi[s] * (double)(xi[s] - m);
+      }
+    } else {
+#pragma omp simd reduction(+ : sg)
+      for (int64_t s = s0; s < s1; s++) sg += gi[s];
+    }
+    part[2 * it] = sg;
+    part[2 * it + 1] = sgx;
+  }
+  for (int64_t c = 0; c < g.Cp; c++) {
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t b = 0; b < g.N; b++)
+      for (int64_t ch = 0; ch < nch; ch++) {
+        int64_t it = (b * g.Cp + c) * nch + ch;
+        sg += part[2 * it];
+        sgx += part[2 * it + 1];
+      }
+    double ve = var ? (double)var[c] + (double)g.eps : 1.0;
+    double inv = 1.0 / sqrt(ve);
+    if (need[1]) cnnfx_f32(gin[1])[c] = (float)(sgx * inv);
+    if (need[2]) cnnfx_f32(gin[2])[c] = (float)sg;
+    if (need[3]) cnnfx_f32(gin[3])[c] = (float)(-sg * sc[c] * inv);
+    if (need[4]) cnnfx_f32(gin[4])[c] = (float)(sgx * sc[c] * -0.5 * inv / ve);
+  }
+  cnnfx_mem_free(x->mem, part, pb);
+  return TRUE;
+}
+
+/* ==== InstanceNormalization =============================================================== */
+
+static gboolean in_check(const CnnfxNode *n, GError **error)
+{
+  return need_inputs(n, 3, error);
+}
+
+typedef struct {
+  int64_t N, C, S, nch, csz;
+  float eps;
+} InGeom;
+
+static gboolean in_geom(const CnnfxNode *n, CnnfxTensor *const *in, gboolean need_data, InGeom *g, int nt,
+                        GError **error)
+{
+  if (!in_check(n, error)) return FALSE;
+  const CnnfxTensor *X = in[0];
+  if (need_data && !need_f32(n, X, "input", error)) return FALSE;
+  if (!need_f32(n, in[1], "scale", error) || !need_f32(n, in[2], "B", error)) return FALSE;
+  if (X->ndim < 2) return cnnfx_fail_shape(error, n, "input has rank %d, expected at least 2", X->ndim);
+  g->N = X->dims[0];
+  g->C = X->dims[1];
+  g->S = 1;
+  for (int i = 2; i < X->ndim; i++) g->S *= X->dims[i];
+  if ((int64_t)in[1]->numel != g->C || (int64_t)in[2]->numel != g->C)
+    return cnnfx_fail_shape(error, n, "scale/B must have %" G_GINT64_FORMAT " values", g->C);
+  g->eps = cnnfx_attr_float(n, "epsilon", 1e-5f);
+  int64_t planes = g->N * g->C;
+  g->nch = (g->S + NORM_CHUNK - 1) / NORM_CHUNK;
+  /* few planes: split them finer so every thread gets work */
+  if (planes < 4 * nt && g->S > 4096) {
+    int64_t want = (4 * nt + planes - 1) / MAX(planes, 1);
+    g->nch = MAX(g->nch, MIN(want, (g->S + 4095) / 4096));
+  }
+  if (g->nch < 1) g->nch = 1;
+  g->csz = (g->S + g->nch - 1) / g->nch;
+  return TRUE;
+}
+
+/* Shifted per-chunk sums: k = first value of the plane. */
+static gboolean in_stats(const CnnfxExec *x, const InGeom *g, const float *xp, const float *gp, double **stats_out,
+                         size_t *bytes, int nt, GError **error)
+{
+  int64_t planes = g->N * g->C, items = planes * g->nch;
+  int nv = gp ? 4 : 2;
+  *bytes = (size_t)items * nv * sizeof(double);
+  double *part = cnnfx_mem_alloc(x->mem, *bytes, error);
+  if (!part) return FALSE;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t it = 0; it < items; it++) {
+    int64_t p = it / g->nch, ch = it % g->nch;
+    int64_t s0 = ch * g->csz, s1 = MIN(g->S, s0 + g->csz);
+    const float *xi = xp + p * g->S;
+    float k = xi[0];
+    double sx = 0.0, sxx = 0.0, sg = 0.0, sgx = 0.0;
+    if (gp) {
+      const float *gi = gp + p * g->S;
+#pragma omp simd reduction(+ : sx, sxx, sg, sgx)
+      for (int64_t s = s0; s < s1; s++) {
+        double v = (double)(xi[s] - k), gv = gi[s];
+        sx += v;
+        sxx += v * v;
+        sg += gv;
+        sgx += gv * v;
+      }
+    } else {
+#pragma omp simd reduction(+ : sx, sxx)
+      for (int64_t s = s0; s < s1; s++) {
+        double v = (double)(xi[s] - k);
+        sx += v;
+        sxx += v * v;
+      }
+    }
+    double *o = part + it * nv;
+    o[0] = sx;
+    o[1] = sxx;
+    if (gp) {
+      o[2] = sg;
+      o[3] = sgx;
+    }
+  }
+  /* fold the chunks into the first slot of each plane */
+  for (int64_t p = 0; p < planes; p++) {
+    double *o = part + p * g->nch * nv;
+    for (int64_t ch = 1; ch < g->nch; ch++)
+      for (int v = 0; v < nv; v++) o[v] += o[ch * nv + v];
+  }
+  *stats_out = part;
+  return TRUE;
+}
+
+static gboolean in_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                           GError **error)
+{
+  int nt = thread_count(x);
+  InGeom g;
+  if (!in_geom(n, in, TRUE, &g, nt, error)) return FALSE;
+  const CnnfxTensor *X = in[0];
+  out[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, X->ndim, X->dims, error);
+  if (!out[0] || X->numel == 0) return out[0] != NULL;
+  const float *xp = cnnfx_f32(X), *sc = cnnfx_f32(in[1]), *bi = cnnfx_f32(in[2]);
+  double *st;
+  size_t sb;
+  if (!in_stats(x, &g, xp, NULL, &st, &sb, nt, error)) return FALSE;
+  float *y = cnnfx_f32(out[0]);
+  int64_t items = g.N * g.C * g.nch;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t it = 0; it < items; it++) {
+    int64_t p = it / g.nch, ch = it % g.nch, c = p % g.C;
+    int64_t s0 = ch * g.csz, s1 = MIN(g.S, s0 + g.csz);
+    const double *o = st + p * g.nch * 2;
+    const float *xi = xp + p * g.S;
+    double m = o[0] / (double)g.S, var = o[1] / (double)g.S - m * m;
+    if (var < 0) var = 0;
+    double inv = 1.0 / sqrt(var + (double)g.eps);
+    float a = (float)(sc[c] * inv);
+    float b = (float)(bi[c] - (m + (double)xi[0]) * sc[c] * inv);
+    float *yi = y + p * g.S;
+    for (int64_t s = s0; s < s1; s++) yi[s] = xi[s] * a + b;
+  }
+  cnnfx_mem_free(x->mem, st, sb);
+  return TRUE;
+}
+
+static guint32 in_saves(const CnnfxNode *n, const gboolean *need)
+{
+  if (need[0]) return CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1);
+  if (need[1]) return CNNFX_SAVE_IN(0);
+  return 0;
+}
+
+static gboolean in_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                            CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  int nt = thread_count(x);
+  InGeom g;
+  if (!in_geom(n, in, FALSE, &g, nt, error)) return FALSE;
+  const CnnfxTensor *X = in[0], *G = gout[0];
+  for (int i = 0; i < 3; i++) {
+    if (!need[i]) continue;
+    gin[i] = G ? cnnfx_tensor_alloc(x->mem, CNNFX_F32, in[i]->ndim, in[i]->dims, error)
+               : grad_zeros(x, in[i], nt, error);
+    if (!gin[i]) return FALSE;
+  }
+  if (!G) return TRUE;
+  if (G->numel != X->numel) return cnnfx_fail_shape(error, n, "output gradient has the wrong size");
+  for (int i = 1; i < 3; i++)
+    if (gin[i]) memset(gin[i]->data, 0, gin[i]->numel * sizeof(float));
+  if (X->numel == 0) return TRUE;
+  const float *gp = cnnfx_f32(G);
+  if (!need[0] && !need[1]) {
+    /* only dB: plain sums of g */
+    float *db = cnnfx_f32(gin[2]);
+    for (int64_t c = 0; c < g.C; c++) {
+      double acc = 0.0;
+      for (int64_t b = 0; b < g.N; b++) {
+        const float *gi = gp + (b * g.C + c) * g.S;
+        double t = 0.0;
+#pragma omp parallel for num_threads(nt) reduction(+ : t) schedule(static) if (g.S > NORM_CHUNK)
+        for (int64_t s = 0; s < g.S; s++) t += gi[s];
+        acc += t;
+      }
+      db[c] = (float)acc;
+    }
+    return TRUE;
+  }
+  const float *xp = cnnfx_f32(X);
+  if (!xp) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "InstanceNormalization '%s': input was not kept for backward", n->name);
+    return FALSE;
+  }
+  double *st;
+  size_t sb;
+  if (!in_stats(x, &g, xp, gp, &st, &sb, nt, error)) return FALSE;
+  const float *sc = need[0] ? cnnfx_f32(in[1]) : NULL;
+  /* per-plane coefficients: dx = A * g + Bc * x + Cc */
+  for (int64_t p = 0; p < g.N * g.C; p++) {
+    int64_t c = p % g.C;
+    double *o = st + p * g.nch * 4;
+    double S = (double)g.S;
+    double m = o[0] / S, var = o[1] / S - m * m;
+    if (var < 0) var = 0;
+    double inv = 1.0 / sqrt(var + (double)g.eps);
+    double sg = o[2], sgxh = inv * (o[3] - m * o[2]); /* sum g * xhat */
+    if (gin[1]) cnnfx_f32(gin[1])[c] += (float)sgxh;
+    if (gin[2]) cnnfx_f32(gin[2])[c] += (float)sg;
+    if (need[0]) {
+      /* dx = s*inv*(g - sg/S - xhat * sgxh/S), xhat = (x - k - m) * inv */
+      double si = sc[c] * inv;
+      double kk = (double)cnnfx_f32(X)[p * g.S];
+      double bx = -si * inv * sgxh / S;
+      o[0] = si;                                   /* coefficient of g */
+      o[1] = bx;                                   /* coefficient of x */
+      o[2] = -si * sg / S - bx * (kk + m);         /* constant */
+    }
+  }
+  if (need[0]) {
+    float *gx = cnnfx_f32(gin[0]);
+    int64_t items = g.N * g.C * g.nch;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t it = 0; it < items; it++) {
+      int64_t p = it / g.nch, ch = it % g.nch;
+      int64_t s0 = ch * g.csz, s1 = MIN(g.S, s0 + g.csz);
+      const double *o = st + p * g.nch * 4;
+      float A = (float)o[0], B = (float)o[1], Cc = (float)o[2];
+      const float *xi = xp + p * g.S, *gi = gp + p * g.S;
+      float *d = gx + p * g.S;
+      for (int64_t s = s0; s < s1; s++) d[s] = A * gi[s] + B * xi[s] + Cc;
+    }
+  }
+  cnnfx_mem_free(x->mem, st, sb);
+  return TRUE;
+}
+
+/* ==== LRN ================================================================================= */
+
+#define LRN_CH 256
+
+static gboolean lrn_check(const CnnfxNode *n, GError **error)
+{
+  if (!need_inputs(n, 1, error)) return FALSE;
+  int64_t size = cnnfx_attr_int(n, "size", -1);
+  if (size < 1 || size > 65536) {
+    cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "LRN '%s': attribute size must be a positive int", n->name);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+typedef struct {
+  int64_t N, C, S, lo, hi;
+  float alpha_n, beta, bias;
+} LrnGeom;
+
+static gboolean lrn_geom(const CnnfxNode *n, const CnnfxTensor *X, gboolean need_data, LrnGeom *g, GError **error)
+{
+  if (!lrn_check(n, error)) return FALSE;
+  if (need_data && !need_f32(n, X, "input", error)) return FALSE;
+  if (X->ndim < 2) return cnnfx_fail_shape(error, n, "input has rank %d, expected at least 2", X->ndim);
+  int64_t size = cnnfx_attr_int(n, "size", 1);
+  g->N = X->dims[0];
+  g->C = X->dims[1];
+  g->S = 1;
+  for (int i = 2; i < X->ndim; i++) g->S *= X->dims[i];
+  g->lo = (size - 1) / 2;
+  g->hi = size - 1 - g->lo;
+  g->alpha_n = cnnfx_attr_float(n, "alpha", 1e-4f) / (float)size;
+  g->beta = cnnfx_attr_float(n, "beta", 0.75f);
+  g->bias = cnnfx_attr_float(n, "bias", 1.0f);
+  return TRUE;
+}
+
+/* d^-beta for a run of values, in place. */
+static void pow_neg(float *v, int64_t n, float beta)
+{
+  if (beta == 0.75f) {
+    for (int64_t i = 0; i < n; i++) {
+      float r = 1.f / sqrtf(v[i]);
+      v[i] = r * sqrtf(r);
+    }
+  } else if (beta == 0.5f) {
+    for (int64_t i = 0; i < n; i++) v[i] = 1.f / sqrtf(v[i]);
+  } else if (beta == 1.f) {
+    for (int64_t i = 0; i < n; i++) v[i] = 1.f / v[i];
+  } else {
+    for (int64_t i = 0; i < n; i++) v[i] = powf(v[i], -beta);
+  }
+}
+
+/* d[i] = bias + alpha/size * sum of squares over the channel window of channel c. */
+static void lrn_denom(const LrnGeom *g, const float *xn, int64_t c, int64_t s0, int64_t len, float *d)
+{
+  int64_t c0 = MAX(0, c - g->lo), c1 = MIN(g->C - 1, c + g->hi);
+  for (int64_t i = 0; i < len; i++) d[i] = 0.f;
+  for (int64_t cc = c0; cc <= c1; cc++) {
+    const float *xc = xn + cc * g->S + s0;
+    for (int64_t i = 0; i < len; i++) d[i] += xc[i] * xc[i];
+  }
+  for (int64_t i = 0; i < len; i++) d[i] = g->bias + g->alpha_n * d[i];
+}
+
+static gboolean lrn_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                            GError **error)
+{
+  LrnGeom g;
+  const CnnfxTensor *X = in[0];
+  if (!lrn_geom(n, X, TRUE, &g, error)) return FALSE;
+  out[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, X->ndim, X->dims, error);
+  if (!out[0] || X->numel == 0) return out[0] != NULL;
+  const float *xp = cnnfx_f32(X);
+  float *y = cnnfx_f32(out[0]);
+  int nt = thread_count(x);
+  int64_t nch = (g.S + LRN_CH - 1) / LRN_CH, items = g.N * g.C * nch;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t it = 0; it < items; it++) {
+    float d[LRN_CH];
+    int64_t nc = it / nch, ch = it % nch, b = nc / g.C, c = nc % g.C;
+    int64_t s0 = ch * LRN_CH, len = MIN(g.S - s0, LRN_CH);
+    const float *xn = xp + b * g.C * g.S;
+    lrn_denom(&g, xn, c, s0, len, d);
+    pow_neg(d, len, g.beta);
+    const float *xi = xn + c * g.S + s0;
+    float *yi = y + nc * g.S + s0;
+    for (int64_t i = 0; i < len; i++) yi[i] = xi[i] * d[i];
+  }
+  return TRUE;
+}
+
+static gboolean lrn_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                             CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  if (!need[0]) return TRUE;
+  LrnGeom g;
+  const CnnfxTensor *X = in[0], *G = gout[0];
+  if (!lrn_geom(n, X, FALSE, &g, error)) return FALSE;
+  int nt = thread_count(x);
+  if (!G) {
+    gin[0] = grad_zeros(x, X, nt, error);
+    return gin[0] != NULL;
+  }
+  if (G->numel != X->numel) return cnnfx_fail_shape(error, n, "output gradient has the wrong size");
+  gin[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, X->ndim, X->dims, error);
+  if (!gin[0] || X->numel == 0) return gin[0] != NULL;
+  /* dx_k = g_k d_k^-b - 2 a b / n * x_k * sum_{i in [k-hi, k+lo]} g_i x_i d_i^(-b-1) */
+  size_t per = (size_t)g.C * LRN_CH;
+  float *scratch = cnnfx_scratch_f32(x->mem, per * (size_t)nt, error);
+  if (!scratch) return FALSE;
+  const float *xp = cnnfx_f32(X), *gp = cnnfx_f32(G);
+  float *gx = cnnfx_f32(gin[0]);
+  float coef = 2.f * g.alpha_n * g.beta;
+  int64_t nch = (g.S + LRN_CH - 1) / LRN_CH, items = g.N * nch;
+#pragma omp parallel num_threads(nt)
+  {
+    float *T = scratch + per * (size_t)omp_get_thread_num();
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; it++) {
+      float d[LRN_CH], p[LRN_CH];
+      int64_t b = it / nch, ch = it % nch;
+      int64_t s0 = ch * LRN_CH, len = MIN(g.S - s0, LRN_CH);
+      const float *xn = xp + b * g.C * g.S, *gn = gp + b * g.C * g.S;
+      float *on = gx + b * g.C * g.S;
+      for (int64_t c = 0; c < g.C; c++) {
+        lrn_denom(&g, xn, c, s0, len, d);
+        for (int64_t i = 0; i < len; i++) p[i] = d[i];
+        pow_neg(p, len, g.beta);
+        const float *xi = xn + c * g.S + s0, *gi = gn + c * g.S + s0;
+        float *oi = on + c * g.S + s0, *ti = T + c * LRN_CH;
+        for (int64_t i = 0; i < len; i++) {
+          oi[i] = gi[i] * p[i];
+          ti[i] = gi[i] * xi[i] * p[i] / d[i];
+        }
+      }
+      for (int64_t k = 0; k < g.C; k++) {
+        int64_t i0 = MAX(0, k - g.hi), i1 = MIN(g.C - 1, k + g.lo);
+        for (int64_t i = 0; i < len; i++) d[i] = 0.f;
+        for (int64_t c = i0; c <= i1; c++) {
+          const float *tc = T + c * LRN_CH;
+          for (int64_t i = 0; i < len; i++) d[i] += tc[i];
+        }
+        const float *xi = xn + k * g.S + s0;
+        float *oi = on + k * g.S + s0;
+        for (int64_t i = 0; i < len; i++) oi[i] -= coef * xi[i] * d[i];
+      }
+    }
+  }
+  cnnfx_scratch_free(x->mem, scratch, per * (size_t)nt);
+  return TRUE;
+}
+
+/* ==== LpNormalization ===================================================================== */
+
+static gboolean lp_check(const CnnfxNode *n, GError **error)
+{
+  if (!need_inputs(n, 1, error)) return FALSE;
+  int64_t p = cnnfx_attr_int(n, "p", 2);
+  if (p != 1 && p != 2) {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "LpNormalization '%s': p must be 1 or 2", n->name);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean lp_geom(const CnnfxNode *n, const CnnfxTensor *X, gboolean need_data, int64_t *outer, int64_t *L,
+                        int64_t *inner, GError **error)
+{
+  if (!lp_check(n, error)) return FALSE;
+  if (need_data && !need_f32(n, X, "input", error)) return FALSE;
+  int ax;
+  if (X->ndim < 1 || !cnnfx_norm_axis(cnnfx_attr_int(n, "axis", -1), X->ndim, &ax))
+    return cnnfx_fail_shape(error, n, "axis out of range for rank %d", X->ndim);
+  *outer = *inner = 1;
+  for (int i = 0; i < ax; i++) *outer *= X->dims[i];
+  for (int i = ax + 1; i < X->ndim; i++) *inner *= X->dims[i];
+  *L = X->dims[ax];
+  return TRUE;
+}
+
+static double lp_norm(const float *v, int64_t L, int64_t st, int p)
+{
+  double acc = 0.0;
+  for (int64_t j = 0; j < L; j++) acc += p == 1 ? fabs((double)v[j * st]) : (double)v[j * st] * v[j * st];
+  return p == 1 ? acc : sqrt(acc);
+}
+
+static gboolean lp_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                           GError **error)
+{
+  int64_t outer = 1, L = 1, inner = 1;
+  const CnnfxTensor *X = in[0];
+  if (!lp_geom(n, X, TRUE, &outer, &L, &inner, error)) return FALSE;
+  out[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, X->ndim, X->dims, error);
+  if (!out[0]) return FALSE;
+  int p = (int)cnnfx_attr_int(n, "p", 2);
+  const float *xp = cnnfx_f32(X);
+  float *y = cnnfx_f32(out[0]);
+  int64_t items = outer * inner;
+#pragma omp parallel for num_threads(thread_count(x)) schedule(static)
+  for (int64_t it = 0; it < items; it++) {
+    int64_t o = it / inner, i = it % inner;
+    const float *v = xp + o * L * inner + i;
+    float *w = y + o * L * inner + i;
+    double nrm = lp_norm(v, L, inner, p);
+    float r = nrm > 0 ? (float)(1.0 / nrm) : 0.f;
+    for (int64_t j = 0; j < L; j++) w[j * inner] = v[j * inner] * r;
+  }
+  return TRUE;
+}
+
+static gboolean lp_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                            CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  if (!need[0]) return TRUE;
+  int64_t outer = 1, L = 1, inner = 1;
+  const CnnfxTensor *X = in[0], *G = gout[0];
+  if (!lp_geom(n, X, FALSE, &outer, &L, &inner, error)) return FALSE;
+  int nt = thread_count(x);
+  if (!G) {
+    gin[0] = grad_zeros(x, X, nt, error);
+    return gin[0] != NULL;
+  }
+  gin[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, X->ndim, X->dims, error);
+  if (!gin[0]) return FALSE;
+  int p = (int)cnnfx_attr_int(n, "p", 2);
+  const float *xp = cnnfx_f32(X), *gp = cnnfx_f32(G);
+  float *gx = cnnfx_f32(gin[0]);
+  int64_t items = outer * inner;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t it = 0; it < items; it++) {
+    int64_t o = it / inner, i = it % inner, base = o * L * inner + i;
+    const float *v = xp + base, *gv = gp + base;
+    float *w = gx + base;
+    double nrm = lp_norm(v, L, inner, p);
+    if (!(nrm > 0)) {
+      for (int64_t j = 0; j < L; j++) w[j * inner] = 0.f;
+      continue;
+    }
+    double dot = 0.0;
+    for (int64_t j = 0; j < L; j++) dot += (double)gv[j * inner] * v[j * inner];
+    double r = 1.0 / nrm;
+    for (int64_t j = 0; j < L; j++) {
+      double xv = v[j * inner];
+      double t = p == 2 ? xv * dot * r * r * r : (xv > 0 ? 1.0 : xv < 0 ? -1.0 : 0.0) * dot * r * r;
+      w[j * inner] = (float)(gv[j * inner] * r - t);
+    }
+  }
+  return TRUE;
+}
+
+/* ==== MeanVarianceNormalization =========================================================== */
+/* y = (x - mean) / (sqrt(E[x^2] - mean^2) + 1e-9), statistics over `axes` (default 0,2,3). */
+
+#define MVN_EPS 1e-9
+
+typedef struct {
+  int ndim;
+  int64_t dims[CNNFX_MAX_DIMS];
+  int64_t gstride[CNNFX_MAX_DIMS]; /* group index stride per dim, 0 on reduced axes */
+  int64_t groups, M;               /* number of groups, elements per group */
+} MvnGeom;
+
+static gboolean mvn_geom(const CnnfxNode *n, const CnnfxTensor *X, gboolean need_data, MvnGeom *g, GError **error)
+{
+  if (!need_inputs(n, 1, error)) return FALSE;
+  if (need_data && !need_f32(n, X, "input", error)) return FALSE;
+  const int64_t *ax;
+  int na = cnnfx_attr_ints(n, "axes", &ax);
+  static const int64_t def_axes[] = {0, 2, 3};
+  if (na < 0) {
+    ax = def_axes;
+    na = 3;
+  }
+  gboolean red[CNNFX_MAX_DIMS] = {0};
+  for (int i = 0; i < na; i++) {
+    int a;
+    if (!cnnfx_norm_axis(ax[i], X->ndim, &a)) return cnnfx_fail_shape(error, n, "axis %d out of range", (int)ax[i]);
+    red[a] = TRUE;
+  }
+  g->ndim = X->ndim;
+  g->groups = 1;
+  g->M = 1;
+  for (int i = X->ndim - 1; i >= 0; i--) {
+    g->dims[i] = X->dims[i];
+    if (red[i]) {
+      g->gstride[i] = 0;
+      g->M *= X->dims[i];
+    } else {
+      g->gstride[i] = g->groups;
+      g->groups *= X->dims[i];
+    }
+  }
+  return TRUE;
+}
+
+/* Calls body(flat index, group) for every element in row-major order. */
+#define MVN_FOREACH(g, IDX, GRP, ...)                                                                  \
+  do {                                                                                                 \
+    int64_t ix_[CNNFX_MAX_DIMS] = {0};                                                                 \
+    int64_t GRP = 0, total_ = 1;                                                                       \
+    for (int d_ = 0; d_ < (g)->ndim; d_++) total_ *= (g)->dims[d_];                                    \
+    for (int64_t IDX = 0; IDX < total_; IDX++) {                                                       \
+      __VA_ARGS__;                                                                                     \
+      for (int d_ = (g)->ndim - 1; d_ >= 0; d_--) {                                                    \
+        GRP += (g)->gstride[d_];                                                                       \
+        if (++ix_[d_] < (g)->dims[d_]) break;                                                          \
+        GRP -= (g)->gstride[d_] * (g)->dims[d_];                                                       \
+        ix_[d_] = 0;                                                                                   \
+      }                                                                                                \
+    }                                                                                                  \
+  } while (0)
+
+static gboolean mvn_stats(const CnnfxExec *x, const MvnGeom *g, const float *xp, const float *gp, double **st,
+                          size_t *bytes, GError **error)
+{
+  *bytes = (size_t)g->groups * 4 * sizeof(double);
+  double *s = cnnfx_mem_alloc(x->mem, *bytes, error);
+  if (!s) return FALSE;
+  memset(s, 0, *bytes);
+  MVN_FOREACH(g, i, grp, {
+    double v = xp[i];
+    double *o = s + 4 * grp;
+    o[0] += v;
+    o[1] += v * v;
+    if (gp) {
+      o[2] += gp[i];
+      o[3] += gp[i] * v;
+    }
+  });
+  for (int64_t k = 0; k < g->groups; k++) {
+    double *o = s + 4 * k;
+    double m = o[0] / (double)g->M, var = o[1] / (double)g->M - m * m;
+    o[0] = m;
+    o[1] = sqrt(var > 0 ? var : 0); /* sigma */
+    if (gp) {
+      o[2] /= (double)g->M;                  /* mean g */
+      o[3] = o[3] / (double)g->M - m * o[2]; /* mean g*(x-m) */
+    }
+  }
+  *st = s;
+  return TRUE;
+}
+
+static gboolean mvn_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                            GError **error)
+{
+  MvnGeom g;
+  const CnnfxTensor *X = in[0];
+  if (!mvn_geom(n, X, TRUE, &g, error)) return FALSE;
+  out[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, X->ndim, X->dims, error);
+  if (!out[0] || X->numel == 0) return out[0] != NULL;
+  double *st;
+  size_t sb;
+  const float *xp = cnnfx_f32(X);
+  if (!mvn_stats(x, &g, xp, NULL, &st, &sb, error)) return FALSE;
+  float *y = cnnfx_f32(out[0]);
+  MVN_FOREACH(&g, i, grp, { y[i] = (float)((xp[i] - st[4 * grp]) / (st[4 * grp + 1] + MVN_EPS)); });
+  cnnfx_mem_free(x->mem, st, sb);
+  return TRUE;
+}
+
+static gboolean mvn_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                             CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  if (!need[0]) return TRUE;
+  MvnGeom g;
+  const CnnfxTensor *X = in[0], *G = gout[0];
+  if (!mvn_geom(n, X, FALSE, &g, error)) return FALSE;
+  if (!G) {
+    gin[0] = grad_zeros(x, X, thread_count(x), error);
+    return gin[0] != NULL;
+  }
+  gin[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, X->ndim, X->dims, error);
+  if (!gin[0] || X->numel == 0) return gin[0] != NULL;
+  const float *xp = cnnfx_f32(X), *gp = cnnfx_f32(G);
+  double *st;
+  size_t sb;
+  if (!mvn_stats(x, &g, xp, gp, &st, &sb, error)) return FALSE;
+  float *gx = cnnfx_f32(gin[0]);
+  /* dx = (g - mean g)/(s+e) - u * mean(g u) / (s (s+e)^2), u = x - mean */
+  MVN_FOREACH(&g, i, grp, {
+    const double *o = st + 4 * grp;
+    double se = o[1] + MVN_EPS, u = xp[i] - o[0];
+    double t = o[1] > 0 ? u * o[3] / (o[1] * se * se) : 0.0;
+    gx[i] = (float)((gp[i] - o[2]) / se - t);
+  });
+  cnnfx_mem_free(x->mem, st, sb);
+  return TRUE;
+}
+
+static const CnnfxOp op_bn = {.name = "BatchNormalization", .check = bn_check, .forward = bn_forward,
+                              .backward = bn_backward,
+                              .saves = CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1) | CNNFX_SAVE_IN(3) | CNNFX_SAVE_IN(4),
+                              .saves_fn = bn_saves};
+static const CnnfxOp op_in = {.name = "InstanceNormalization", .check = in_check, .forward = in_forward,
+                              .backward = in_backward, .saves = CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1),
+                              .saves_fn = in_saves};
+static const CnnfxOp op_lrn = {.name = "LRN", .check = lrn_check, .forward = lrn_forward, .backward = lrn_backward,
+                               .saves = CNNFX_SAVE_IN(0)};
+static const CnnfxOp op_lp = {.name = "LpNormalization", .check = lp_check, .forward = lp_forward,
+                              .backward = lp_backward, .saves = CNNFX_SAVE_IN(0)};
+static const CnnfxOp op_mvn = {.name = "MeanVarianceNormalization", .forward = mvn_forward, .backward = mvn_backward,
+                               .saves = CNNFX_SAVE_IN(0)};
+
+const CnnfxOp *const cnnfx_ops_norm[] = {&op_bn, &op_in, &op_lrn, &op_lp, &op_mvn, NULL};

@@ -174,6 +174,12 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
       if (n->out[o] >= 0 && s->rg[n->out[o]]) carries = TRUE;
     if (!carries) continue;
     guint32 sv = s->ops[k]->saves;
+    if (s->ops[k]->saves_fn) {
+      gboolean need[64] = {0};
+      for (int i = 0; i < n->n_in && i < 64; i++)
+        need[i] = n->in[i] >= 0 && s->rg[n->in[i]] && input_differentiable(s->ops[k], i);
+      sv = s->ops[k]->saves_fn(n, need);
+    }
     for (int i = 0; i < n->n_in && i < 16; i++)
       if (n->in[i] >= 0 && (sv & CNNFX_SAVE_IN(i))) {
         s->saved[n->in[i]] = TRUE;

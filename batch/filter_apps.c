@@ -1,0 +1,256 @@
+/* Applying each filter to one image file and writing its outputs. */
+#include "netload.h"
+#include <errno.h>
+#include <math.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+static gboolean is_filter(const FilterApp *app, const char *name)
+{
+  return !strcmp(app->info->name, name);
+}
+
+/* Text outputs (reports) are written like images: temporary name, then rename. */
+static gboolean write_text_atomic(const char *path, const char *text, gboolean overwrite, GError **error)
+{
+  if (!overwrite && g_file_test(path, G_FILE_TEST_EXISTS)) {
+    g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_EXIST, "%s exists (use --overwrite)", path);
+    return FALSE;
+  }
+  return g_file_set_contents(path, text, -1, error); /* writes a temporary file and renames it */
+}
+
+gboolean cli_filter_prepare(FilterApp *app, GError **error)
+{
+  if (is_filter(app, "style")) {
+    const char *fast = cnnfx_params_string(app->params, "fast-model");
+    if (fast) {
+      g_autoptr(GMappedFile) mf = g_mapped_file_new(fast, FALSE, error);
+      if (!mf) return FALSE;
+      app->fast = cnnfx_model_load(g_mapped_file_get_contents(mf), g_mapped_file_get_length(mf), error);
+      if (!app->fast) g_prefix_error(error, "%s: ", fast);
+      return app->fast != NULL;
+    }
+    const char *const *st = cnnfx_params_strings(app->params, "style");
+    app->n_styles = st ? (int)g_strv_length((char **)st) : 0;
+    if (!app->n_styles) {
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "style needs --style FILE (or --fast-model FILE)");
+      return FALSE;
+    }
+    app->styles = g_new0(CnnfxTensor *, app->n_styles + 1);
+    for (int i = 0; i < app->n_styles; i++) {
+      g_autoptr(CnnfxImage) img = cnnfx_image_load(st[i], error);
+      if (!img || !(app->styles[i] = cli_image_to_tensor(img, error))) return FALSE;
+    }
+  }
+  if (is_filter(app, "dream")) {
+    const char *g = cnnfx_params_string(app->params, "guide");
+    if (g) {
+      g_autoptr(CnnfxImage) img = cnnfx_image_load(g, error);
+      if (!img || !(app->guide = cli_image_to_tensor(img, error))) return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+void cli_filter_finish(FilterApp *app, GError **error)
+{
+  for (int i = 0; i < app->n_styles; i++)
+    if (app->styles && app->styles[i]) cnnfx_tensor_unref(app->styles[i]);
+  g_free(app->styles);
+  app->styles = NULL;
+  if (app->guide) cnnfx_tensor_unref(app->guide);
+  app->guide = NULL;
+  if (app->fast) cnnfx_model_free(app->fast);
+  app->fast = NULL;
+}
+
+char *cli_filter_main_output(const FilterApp *app, const char *rel)
+{
+  if (is_filter(app, "classify"))
+    return cli_output_path(app->outdir, rel, NULL,
+                           !g_strcmp0(cnnfx_params_string(app->params, "format"), "json") ? ".json" : ".csv");
+  if (is_filter(app, "fool")) return cli_output_path(app->outdir, rel, NULL, ".png"); /* lossless: noise survives */
+  return cli_output_path(app->outdir, rel, NULL, NULL);
+}
+
+static int out_depth(const FilterApp *app, const CnnfxImage *img)
+{
+  return app->depth16 ? 16 : img->depth;
+}
+
+/* A single-channel map [1,H,W] or [H,W] 0..1 rendered with a colour map over the image. */
+static CnnfxImage *render_heatmap(const CnnfxImage *img, const CnnfxTensor *map, const char *cmap, double opacity,
+                                  GError **error);
+
+static GString *csv_escape(GString *s, const char *t)
+{
+  g_string_append_c(s, '"');
+  for (; t && *t; t++) {
+    if (*t == '"') g_string_append_c(s, '"');
+    g_string_append_c(s, *t);
+  }
+  g_string_append_c(s, '"');
+  return s;
+}
+
+static gboolean apply_classify(FilterApp *app, CnnfxImage *img, CnnfxTensor *x, const char *src, const char *rel,
+                               GError **error)
+{
+  int k = cnnfx_params_int(app->params, "top");
+  CnnfxScore *top = g_new0(CnnfxScore, k);
+  CnnfxTensor *heat = NULL;
+  gboolean want_heat = g_strcmp0(cnnfx_params_string(app->params, "overlay"), "none") != 0;
+  gboolean ok = cnnfx_classify(app->net, app->params, &app->run, x, top, k, want_heat ? &heat : NULL, error);
+  if (ok && heat) {
+    g_autoptr(CnnfxImage) h = render_heatmap(img, heat, cnnfx_params_string(app->params, "colormap"),
+                                             cnnfx_params_double(app->params, "opacity"), error);
+    g_autofree char *hp = cli_output_path(app->outdir, rel, ".heatmap", NULL);
+    ok = h && cnnfx_image_save(h, hp, out_depth(app, img), app->jpeg_quality, app->overwrite, error);
+  }
+  if (ok && cnnfx_params_bool(app->params, "labels-image")) {
+    g_autoptr(CnnfxImage) li = cli_draw_labels(img, top, k, error);
+    g_autofree char *lp = cli_output_path(app->outdir, rel, ".labels", NULL);
+    ok = li && cnnfx_image_save(li, lp, out_depth(app, img), app->jpeg_quality, app->overwrite, error);
+  }
+  if (ok) {
+    gboolean json = !g_strcmp0(cnnfx_params_string(app->params, "format"), "json");
+    g_autoptr(GString) s = g_string_new(NULL);
+    if (json) {
+      g_autofree char *esc = g_strescape(src, NULL);
+      g_string_append_printf(s, "{\"file\": \"%s\", \"model\": \"%s\", \"top\": [", esc, app->net->name);
+      for (int i = 0; i < k; i++) {
+        g_autofree char *l = g_strescape(top[i].label ? top[i].label : "", NULL);
+        g_string_append_printf(s, "%s\n  {\"rank\": %d, \"index\": %d, \"label\": \"%s\", \"prob\": %.6f}",
+                               i ? "," : "", i + 1, top[i].index, l, top[i].prob);
+      }
+      g_string_append(s, "\n]}\n");
+    } else {
+      g_string_append(s, "file,rank,index,label,probability\n");
+      for (int i = 0; i < k; i++) {
+        csv_escape(s, src);
+        g_string_append_printf(s, ",%d,%d,", i + 1, top[i].index);
+        csv_escape(s, top[i].label ? top[i].label : "");
+        g_string_append_printf(s, ",%.6f\n", top[i].prob);
+      }
+    }
+    g_autofree char *rp = cli_filter_main_output(app, rel);
+    ok = write_text_atomic(rp, s->str, app->overwrite, error);
+    printf("%s: %s (%.1f%%)\n", src, top[0].label ? top[0].label : "?", 100 * top[0].prob);
+  }
+  if (heat) cnnfx_tensor_unref(heat);
+  g_free(top);
+  return ok;
+}
+
+static gboolean apply_fool(FilterApp *app, CnnfxImage *img, CnnfxTensor *x, const char *src, const char *rel,
+                           GError **error)
+{
+  CnnfxTensor *noise = NULL;
+  CnnfxFoolReport rep = {0};
+  gboolean ok = cnnfx_fool(app->net, app->params, &app->run, x, &noise, &rep, error);
+  if (ok && noise) {
+    g_autoptr(CnnfxImage) ni = cnnfx_image_new(img->width, img->height, 3, 8, error);
+    if (!ni) ok = FALSE;
+    else {
+      cli_tensor_to_image(noise, ni);
+      g_autofree char *np = cli_output_path(app->outdir, rel, ".noise", ".png");
+      ok = cnnfx_image_save(ni, np, 8, 0, app->overwrite, error);
+    }
+  }
+  if (ok) {
+    g_autofree char *text = g_strdup_printf(
+      "%s: %s (%.1f%%) -> %s (%.1f%%), L-inf %.1f/255 after 8-bit save, %d iterations\n", src,
+      rep.before.label ? rep.before.label : "?", 100 * rep.before.prob, rep.after.label ? rep.after.label : "?",
+      100 * rep.after.prob, rep.linf, rep.iterations);
+    fputs(text, stdout);
+    g_autofree char *rp = cli_output_path(app->outdir, rel, ".fool", ".txt");
+    ok = write_text_atomic(rp, text, app->overwrite, error);
+  }
+  if (ok) {
+    cli_tensor_to_image(x, img);
+    g_autofree char *op = cli_filter_main_output(app, rel);
+    ok = cnnfx_image_save(img, op, 8, 0, app->overwrite, error);
+  }
+  if (noise) cnnfx_tensor_unref(noise);
+  return ok;
+}
+
+gboolean cli_filter_apply(FilterApp *app, CnnfxImage *img, const char *src, const char *rel, GError **error)
+{
+  g_autoptr(CnnfxTensor) x = cli_image_to_tensor(img, error);
+  if (!x) return FALSE;
+  g_autofree char *out = cli_filter_main_output(app, rel);
+  if (is_filter(app, "classify")) return apply_classify(app, img, x, src, rel, error);
+  if (is_filter(app, "fool")) return apply_fool(app, img, x, src, rel, error);
+  gboolean ok;
+  if (is_filter(app, "dream")) {
+    ok = cnnfx_dream(app->net, app->params, &app->run, x, app->guide, error);
+  } else if (is_filter(app, "style")) {
+    ok = app->fast ? cnnfx_fast_style(app->fast, &app->run, x, error)
+                   : cnnfx_style(app->net, app->params, &app->run, x, app->styles, app->n_styles, error);
+  } else {
+    g_autoptr(CnnfxTensor) v = cnnfx_visualize(app->net, app->params, &app->run, x, error);
+    if (!v) return FALSE;
+    /* Visualisations have their own size. */
+    g_autoptr(CnnfxImage) vi = cnnfx_image_new((int)v->dims[2], (int)v->dims[1], 3, 8, error);
+    if (!vi) return FALSE;
+    cli_tensor_to_image(v, vi);
+    return cnnfx_image_save(vi, out, out_depth(app, img), app->jpeg_quality, app->overwrite, error);
+  }
+  if (!ok) return FALSE;
+  cli_tensor_to_image(x, img);
+  return cnnfx_image_save(img, out, out_depth(app, img), app->jpeg_quality, app->overwrite, error);
+}
+
+/* ---- heat maps ------------------------------------------------------------------------ */
+
+static void colormap(const char *name, float v, float rgb[3])
+{
+  v = CLAMP(v, 0.f, 1.f);
+  if (!g_strcmp0(name, "gray")) {
+    rgb[0] = rgb[1] = rgb[2] = v;
+  } else if (!g_strcmp0(name, "inferno") || !g_strcmp0(name, "viridis")) {
+    /* piecewise-linear approximations through 5 control points of matplotlib's maps */
+    static const float inferno[5][3] = {{0, 0, 0.016f}, {0.341f, 0.063f, 0.431f}, {0.735f, 0.216f, 0.330f},
+                                        {0.976f, 0.557f, 0.035f}, {0.988f, 1.0f, 0.643f}};
+    static const float viridis[5][3] = {{0.267f, 0.005f, 0.329f}, {0.230f, 0.322f, 0.546f}, {0.128f, 0.567f, 0.551f},
+                                        {0.369f, 0.789f, 0.383f}, {0.993f, 0.906f, 0.144f}};
+    const float(*m)[3] = name[0] == 'i' ? inferno : viridis;
+    float s = v * 4;
+    int i = MIN((int)s, 3);
+    float t = s - i;
+    for (int c = 0; c < 3; c++) rgb[c] = m[i][c] + (m[i + 1][c] - m[i][c]) * t;
+  } else { /* jet */
+    rgb[0] = CLAMP(1.5f - fabsf(4 * v - 3), 0.f, 1.f);
+    rgb[1] = CLAMP(1.5f - fabsf(4 * v - 2), 0.f, 1.f);
+    rgb[2] = CLAMP(1.5f - fabsf(4 * v - 1), 0.f, 1.f);
+  }
+}
+
+static CnnfxImage *render_heatmap(const CnnfxImage *img, const CnnfxTensor *map, const char *cmap, double opacity,
+                                  GError **error)
+{
+  CnnfxImage *o = cnnfx_image_new(img->width, img->height, img->channels, img->depth, error);
+  if (!o) return NULL;
+  int mh = (int)map->dims[map->ndim - 2], mw = (int)map->dims[map->ndim - 1];
+  const float *m = cnnfx_f32(map);
+  int c = img->channels;
+  for (int y = 0; y < img->height; y++)
+    for (int x = 0; x < img->width; x++) {
+      /* bilinear sample of the map at this pixel */
+      float sy = (y + 0.5f) * mh / img->height - 0.5f, sx = (x + 0.5f) * mw / img->width - 0.5f;
+      sy = CLAMP(sy, 0.f, mh - 1.f);
+      sx = CLAMP(sx, 0.f, mw - 1.f);
+      int y0 = (int)sy, x0 = (int)sx, y1 = MIN(y0 + 1, mh - 1), x1 = MIN(x0 + 1, mw - 1);
+      float fy = sy - y0, fx = sx - x0;
+      float v = (m[y0 * mw + x0] * (1 - fx) + m[y0 * mw + x1] * fx) * (1 - fy) +
+                (m[y1 * mw + x0] * (1 - fx) + m[y1 * mw + x1] * fx) * fy;
+      float rgb[3];
+      colormap(cmap, v, rgb);
+      size_t i = ((size_t)y * img->width + x) * c;
+      for (int k = 0; k < 3; k++) o->px[i + k] = (float)((1 - opacity) * img->px[i + k] + opacity * rgb[k]);
+      if (c == 4) o->px[i + 3] = img->px[i + 3];
+    }
+  return o;
+}

@@ -1,0 +1,52 @@
+/* Front-end glue shared by the CLI and the GIMP plug-in: finding a model and its
+ * preprocessing, and applying a filter to one image with its outputs. */
+#ifndef CNNFX_NETLOAD_H
+#define CNNFX_NETLOAD_H
+
+#include "cnnfx-filters.h"
+#include "image.h"
+#include <stdio.h>
+
+/* model: NULL (the filter's offline default), a manifest NAME, or a path to an .onnx file.
+ * labels: optional labels file overriding the manifest's. */
+CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter, GError **error);
+
+/* Where offline default weights live (weights/ in the source tree or the installed copy). */
+char *cli_weights_dir(void);
+
+/* RGB(A) image <-> [3,H,W] tensor */
+CnnfxTensor *cli_image_to_tensor(const CnnfxImage *img, GError **error);
+/* Write t [3,h,w] back into img's colour channels (same size; alpha untouched). */
+void cli_tensor_to_image(const CnnfxTensor *t, CnnfxImage *img);
+
+typedef struct {
+  const CnnfxFilterInfo *info;
+  CnnfxParams *params;
+  CnnfxNet *net;
+  CnnfxRun run;
+  const char *outdir;
+  gboolean overwrite, depth16;
+  int jpeg_quality;
+  /* filter state */
+  CnnfxTensor **styles;  /* style: loaded style images */
+  int n_styles;
+  CnnfxTensor *guide;    /* dream: guide image */
+  CnnfxModel *fast;      /* style: fast-style network */
+  FILE *report;          /* classify / fool: CSV or JSON report */
+  char *report_tmp, *report_path;
+  int n_reported;
+} FilterApp;
+
+gboolean cli_filter_prepare(FilterApp *app, GError **error);
+/* Path of the output whose presence means "done" (resume). */
+char *cli_filter_main_output(const FilterApp *app, const char *rel);
+gboolean cli_filter_apply(FilterApp *app, CnnfxImage *img, const char *src, const char *rel, GError **error);
+/* Closes reports (renamed into place atomically). */
+void cli_filter_finish(FilterApp *app, GError **error);
+
+/* Copy of img with the top labels and probabilities drawn in a box (built-in bitmap font). */
+CnnfxImage *cli_draw_labels(const CnnfxImage *img, const CnnfxScore *top, int k, GError **error);
+
+char *cli_output_path(const char *outdir, const char *rel, const char *suffix, const char *ext);
+
+#endif

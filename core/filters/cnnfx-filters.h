@@ -1,0 +1,147 @@
+/* cnnfx filters: Deep Dream, style transfer, classify (+ heat maps), fool, visualize.
+ *
+ * The algorithms live here so that the GIMP plug-in and the CLI call the same code.
+ * Like the core, this layer knows nothing about files or GIMP: images are float tensors
+ * [3, H, W] (RGB, 0..1, planar); front-ends convert pixels and handle alpha.
+ *
+ * Every filter is described by ONE parameter table (CnnfxFilterInfo); the CLI builds its
+ * flags from it, the GIMP plug-in its procedure arguments and dialog. */
+#ifndef CNNFX_FILTERS_H
+#define CNNFX_FILTERS_H
+
+#include "cnnfx.h"
+
+G_BEGIN_DECLS
+
+/* ---- parameter tables ---------------------------------------------------------- */
+
+typedef enum {
+  CNNFX_P_INT,
+  CNNFX_P_DOUBLE,
+  CNNFX_P_BOOL,
+  CNNFX_P_STRING,   /* free text (layer names, labels) */
+  CNNFX_P_CHOICE,   /* one of `choices` ("lbfgs|adam") */
+  CNNFX_P_FILE,     /* a path (front-end loads it) */
+  CNNFX_P_FILES,    /* repeatable path (style images) */
+  CNNFX_P_STRINGS,  /* repeatable / comma-separated text (layers with weights) */
+} CnnfxParamType;
+
+typedef struct {
+  const char *name;     /* CLI flag --name, GIMP argument name; NULL ends a table */
+  CnnfxParamType type;
+  double min, max, def; /* INT / DOUBLE / BOOL (def 0/1) */
+  const char *def_str;  /* STRING / CHOICE / FILE default, may be NULL */
+  const char *choices;  /* CHOICE: "a|b|c" */
+  const char *label;    /* short, translatable (N_()) */
+  const char *help;     /* one sentence, translatable (N_()) */
+} CnnfxParam;
+
+typedef struct {
+  const char *name;     /* "dream" — CLI subcommand, procedure plug-in-cnnfx-<name> */
+  const char *title;    /* N_("Deep Dream") */
+  const char *help;
+  const CnnfxParam *params;
+} CnnfxFilterInfo;
+
+/* The five filters' tables, and lookup by name. */
+const CnnfxFilterInfo *cnnfx_filter_info(const char *name);
+const CnnfxFilterInfo *const *cnnfx_filter_infos(void); /* NULL-terminated */
+
+/* Parameter values of one run (defaults from the table). */
+typedef struct CnnfxParams CnnfxParams;
+CnnfxParams *cnnfx_params_new(const CnnfxFilterInfo *f);
+void cnnfx_params_free(CnnfxParams *p);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxParams, cnnfx_params_free)
+/* Parse and range-check a value given as text (CLI); STRINGS/FILES append. */
+gboolean cnnfx_params_set(CnnfxParams *p, const char *name, const char *value, GError **error);
+gboolean cnnfx_params_set_int(CnnfxParams *p, const char *name, int v, GError **error);
+gboolean cnnfx_params_set_double(CnnfxParams *p, const char *name, double v, GError **error);
+int cnnfx_params_int(const CnnfxParams *p, const char *name);
+double cnnfx_params_double(const CnnfxParams *p, const char *name);
+gboolean cnnfx_params_bool(const CnnfxParams *p, const char *name);
+const char *cnnfx_params_string(const CnnfxParams *p, const char *name);    /* NULL if unset */
+const char *const *cnnfx_params_strings(const CnnfxParams *p, const char *name); /* NULL-terminated */
+const CnnfxFilterInfo *cnnfx_params_filter(const CnnfxParams *p);
+
+/* ---- networks ------------------------------------------------------------------- */
+
+/* How images become network input: x = (rgb * scale - mean) / std, channel order. */
+typedef struct {
+  float scale;          /* 1 (0..1 input) or 255 */
+  float mean[3], std[3];
+  gboolean bgr;
+  gboolean gray;        /* single-channel models (Fashion-MNIST) */
+  int fixed_h, fixed_w; /* classifiers with a fixed input size (0 = any size) */
+} CnnfxPreproc;
+
+typedef struct {
+  CnnfxModel *model;     /* owned */
+  char *name;
+  char *input;           /* input tensor name */
+  char *output;          /* logits / probabilities tensor name */
+  gboolean output_is_prob; /* output already softmaxed */
+  CnnfxPreproc pre;
+  char **labels;         /* NULL-terminated, may be NULL */
+  /* default layers per filter (NULL-terminated lists), from the model manifest */
+  char **dream_layers;
+  char **style_layers;
+  char **content_layers;
+  char *cam_layer;       /* last conv feature map for Grad-CAM */
+} CnnfxNet;
+
+void cnnfx_net_free(CnnfxNet *n);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxNet, cnnfx_net_free)
+
+/* Image <-> network input */
+CnnfxTensor *cnnfx_net_preprocess(const CnnfxNet *n, const CnnfxTensor *rgb, GError **error);
+/* Map a gradient w.r.t. the network input back to a gradient w.r.t. the RGB image (chain rule). */
+gboolean cnnfx_net_grad_to_rgb(const CnnfxNet *n, const CnnfxTensor *gin, CnnfxTensor *grgb, GError **error);
+
+/* ---- running -------------------------------------------------------------------- */
+
+typedef struct {
+  CnnfxBackend *backend;
+  guint64 seed;
+  size_t max_memory;            /* bytes for tensors (0 = no limit); big images are tiled to fit */
+  const volatile int *cancel;   /* set non-zero to stop: the filter returns CNNFX_ERROR_CANCELLED */
+  /* fraction 0..1 of the whole run, and a short description ("octave 2/4, tile 3/12") */
+  void (*progress)(double fraction, const char *what, gpointer user);
+  gpointer user;
+} CnnfxRun;
+
+/* Result of classify / fool */
+typedef struct {
+  int index;
+  double prob;
+  const char *label;    /* borrowed from the net, or NULL */
+} CnnfxScore;
+
+/* In-place filters on an RGB image tensor [3,H,W] 0..1. */
+gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                     const CnnfxTensor *guide, GError **error);
+gboolean cnnfx_style(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                     CnnfxTensor *const *styles, int n_styles, GError **error);
+/* Fast style: a feed-forward ONNX network image -> image. */
+gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor *image, GError **error);
+
+/* Classify: top-k; heatmap (optional out, [1,H,W] 0..1) by the method in params ("gradcam", ...). */
+gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, const CnnfxTensor *image,
+                        CnnfxScore *top, int k, CnnfxTensor **heatmap, GError **error);
+
+typedef struct {
+  CnnfxScore before, after;
+  double linf;          /* in 0..255 units, measured after 8-bit rounding */
+  int iterations;
+} CnnfxFoolReport;
+/* image is replaced by the adversarial image (already 8-bit representable); noise (optional out) is the
+ * amplified difference for viewing. */
+gboolean cnnfx_fool(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                    CnnfxTensor **noise, CnnfxFoolReport *report, GError **error);
+
+/* Visualize: class visualisation or filter / activation views; returns a new RGB image. */
+CnnfxTensor *cnnfx_visualize(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run,
+                             const CnnfxTensor *image, GError **error);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,87 @@
+/* Networks as the filters see them: a model plus how images go in. */
+#include "imgops.h"
+#include <string.h>
+
+void cnnfx_net_free(CnnfxNet *n)
+{
+  if (!n) return;
+  cnnfx_model_free(n->model);
+  g_free(n->name);
+  g_free(n->input);
+  g_free(n->output);
+  g_strfreev(n->labels);
+  g_strfreev(n->dream_layers);
+  g_strfreev(n->style_layers);
+  g_strfreev(n->content_layers);
+  g_free(n->cam_layer);
+  g_free(n);
+}
+
+static const float luma[3] = {0.299f, 0.587f, 0.114f};
+
+/* rgb: [3,H,W] (or [1,3,H,W]) 0..1  ->  [1,C,h,w] normalised network input */
+CnnfxTensor *cnnfx_net_preprocess(const CnnfxNet *n, const CnnfxTensor *rgb, GError **error)
+{
+  const CnnfxPreproc *p = &n->pre;
+  int H = (int)rgb->dims[rgb->ndim - 2], W = (int)rgb->dims[rgb->ndim - 1];
+  int h = p->fixed_h ? p->fixed_h : H, w = p->fixed_w ? p->fixed_w : W;
+  int C = p->gray ? 1 : 3;
+  int64_t d[4] = {1, C, h, w};
+  g_autoptr(CnnfxTensor) rs = NULL;
+  const float *src = cnnfx_f32(rgb);
+  if (h != H || w != W) {
+    if (!(rs = cnnfx_tensor_resized(rgb, h, w, error))) return NULL;
+    src = cnnfx_f32(rs);
+  }
+  CnnfxTensor *x = cnnfx_tensor_new_f32(4, d, error);
+  if (!x) return NULL;
+  size_t hw = (size_t)h * w;
+  float *dst = cnnfx_f32(x);
+  for (int c = 0; c < C; c++) {
+    int sc = p->bgr ? 2 - c : c;
+    float scale = p->scale / p->std[c], off = p->mean[c] / p->std[c];
+    float *o = dst + c * hw;
+    if (p->gray) {
+      for (size_t i = 0; i < hw; i++)
+        o[i] = (luma[0] * src[i] + luma[1] * src[hw + i] + luma[2] * src[2 * hw + i]) * scale - off;
+    } else {
+      const float *s = src + sc * hw;
+      for (size_t i = 0; i < hw; i++) o[i] = s[i] * scale - off;
+    }
+  }
+  return x;
+}
+
+gboolean cnnfx_net_grad_to_rgb(const CnnfxNet *n, const CnnfxTensor *gin, CnnfxTensor *grgb, GError **error)
+{
+  const CnnfxPreproc *p = &n->pre;
+  int H = (int)grgb->dims[grgb->ndim - 2], W = (int)grgb->dims[grgb->ndim - 1];
+  int h = (int)gin->dims[2], w = (int)gin->dims[3];
+  size_t hw = (size_t)h * w;
+  g_autoptr(CnnfxTensor) tmp = NULL;
+  float *g3;
+  if (h != H || w != W) {
+    int64_t d[3] = {3, h, w};
+    if (!(tmp = cnnfx_tensor_new_f32(3, d, error))) return FALSE;
+    g3 = cnnfx_f32(tmp);
+  } else {
+    g3 = cnnfx_f32(grgb);
+  }
+  const float *g = cnnfx_f32(gin);
+  for (int c = 0; c < 3; c++) {
+    float *o = g3 + c * hw;
+    if (p->gray) {
+      float s = p->scale / p->std[0] * luma[c];
+      for (size_t i = 0; i < hw; i++) o[i] = g[i] * s;
+    } else {
+      int nc = p->bgr ? 2 - c : c;
+      float s = p->scale / p->std[nc];
+      for (size_t i = 0; i < hw; i++) o[i] = g[nc * hw + i] * s;
+    }
+  }
+  if (tmp) {
+    memset(cnnfx_f32(grgb), 0, grgb->numel * sizeof(float));
+    cnnfx_resize_bilinear_adjoint(g3, 3, h, w, cnnfx_f32(grgb), H, W);
+  }
+  return TRUE;
+}

@@ -1,0 +1,189 @@
+/* Session semantics: targets/taps, backward from several tensors, memory planning,
+ * memory limit, cancellation, argument errors, weight gradients. */
+#include "cnnfx.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int passed, failed;
+#define CHECK(cond, ...) do { if (cond) passed++; else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+  printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+static CnnfxModel *load(const char *path)
+{
+  gchar *data;
+  gsize len;
+  GError *err = NULL;
+  if (!g_file_get_contents(path, &data, &len, &err)) {
+    printf("cannot read %s: %s\n", path, err->message);
+    exit(1);
+  }
+  CnnfxModel *m = cnnfx_model_load(data, len, &err);
+  g_free(data);
+  if (!m) {
+    printf("cannot load %s: %s\n", path, err->message);
+    exit(1);
+  }
+  return m;
+}
+
+static CnnfxTensor *input(void)
+{
+  int64_t d[4] = {1, 3, 16, 16};
+  CnnfxTensor *t = cnnfx_tensor_new_f32(4, d, NULL);
+  GRand *r = g_rand_new_with_seed(7);
+  for (size_t i = 0; i < t->numel; i++) cnnfx_f32(t)[i] = (float)g_rand_double_range(r, -1, 1);
+  g_rand_free(r);
+  return t;
+}
+
+/* gradient at x of 0.5*sum ||tap||^2 over the given taps */
+static CnnfxTensor *grad_of(CnnfxModel *m, CnnfxBackend *be, const char *const *taps, int n)
+{
+  const char *tg[8] = {0};
+  for (int i = 0; i < n; i++) tg[i] = taps[i];
+  CnnfxSessionOptions o = {.grad = CNNFX_GRAD_INPUT, .targets = tg};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(CnnfxSession) s = cnnfx_session_new(m, be, &o, &err);
+  g_autoptr(CnnfxTensor) x = input();
+  if (!s || !cnnfx_session_set_input(s, "x", x, &err) || !cnnfx_session_forward(s, &err)) goto fail;
+  CnnfxTensor *seeds[8];
+  for (int i = 0; i < n; i++)
+    if (!(seeds[i] = cnnfx_session_get(s, taps[i], &err))) goto fail;
+  if (!cnnfx_session_backward(s, n, taps, seeds, &err)) goto fail;
+  CnnfxTensor *g = cnnfx_session_grad(s, "x", &err);
+  if (!g) goto fail;
+  return cnnfx_tensor_copy(g, NULL);
+fail:
+  printf("grad_of failed: %s\n", err ? err->message : "?");
+  return NULL;
+}
+
+int main(int argc, char **argv)
+{
+  if (argc < 2) {
+    printf("usage: test_session MODEL.onnx\n");
+    return 2;
+  }
+  g_autoptr(CnnfxModel) m = load(argv[1]);
+  g_autoptr(CnnfxBackend) be = cnnfx_backend_new("cpu", NULL);
+  g_autoptr(CnnfxTensor) x = input();
+  GError *err = NULL;
+
+  /* 1. targets: only r1 is computed; y is not available */
+  {
+    const char *tg[] = {"r1", NULL};
+    CnnfxSessionOptions o = {.targets = tg};
+    g_autoptr(CnnfxSession) s = cnnfx_session_new(m, be, &o, &err);
+    CHECK(s && cnnfx_session_set_input(s, "x", x, NULL) && cnnfx_session_forward(s, NULL), "forward to r1");
+    CHECK(s && cnnfx_session_get(s, "r1", NULL) != NULL, "r1 readable");
+    CHECK(s && cnnfx_session_get(s, "y", NULL) == NULL, "y must not be computed");
+    int nd;
+    int64_t d[8];
+    CHECK(s && !cnnfx_session_shape(s, "c2", &nd, d), "conv2 must not run for target r1");
+  }
+  /* 2. unknown target name -> error */
+  {
+    const char *tg[] = {"nope", NULL};
+    CnnfxSessionOptions o = {.targets = tg};
+    CnnfxSession *s = cnnfx_session_new(m, be, &o, &err);
+    CHECK(!s && err && err->code == CNNFX_ERROR_ARG, "unknown target rejected");
+    g_clear_error(&err);
+  }
+  /* 3. backward from two taps == sum of the two single-tap gradients */
+  {
+    const char *a[] = {"r1"}, *b[] = {"y"}, *ab[] = {"r1", "y"};
+    g_autoptr(CnnfxTensor) ga = grad_of(m, be, a, 1);
+    g_autoptr(CnnfxTensor) gb = grad_of(m, be, b, 1);
+    g_autoptr(CnnfxTensor) gab = grad_of(m, be, ab, 2);
+    CHECK(ga && gb && gab, "gradients computed");
+    if (ga && gb && gab) {
+      double worst = 0, norm = 0;
+      for (size_t i = 0; i < ga->numel; i++) {
+        worst = fmax(worst, fabs(cnnfx_f32(ga)[i] + cnnfx_f32(gb)[i] - cnnfx_f32(gab)[i]));
+        norm = fmax(norm, fabs(cnnfx_f32(gab)[i]));
+      }
+      CHECK(norm > 0 && worst <= 1e-5 * norm, "multi-tap backward is additive (err %g of %g)", worst, norm);
+    }
+  }
+  /* 4. memory planning: forward-only keeps less than forward-for-backward */
+  {
+    size_t peak[2];
+    for (int gmode = 0; gmode < 2; gmode++) {
+      CnnfxSessionOptions o = {.grad = gmode ? CNNFX_GRAD_INPUT : CNNFX_GRAD_NONE};
+      g_autoptr(CnnfxSession) s = cnnfx_session_new(m, be, &o, NULL);
+      cnnfx_session_set_input(s, "x", x, NULL);
+      cnnfx_session_forward(s, NULL);
+      peak[gmode] = cnnfx_session_current_bytes(s);
+    }
+    CHECK(peak[0] < peak[1], "forward-only holds less after forward (%zu vs %zu bytes)", peak[0], peak[1]);
+    CHECK(peak[0] < 1024, "forward-only keeps only the output (%zu bytes)", peak[0]);
+  }
+  /* 5. memory limit -> clean NOMEM error; session usable after */
+  {
+    CnnfxSessionOptions o = {.grad = CNNFX_GRAD_INPUT, .mem_limit = 4096};
+    g_autoptr(CnnfxSession) s = cnnfx_session_new(m, be, &o, &err);
+    gboolean ok = s && cnnfx_session_set_input(s, "x", x, NULL) && cnnfx_session_forward(s, &err);
+    CHECK(!ok && err && err->code == CNNFX_ERROR_NOMEM, "memory limit reported as NOMEM (%s)", err ? err->message : "no error");
+    g_clear_error(&err);
+    CHECK(s && cnnfx_session_current_bytes(s) <= 4096, "no memory leaked past the limit");
+  }
+  /* 6. cancellation */
+  {
+    volatile int cancel = 1;
+    CnnfxSessionOptions o = {.cancel = &cancel};
+    g_autoptr(CnnfxSession) s = cnnfx_session_new(m, be, &o, NULL);
+    cnnfx_session_set_input(s, "x", x, NULL);
+    gboolean ok = cnnfx_session_forward(s, &err);
+    CHECK(!ok && err && err->code == CNNFX_ERROR_CANCELLED, "cancel flag stops forward");
+    g_clear_error(&err);
+  }
+  /* 7. argument errors */
+  {
+    g_autoptr(CnnfxSession) s = cnnfx_session_new(m, be, &(CnnfxSessionOptions){.grad = CNNFX_GRAD_INPUT}, NULL);
+    int64_t d[2] = {3, 16};
+    g_autoptr(CnnfxTensor) bad = cnnfx_tensor_new_f32(2, d, NULL);
+    CHECK(!cnnfx_session_set_input(s, "x", bad, &err) && err && err->code == CNNFX_ERROR_SHAPE, "wrong rank rejected");
+    g_clear_error(&err);
+    CHECK(!cnnfx_session_set_input(s, "w1", x, &err), "weights are not inputs");
+    g_clear_error(&err);
+    const char *nm = "y";
+    CHECK(!cnnfx_session_backward(s, 1, &nm, &x, &err), "backward before forward rejected");
+    g_clear_error(&err);
+    CHECK(!cnnfx_session_forward(s, &err) && err && err->code == CNNFX_ERROR_ARG, "unset input rejected");
+    g_clear_error(&err);
+  }
+  /* 8. weight gradients (training mode) against a central difference */
+  {
+    const char *out = "y";
+    CnnfxSessionOptions o = {.grad = CNNFX_GRAD_WEIGHTS};
+    g_autoptr(CnnfxSession) s = cnnfx_session_new(m, be, &o, &err);
+    cnnfx_session_set_input(s, "x", x, NULL);
+    cnnfx_session_forward(s, NULL);
+    CnnfxTensor *y = cnnfx_session_get(s, out, NULL);
+    CHECK(y != NULL && cnnfx_session_backward(s, 1, &out, &y, &err), "weight backward");
+    g_clear_error(&err);
+    CnnfxTensor *gw = cnnfx_session_grad(s, "w1", NULL);
+    CHECK(gw != NULL, "gradient for w1");
+    const CnnfxTensor *w1 = cnnfx_model_initializer(m, "w1");
+    g_autoptr(CnnfxTensor) w = cnnfx_tensor_copy(w1, NULL);
+    double ana = gw ? cnnfx_f32(gw)[5] : 0, lv[2];
+    g_autoptr(CnnfxSession) f = cnnfx_session_new(m, be, NULL, NULL);
+    cnnfx_session_set_input(f, "x", x, NULL);
+    for (int k = 0; k < 2; k++) {
+      float orig = cnnfx_f32(w1)[5];
+      cnnfx_f32(w)[5] = orig + (k ? -1e-2f : 1e-2f);
+      cnnfx_session_set_weight(f, "w1", w, NULL);
+      cnnfx_session_forward(f, NULL);
+      CnnfxTensor *yy = cnnfx_session_get(f, "y", NULL);
+      double L = 0;
+      for (size_t i = 0; i < yy->numel; i++) L += 0.5 * cnnfx_f32(yy)[i] * cnnfx_f32(yy)[i];
+      lv[k] = L;
+      cnnfx_f32(w)[5] = orig;
+    }
+    double num = (lv[0] - lv[1]) / 2e-2;
+    CHECK(fabs(ana - num) <= 1e-2 * fmax(fabs(num), 1e-2), "dL/dw1[5] analytic %g numeric %g", ana, num);
+  }
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
