@@ -513,15 +513,14 @@ gboolean cnnfx_fetch(const CnnfxFetchRequest *req, GError **error)
     }
     g_clear_error(&last);
     gboolean ok = transfer_once(req, *u, part, fd, &last);
-    if (close(fd) != 0 && ok) {
+    /* Verify and rename while still holding the lock, so no other process can append to
+     * the .part between the check and the rename. */
+    if (ok) ok = finish_part(req, part, &last);
+    if (close(fd) != 0 && ok) { /* cannot happen after a successful fsync + rename, but be safe */
       int e = errno;
-      g_set_error(&last, CNNFX_FETCH_ERROR, CNNFX_FETCH_ERROR_DISK, "writing %s: %s", part, g_strerror(e));
-      ok = FALSE;
+      g_printerr("cnnfx: closing %s: %s\n", part, g_strerror(e));
     }
-    if (ok) {
-      ok = finish_part(req, part, &last);
-      if (ok) return TRUE;
-    }
+    if (ok) return TRUE;
     /* Do not leave an empty .part behind (nothing was received). */
     GStatBuf pst;
     if (g_stat(part, &pst) == 0 && pst.st_size == 0) (void)g_unlink(part);

@@ -79,6 +79,5 @@ typedef struct {
 gboolean cnnfx_fetch(const CnnfxFetchRequest *req, GError **error);
 
 /* The `cnnfx models` command (also declared for batch/main.c's command table). */
-int cmd_models(int argc, char **argv);
 
 #endif

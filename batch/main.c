@@ -15,6 +15,7 @@ static const Command commands[] = {
   {"classify", cmd_filter, "top-k labels, Grad-CAM / saliency heat maps"},
   {"fool", cmd_filter, "adversarial noise that changes the label"},
   {"visualize", cmd_filter, "class visualisation, filters, activation maps"},
+  {"train", cmd_train, "train a small network (Fashion-MNIST) or build a random-feature one"},
   {"models", cmd_models, "list, fetch, verify downloadable models"},
   {"check-onnx", cmd_check_onnx, "run ONNX backend-test directories and compare outputs"},
   {"info", cmd_info, "list a model's inputs, outputs and tensors with shapes"},

@@ -14,7 +14,7 @@ char *cli_weights_dir(void)
   if (exe) {
     /* build tree: BUILD/batch/cnnfx -> SRC/weights via the meson-recorded source dir */
     g_autofree char *d = g_path_get_dirname(exe);
-    g_autofree char *cand = g_build_filename(d, "..", "..", "share", "cnnfx", "weights", NULL);
+    g_autofree char *cand = g_build_filename(d, "..", "share", "cnnfx", "weights", NULL);
     if (g_file_test(cand, G_FILE_TEST_IS_DIR)) return g_steal_pointer(&cand);
   }
   return g_strdup(CNNFX_SOURCE_WEIGHTS_DIR);
@@ -30,10 +30,19 @@ static gboolean read_floats(GKeyFile *kf, const char *g, const char *k, float *o
   return TRUE;
 }
 
+/* Lists may be written with ';' (GKeyFile) or ',' separators. */
 static char **read_list(GKeyFile *kf, const char *g, const char *k)
 {
-  if (!g_key_file_has_key(kf, g, k, NULL)) return NULL;
-  return g_key_file_get_string_list(kf, g, k, NULL, NULL);
+  g_autofree char *v = g_key_file_get_string(kf, g, k, NULL);
+  if (!v) return NULL;
+  g_auto(GStrv) parts = g_strsplit_set(v, ";,", -1);
+  GPtrArray *a = g_ptr_array_new();
+  for (char **p = parts; *p; p++) {
+    g_strstrip(*p);
+    if (**p) g_ptr_array_add(a, g_strdup(*p));
+  }
+  g_ptr_array_add(a, NULL);
+  return (char **)g_ptr_array_free(a, FALSE);
 }
 
 static char **load_labels(const char *path, GError **error)

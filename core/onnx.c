@@ -416,7 +416,7 @@ static gboolean parse_attr(PbBuf b, CnnfxAttr *a, GError **error)
       break;
     case 3: a->i = (gint64)f.v; has_i = TRUE; break;
     case 4:
-      g_free(a->s);
+      g_clear_pointer(&a->s, g_free); /* attr_clear() frees it again on failure */
       if (f.wire != 2) return pb_fail(error, "attribute string with wrong wire type");
       /* bytes may contain anything; keep up to first NUL */
       a->s = g_strndup((const char *)f.sub.p, (gsize)(f.sub.end - f.sub.p));
@@ -468,11 +468,11 @@ static gboolean parse_attr(PbBuf b, CnnfxAttr *a, GError **error)
   /* one spare element so that empty lists still get a non-NULL pointer */
   if (a->type == CNNFX_ATTR_INTS) {
     a->ints = g_new0(int64_t, ints->len + 1);
-    memcpy(a->ints, ints->data, ints->len * sizeof(gint64));
+    if (ints->len) memcpy(a->ints, ints->data, ints->len * sizeof(gint64));
   }
   if (a->type == CNNFX_ATTR_FLOATS) {
     a->floats = g_new0(float, floats->len + 1);
-    memcpy(a->floats, floats->data, floats->len * sizeof(float));
+    if (floats->len) memcpy(a->floats, floats->data, floats->len * sizeof(float));
   }
   if (a->type == CNNFX_ATTR_STRINGS) {
     g_ptr_array_add(strings, NULL);
@@ -614,14 +614,11 @@ static gboolean parse_graph(Loader *L, PbBuf b, GError **error)
       if (!parse_value_info(f.sub, &name, &ndim, dims, error)) { g_free(name); return FALSE; }
       if (!name || !name[0]) { g_free(name); return pb_fail(error, "graph input/output without a name"); }
       int id = value_get(L, name, TRUE);
-      if (f.field == 11) {
-        CnnfxValue *v = &g_array_index(L->values, CnnfxValue, id);
-        v->decl_ndim = ndim;
-        for (int i = 0; i < ndim; i++) v->decl_dims[i] = dims[i];
-        g_array_append_val(L->inputs, id);
-      } else {
-        g_array_append_val(L->outputs, id);
-      }
+      CnnfxValue *v = &g_array_index(L->values, CnnfxValue, id);
+      v->decl_ndim = ndim;
+      for (int i = 0; i < ndim; i++) v->decl_dims[i] = dims[i];
+      if (f.field == 11) g_array_append_val(L->inputs, id);
+      else g_array_append_val(L->outputs, id);
       g_free(name);
       break;
     }
@@ -697,6 +694,13 @@ static gboolean finish_model(Loader *L, GError **error)
       g_free(is_const);
       cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "node '%s': operator %s (opset %d) is not supported",
                       n->name, n->op_type, n->opset);
+      return FALSE;
+    }
+    /* Every operator we run needs its first input; kernels may rely on in[0] != NULL. */
+    if (n->n_in < 1 || n->in[0] < 0) {
+      g_free(is_const);
+      cnnfx_set_error(error, CNNFX_ERROR_PARSE, "malformed ONNX file: node '%s' (%s) has no first input",
+                      n->name, n->op_type);
       return FALSE;
     }
   }
@@ -797,6 +801,15 @@ static gboolean finish_model(Loader *L, GError **error)
         return FALSE;
       }
     }
+    for (int o = 0; o < n->n_out; o++) {
+      int v = n->out[o];
+      if (v >= 0 && vals[v].is_input) {
+        g_array_free(ins, TRUE);
+        cnnfx_set_error(error, CNNFX_ERROR_PARSE, "malformed ONNX file: node '%s' writes graph input '%s'",
+                        n->name, vals[v].name);
+        return FALSE;
+      }
+    }
   }
   for (guint i = 0; i < L->outputs->len; i++) {
     int v = g_array_index(L->outputs, int, i);
@@ -810,7 +823,7 @@ static gboolean finish_model(Loader *L, GError **error)
   m->inputs = (int *)g_array_free(ins, FALSE);
   m->n_outputs = (int)L->outputs->len;
   m->outputs = g_new0(int, L->outputs->len + 1);
-  memcpy(m->outputs, L->outputs->data, L->outputs->len * sizeof(int));
+  if (L->outputs->len) memcpy(m->outputs, L->outputs->data, L->outputs->len * sizeof(int));
   m->n_values = nv;
   m->values = (CnnfxValue *)g_array_free(L->values, FALSE);
   L->values = NULL;

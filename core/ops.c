@@ -60,6 +60,7 @@ gboolean cnnfx_fail_shape(GError **error, const CnnfxNode *n, const char *fmt, .
   va_start(ap, fmt);
   g_autofree char *msg = g_strdup_vprintf(fmt, ap);
   va_end(ap);
-  cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "%s '%s': %s", n->op_type, n->name, msg);
+  /* The session / loader prefix the node's name and type. */
+  cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "%s", msg);
   return FALSE;
 }

@@ -20,12 +20,14 @@
  * Special paths: 1x1 stride-1 unpadded kernels are plain GEMMs; single-input-channel
  * groups (depthwise) use direct loops; 3x3 stride-1 layers may use Winograd (fwd, and adj
  * as a convolution with the flipped, transposed kernel).  im2col scratch is processed in
- * bands of output rows so that it stays below SCRATCH_FLOATS.
+ * bands of output rows (a few MB, never more than SCRATCH_FLOATS).
  */
 #include "cnnfx-private.h"
 #include <limits.h>
 
-#define SCRATCH_FLOATS ((size_t)16 << 20) /* 64 MB of column buffer per call */
+#define SCRATCH_FLOATS ((size_t)16 << 20) /* hard cap: 64 MB of column buffer per call */
+#define BAND_FLOATS ((size_t)1 << 19)     /* preferred column band: 2 MB (cache-resident, no mmap churn) */
+#define BAND_MIN_COLS 512                 /* ... but at least this many GEMM columns */
 #define PAR_MIN 32768                     /* minimum work (elements) for an OpenMP region */
 #define DW_MAX_KK 64                      /* direct depthwise loops for kernels up to 64 taps */
 
@@ -342,15 +344,21 @@ static int64_t band_rows(const Geo *g)
 {
   const int64_t rows = g->os[0] * g->os[1];
   const int64_t per_row = MAX((int64_t)1, g->Ci * g->kk * g->os[2]);
-  int64_t nq = (int64_t)(SCRATCH_FLOATS / (size_t)per_row);
+  const int64_t CiKK = MAX((int64_t)1, g->Ci * g->kk);
+  size_t target = MAX(BAND_FLOATS, (size_t)CiKK * BAND_MIN_COLS);
+  target = MIN(target, SCRATCH_FLOATS);
+  int64_t nq = (int64_t)(target / (size_t)per_row);
   return CLAMP(nq, 1, rows);
 }
 
 /* ---- direct depthwise loops (spatial rank <= 2, one image channel per group) ------ */
 
-/* orow[ow] += sum_kw w[kw] * irow[ow*s + kw*d - p] */
-static void dw_row_fwd(float *restrict orow, const float *restrict irow, const float *w, int64_t KW, int64_t OW,
-                       int64_t IW, int64_t s, int64_t d, int64_t p)
+/* One output row of a direct (depthwise) convolution:
+ *   orow[ow] (=|+=) b + sum_r sum_kw w[r][kw] * rows[r][ow*s + kw*d - p]
+ * rows/w: the nr input rows (and kernel rows) that fall inside the image.  The interior
+ * columns, where every tap is inside the row, run fused; the edges tap by tap. */
+static void dw_out_row(float *restrict orow, const float *const *rows, const float *const *w, int nr, int64_t KW,
+                       int64_t OW, int64_t IW, int64_t s, int64_t d, int64_t p, gboolean init, float b)
 {
   int64_t lo[DW_MAX_KK], hi[DW_MAX_KK];
   int64_t L = 0, H = OW;
@@ -359,29 +367,53 @@ static void dw_row_fwd(float *restrict orow, const float *restrict irow, const f
     L = MAX(L, lo[kw]);
     H = MIN(H, hi[kw]);
   }
-  if (KW == 3 && L < H) {
-    const float w0 = w[0], w1 = w[1], w2 = w[2];
-    const int64_t o0 = -p, o1 = d - p, o2 = 2 * d - p;
-    for (int64_t kw = 0; kw < 3; kw++) {
+  if (init)
+    for (int64_t o = 0; o < OW; o++) orow[o] = b;
+  const gboolean fused = L < H && KW == 3;
+  /* Edges (or everything when not fused) */
+  for (int r = 0; r < nr; r++) {
+    const float *restrict irow = rows[r];
+    for (int64_t kw = 0; kw < KW; kw++) {
       const int64_t off = kw * d - p;
-      for (int64_t o = lo[kw]; o < L; o++) orow[o] += w[kw] * irow[o * s + off];
-      for (int64_t o = H; o < hi[kw]; o++) orow[o] += w[kw] * irow[o * s + off];
+      const float wk = w[r][kw];
+      if (fused) {
+        for (int64_t o = lo[kw]; o < L; o++) orow[o] += wk * irow[o * s + off];
+        for (int64_t o = H; o < hi[kw]; o++) orow[o] += wk * irow[o * s + off];
+      } else if (s == 1) {
+        const float *ir = irow + off;
+        for (int64_t o = lo[kw]; o < hi[kw]; o++) orow[o] += wk * ir[o];
+      } else {
+        for (int64_t o = lo[kw]; o < hi[kw]; o++) orow[o] += wk * irow[o * s + off];
+      }
     }
-    if (s == 1) {
-      for (int64_t o = L; o < H; o++) orow[o] += w0 * irow[o + o0] + w1 * irow[o + o1] + w2 * irow[o + o2];
-    } else {
-      for (int64_t o = L; o < H; o++)
-        orow[o] += w0 * irow[o * s + o0] + w1 * irow[o * s + o1] + w2 * irow[o * s + o2];
-    }
-    return;
   }
-  for (int64_t kw = 0; kw < KW; kw++) {
-    const int64_t off = kw * d - p;
-    const float wk = w[kw];
+  if (!fused) return;
+  const int64_t o0 = -p, o1 = d - p, o2 = 2 * d - p;
+  int r = 0;
+  if (nr == 3) {
+    const float *restrict a = rows[0], *restrict bb = rows[1], *restrict c = rows[2];
+    const float a0 = w[0][0], a1 = w[0][1], a2 = w[0][2], b0 = w[1][0], b1 = w[1][1], b2 = w[1][2];
+    const float c0 = w[2][0], c1 = w[2][1], c2 = w[2][2];
+    if (s == 1) {
+      for (int64_t o = L; o < H; o++)
+        orow[o] += a0 * a[o + o0] + a1 * a[o + o1] + a2 * a[o + o2] + b0 * bb[o + o0] + b1 * bb[o + o1] +
+                   b2 * bb[o + o2] + c0 * c[o + o0] + c1 * c[o + o1] + c2 * c[o + o2];
+    } else {
+      for (int64_t o = L; o < H; o++) {
+        const int64_t i = o * s;
+        orow[o] += a0 * a[i + o0] + a1 * a[i + o1] + a2 * a[i + o2] + b0 * bb[i + o0] + b1 * bb[i + o1] +
+                   b2 * bb[i + o2] + c0 * c[i + o0] + c1 * c[i + o1] + c2 * c[i + o2];
+      }
+    }
+    r = 3;
+  }
+  for (; r < nr; r++) {
+    const float *restrict a = rows[r];
+    const float w0 = w[r][0], w1 = w[r][1], w2 = w[r][2];
     if (s == 1)
-      for (int64_t o = lo[kw]; o < hi[kw]; o++) orow[o] += wk * irow[o + off];
+      for (int64_t o = L; o < H; o++) orow[o] += w0 * a[o + o0] + w1 * a[o + o1] + w2 * a[o + o2];
     else
-      for (int64_t o = lo[kw]; o < hi[kw]; o++) orow[o] += wk * irow[o * s + off];
+      for (int64_t o = L; o < H; o++) orow[o] += w0 * a[o * s + o0] + w1 * a[o * s + o1] + w2 * a[o * s + o2];
   }
 }
 
@@ -396,14 +428,16 @@ static void dw_fwd(const Geo *g, const float *img, const float *W, const float *
     const float *wk = W + gj * g->kk;
     float *op = out + pi * g->osz;
     const float b = bias ? bias[gj] : 0.f;
+    const float *rows[DW_MAX_KK], *wr[DW_MAX_KK];
     for (int64_t oh = 0; oh < OH; oh++) {
-      float *orow = op + oh * OW;
-      for (int64_t o = 0; o < OW; o++) orow[o] = b;
+      int nr = 0;
       for (int64_t kh = 0; kh < KH; kh++) {
         const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
         if (ih < 0 || ih >= IH) continue;
-        dw_row_fwd(orow, ip + ih * IW, wk + kh * KW, KW, OW, IW, g->s[2], g->d[2], g->p[2]);
+        rows[nr] = ip + ih * IW;
+        wr[nr++] = wk + kh * KW;
       }
+      dw_out_row(op + oh * OW, rows, wr, nr, KW, OW, IW, g->s[2], g->d[2], g->p[2], TRUE, b);
     }
   }
 }
@@ -412,31 +446,51 @@ static void dw_adj(const Geo *g, const float *out, const float *W, float *img)
 {
   const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2];
   const int64_t planes = g->N * g->G;
+  const int64_t sh = g->s[1], sw = g->s[2], dh = g->d[1], dw = g->d[2], ph = g->p[1], pw = g->p[2];
 #pragma omp parallel for schedule(dynamic, 1) if (planes * g->osz * g->kk > PAR_MIN)
   for (int64_t pi = 0; pi < planes; pi++) {
     float *ip = img + pi * g->isz;
-    memset(ip, 0, (size_t)g->isz * sizeof(float));
     const int64_t gg = pi % g->G;
+    if (sh == 1 && sw == 1) {
+      /* Stride 1: a gather.  img row ih takes out rows oh = ih + ph - kh*dh with the kernel
+       * flipped, i.e. a correlation with pad (KW-1)*dw - pw. */
+      float wf[DW_MAX_KK];
+      const float *rows[DW_MAX_KK], *wr[DW_MAX_KK];
+      const int64_t pf = (KW - 1) * dw - pw;
+      for (int64_t ih = 0; ih < IH; ih++) {
+        for (int64_t j = 0; j < g->Co; j++) {
+          const float *op = out + (pi * g->Co + j) * g->osz;
+          const float *wk = W + (gg * g->Co + j) * g->kk;
+          int nr = 0;
+          for (int64_t kh = 0; kh < KH; kh++) {
+            const int64_t oh = ih + ph - kh * dh;
+            if (oh < 0 || oh >= OH) continue;
+            for (int64_t kw = 0; kw < KW; kw++) wf[nr * KW + kw] = wk[kh * KW + (KW - 1 - kw)];
+            rows[nr] = op + oh * OW;
+            wr[nr] = wf + nr * KW;
+            nr++;
+          }
+          dw_out_row(ip + ih * IW, rows, wr, nr, KW, IW, OW, 1, dw, pf, j == 0, 0.f);
+        }
+      }
+      continue;
+    }
+    memset(ip, 0, (size_t)g->isz * sizeof(float));
     for (int64_t j = 0; j < g->Co; j++) {
       const float *op = out + (pi * g->Co + j) * g->osz;
       const float *wk = W + (gg * g->Co + j) * g->kk;
       for (int64_t oh = 0; oh < OH; oh++) {
-        const float *orow = op + oh * OW;
+        const float *restrict orow = op + oh * OW;
         for (int64_t kh = 0; kh < KH; kh++) {
-          const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
+          const int64_t ih = oh * sh - ph + kh * dh;
           if (ih < 0 || ih >= IH) continue;
-          float *irow = ip + ih * IW;
+          float *restrict irow = ip + ih * IW;
           for (int64_t kw = 0; kw < KW; kw++) {
-            const int64_t off = kw * g->d[2] - g->p[2];
+            const int64_t off = kw * dw - pw;
             const float w = wk[kh * KW + kw];
             int64_t lo, hi;
-            valid_range(OW, IW, g->s[2], off, &lo, &hi);
-            if (g->s[2] == 1) {
-              float *dd = irow + off;
-              for (int64_t o = lo; o < hi; o++) dd[o] += w * orow[o];
-            } else {
-              for (int64_t o = lo; o < hi; o++) irow[o * g->s[2] + off] += w * orow[o];
-            }
+            valid_range(OW, IW, sw, off, &lo, &hi);
+            for (int64_t o = lo; o < hi; o++) irow[o * sw + off] += w * orow[o];
           }
         }
       }
@@ -466,10 +520,15 @@ static void dw_wgrad(const Geo *g, const float *img, const float *out, float *dW
             int64_t lo, hi;
             valid_range(OW, IW, g->s[2], off, &lo, &hi);
             float sum = 0.f;
-            if (g->s[2] == 1)
-              for (int64_t o = lo; o < hi; o++) sum += orow[o] * irow[o + off];
-            else
-              for (int64_t o = lo; o < hi; o++) sum += orow[o] * irow[o * g->s[2] + off];
+            if (g->s[2] == 1) {
+              const float *ir = irow + off;
+#pragma omp simd reduction(+ : sum)
+              for (int64_t o = lo; o < hi; o++) sum += orow[o] * ir[o];
+            } else {
+              const int64_t sw = g->s[2];
+#pragma omp simd reduction(+ : sum)
+              for (int64_t o = lo; o < hi; o++) sum += orow[o] * irow[o * sw + off];
+            }
             acc[kh * KW + kw] += sum;
           }
         }
@@ -674,6 +733,7 @@ static void channel_sums(const float *t, int64_t N, int64_t C, int64_t plane, fl
     for (int64_t nn = 0; nn < N; nn++) {
       const float *p = t + (nn * C + c) * plane;
       float s = 0.f;
+#pragma omp simd reduction(+ : s)
       for (int64_t i = 0; i < plane; i++) s += p[i];
       acc += s;
     }

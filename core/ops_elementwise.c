@@ -1,6 +1,6 @@
 /* Operators: elementwise arithmetic with numpy broadcasting.
  *
- *   Add Sub Mul Div Pow PRelu Sum Identity Dropout Cast
+ *   Add Sub Mul Div Pow PRelu Sum Identity Dropout Cast CastLike
  *
  * plus the shared broadcasting helpers cnnfx_broadcast_dims() and cnnfx_reduce_to().
  *
@@ -42,18 +42,44 @@ static size_t dims_prod(int nd, const int64_t *d)
   return n;
 }
 
-/* Sum of n contiguous floats: vectorised float partial sums, double across blocks. */
-static double sum_row(const float *g, size_t n)
+/* What is summed: g alone, g*h, or the PRelu slope term (h > 0 ? 0 : g*h); h is shaped like g. */
+typedef enum { RED_PLAIN, RED_PROD, RED_PRELU } RedMode;
+
+static inline float red_term(RedMode mode, float g, float h)
+{
+  return mode == RED_PLAIN ? g : mode == RED_PROD ? g * h : (h > 0.f ? 0.f : g * h);
+}
+
+/* Sum of n contiguous terms: vectorised float partial sums, double across blocks. */
+static double sum_row(RedMode mode, const float *g, const float *h, size_t n)
 {
   double acc = 0;
   for (size_t b = 0; b < n; b += 4096) {
     size_t e = MIN(n, b + 4096);
     float s = 0.f;
+    if (mode == RED_PLAIN) {
 #pragma omp simd reduction(+ : s)
-    for (size_t i = b; i < e; i++) s += g[i];
+      for (size_t i = b; i < e; i++) s += g[i];
+    } else if (mode == RED_PROD) {
+#pragma omp simd reduction(+ : s)
+      for (size_t i = b; i < e; i++) s += g[i] * h[i];
+    } else {
+#pragma omp simd reduction(+ : s)
+      for (size_t i = b; i < e; i++) s += h[i] > 0.f ? 0.f : g[i] * h[i];
+    }
     acc += s;
   }
   return acc;
+}
+
+static void add_row(RedMode mode, float *t, const float *g, const float *h, int64_t lo, int64_t hi)
+{
+  if (mode == RED_PLAIN)
+    for (int64_t i = lo; i < hi; i++) t[i] += g[i];
+  else if (mode == RED_PROD)
+    for (int64_t i = lo; i < hi; i++) t[i] += g[i] * h[i];
+  else
+    for (int64_t i = lo; i < hi; i++) t[i] += h[i] > 0.f ? 0.f : g[i] * h[i];
 }
 
 /* Reduction plan: merged dims of g, each either kept (t has it) or reduced (t has 1). */
@@ -63,10 +89,11 @@ typedef struct {
   int64_t gs[CNNFX_MAX_DIMS]; /* strides in g */
   int64_t ts[CNNFX_MAX_DIMS]; /* strides in t (0 for reduced dims) */
   gboolean red[CNNFX_MAX_DIMS];
+  RedMode mode;
 } RedPlan;
 
 /* Walk g over dims with dim p restricted to [lo, hi), accumulating into t. */
-static void reduce_range(const RedPlan *P, int p, int64_t lo, int64_t hi, const float *g, float *t)
+static void reduce_range(const RedPlan *P, int p, int64_t lo, int64_t hi, const float *g, const float *h, float *t)
 {
   int m = P->m, last = m - 1;
   int64_t c[CNNFX_MAX_DIMS] = {0};
@@ -81,13 +108,10 @@ static void reduce_range(const RedPlan *P, int p, int64_t lo, int64_t hi, const 
     to = lo * P->ts[p];
   }
   for (;;) {
-    if (P->red[last]) {
-      t[to] += (float)sum_row(g + go, (size_t)P->d[last]);
-    } else {
-      float *tt = t + to;
-      const float *gg = g + go;
-      for (int64_t i = ilo; i < ihi; i++) tt[i] += gg[i];
-    }
+    if (P->red[last])
+      t[to] += (float)sum_row(P->mode, g + go, h ? h + go : NULL, (size_t)P->d[last]);
+    else
+      add_row(P->mode, t + to, g + go, h ? h + go : NULL, ilo, ihi);
     /* advance the odometer over dims 0..last-1 */
     int j = last - 1;
     for (; j >= 0; j--) {
@@ -105,11 +129,19 @@ static void reduce_range(const RedPlan *P, int p, int64_t lo, int64_t hi, const 
   }
 }
 
-void cnnfx_reduce_to(const float *g, int gndim, const int64_t *gdims, float *t, int tndim, const int64_t *tdims)
+/* t (tdims) = sum over the broadcast dims of term(g, h), g and h shaped gdims. */
+static void reduce_terms(RedMode mode, const float *g, const float *h, int gndim, const int64_t *gdims, float *t,
+                         int tndim, const int64_t *tdims, int nthreads)
 {
   size_t tn = dims_prod(tndim, tdims), gn = dims_prod(gndim, gdims);
+  int nt = gn < EW_PAR_MIN ? 1 : MAX(nthreads, 1);
   if (tn == gn) { /* same data: shapes differ at most by 1s */
-    if (t != g && tn) memcpy(t, g, tn * sizeof(float));
+    if (mode == RED_PLAIN) {
+      if (t != g && tn) memcpy(t, g, tn * sizeof(float));
+      return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < tn; i++) t[i] = red_term(mode, g[i], h[i]);
     return;
   }
   memset(t, 0, tn * sizeof(float));
@@ -129,7 +161,7 @@ void cnnfx_reduce_to(const float *g, int gndim, const int64_t *gdims, float *t, 
     sg *= gd[i];
     stt *= td[i];
   }
-  RedPlan P = {0};
+  RedPlan P = {.mode = mode};
   for (int i = 0; i < r; i++) {
     if (gd[i] == 1) continue;
     gboolean red = td[i] == 1;
@@ -146,12 +178,12 @@ void cnnfx_reduce_to(const float *g, int gndim, const int64_t *gdims, float *t, 
     P.red[P.m] = red;
     P.m++;
   }
-  int nt = gn < EW_PAR_MIN ? 1 : omp_get_max_threads();
   if (P.m == 1 && P.red[0]) { /* everything into one scalar */
     double acc = 0;
     size_t nb = (gn + 65535) / 65536;
 #pragma omp parallel for num_threads(nt) reduction(+ : acc) schedule(static)
-    for (size_t b = 0; b < nb; b++) acc += sum_row(g + b * 65536, MIN(gn - b * 65536, (size_t)65536));
+    for (size_t b = 0; b < nb; b++)
+      acc += sum_row(mode, g + b * 65536, h ? h + b * 65536 : NULL, MIN(gn - b * 65536, (size_t)65536));
     t[0] = (float)acc;
     return;
   }
@@ -166,8 +198,13 @@ void cnnfx_reduce_to(const float *g, int gndim, const int64_t *gdims, float *t, 
   {
     int k = omp_get_thread_num(), K = omp_get_num_threads();
     int64_t lo = D * k / K, hi = D * (k + 1) / K;
-    if (lo < hi) reduce_range(&P, p, lo, hi, g, t);
+    if (lo < hi) reduce_range(&P, p, lo, hi, g, h, t);
   }
+}
+
+void cnnfx_reduce_to(const float *g, int gndim, const int64_t *gdims, float *t, int tndim, const int64_t *tdims)
+{
+  reduce_terms(RED_PLAIN, g, NULL, gndim, gdims, t, tndim, tdims, omp_get_max_threads());
 }
 
 /* ---- broadcast iteration ------------------------------------------------------- */
@@ -341,9 +378,8 @@ EW_BIN(k_mul, a * b)
 EW_BIN(k_div, a / b)
 EW_BIN(k_pow, pow_fast(a, b))
 EW_BIN(k_prelu, a > 0.f ? a : a * b)
-EW_BIN(k_prelu_gslope, b > 0.f ? 0.f : a * b)                  /* a = g, b = x */
 EW_TER(k_div_gb, -a * b / (c * c))                             /* a = g, b = A, c = B */
-EW_TER(k_pow_ga, a * c * (c == 2.f ? 2.f * b : c == 1.f ? 1.f : powf(b, c - 1.f))) /* g, base, exp */
+EW_TER(k_pow_ga, a * c * (c == 2.f ? b : c == 1.f ? 1.f : powf(b, c - 1.f))) /* g, base, exp */
 EW_TER(k_prelu_gx, b > 0.f ? a : a * c)                        /* g, x, slope */
 
 /* out (nd, od) = fn(operands) with broadcasting. */
@@ -395,6 +431,15 @@ static CnnfxTensor *grad_reduce(const CnnfxExec *x, const CnnfxTensor *t, const 
 #pragma omp parallel for num_threads(x->n_threads) if (n > EW_PAR_MIN) schedule(static)
     for (size_t i = 0; i < n; i++) d[i] = -d[i];
   }
+  return r;
+}
+
+/* Gradient of operand t = reduce(term(g, h)) with g and h both out-shaped: no temporary. */
+static CnnfxTensor *grad_fused(const CnnfxExec *x, const CnnfxTensor *t, RedMode mode, const CnnfxTensor *g,
+                               const float *h, GError **error)
+{
+  CnnfxTensor *r = cnnfx_tensor_alloc(x->mem, CNNFX_F32, t->ndim, t->dims, error);
+  if (r) reduce_terms(mode, cnnfx_f32(g), h, g->ndim, g->dims, cnnfx_f32(r), t->ndim, t->dims, x->n_threads);
   return r;
 }
 
@@ -588,6 +633,10 @@ static gboolean mul_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor
       continue;
     }
     const CnnfxTensor *o = in[1 - i];
+    if (o->numel == g->numel && in[i]->numel != g->numel) { /* broadcast operand: fused multiply-reduce */
+      if (!(gin[i] = grad_fused(x, in[i], RED_PROD, g, cnnfx_f32(o), error))) return FALSE;
+      continue;
+    }
     const float *ptr[2] = {cnnfx_f32(g), cnnfx_f32(o)};
     int nds[2] = {g->ndim, o->ndim};
     const int64_t *dms[2] = {g->dims, o->dims};
@@ -611,6 +660,14 @@ static gboolean div_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor
     if (!need[i]) continue;
     if (!g) {
       if (!(gin[i] = zeros_f32(x, in[i], error))) return FALSE;
+      continue;
+    }
+    if (i == 1 && a->numel == g->numel && b->numel != g->numel) {
+      /* dB = -reduce(g * A) / B^2, fused */
+      if (!(gin[1] = grad_fused(x, b, RED_PROD, g, cnnfx_f32(a), error))) return FALSE;
+      float *d = cnnfx_f32(gin[1]);
+      const float *bb = cnnfx_f32(b);
+      for (size_t k = 0; k < b->numel; k++) d[k] = -d[k] / (bb[k] * bb[k]);
       continue;
     }
     const float *ptr[3] = {cnnfx_f32(g), i == 0 ? cnnfx_f32(b) : cnnfx_f32(a), cnnfx_f32(b)};
@@ -714,13 +771,10 @@ static gboolean prelu_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTens
       return FALSE;
   }
   if (need[1]) {
-    const float *ptr[2] = {cnnfx_f32(g), cnnfx_f32(a)};
-    int nds[2] = {g->ndim, a->ndim};
-    const int64_t *dms[2] = {g->dims, a->dims};
-    CnnfxTensor *r = ew_grad(x, snd, sd, a->ndim, a->dims, k_prelu_gslope, 2, ptr, nds, dms, NULL, error);
+    CnnfxTensor *r = cnnfx_tensor_alloc(x->mem, CNNFX_F32, s->ndim, s->dims, error);
     if (!r) return FALSE;
-    r->ndim = s->ndim; /* same data, the slope's own shape */
-    for (int i = 0; i < s->ndim; i++) r->dims[i] = s->dims[i];
+    /* reduce into the effective slope shape (same data layout as the slope's own) */
+    reduce_terms(RED_PRELU, cnnfx_f32(g), cnnfx_f32(a), a->ndim, a->dims, cnnfx_f32(r), snd, sd, x->n_threads);
     gin[1] = r;
   }
   return TRUE;
@@ -848,13 +902,8 @@ static gboolean cast_check(const CnnfxNode *n, GError **error)
   return FALSE;
 }
 
-static gboolean cast_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
-                             GError **error)
+static gboolean cast_to(const CnnfxExec *x, const CnnfxTensor *a, CnnfxDType to, CnnfxTensor **out, GError **error)
 {
-  if (!need_inputs(n, in, 1, error)) return FALSE;
-  if (!cast_check(n, error)) return FALSE;
-  CnnfxDType to = cnnfx_attr_int(n, "to", 1) == 1 ? CNNFX_F32 : CNNFX_I64;
-  const CnnfxTensor *a = in[0];
   if (a->dtype == to) return (out[0] = copy_tensor(x, a, error)) != NULL;
   if (!(out[0] = cnnfx_tensor_alloc(x->mem, to, a->ndim, a->dims, error))) return FALSE;
   size_t nn = a->numel;
@@ -871,6 +920,31 @@ static gboolean cast_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor
     }
   }
   return TRUE;
+}
+
+static gboolean cast_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                             GError **error)
+{
+  if (!need_inputs(n, in, 1, error)) return FALSE;
+  if (!cast_check(n, error)) return FALSE;
+  return cast_to(x, in[0], cnnfx_attr_int(n, "to", 1) == 1 ? CNNFX_F32 : CNNFX_I64, out, error);
+}
+
+/* CastLike (opset 15): the type of input 1. */
+static gboolean castlike_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                                 GError **error)
+{
+  if (!need_inputs(n, in, 2, error)) return FALSE;
+  return cast_to(x, in[0], in[1]->dtype, out, error);
+}
+
+static gboolean castlike_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
+                                  CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
+                                  CnnfxTensor **gin, GError **error)
+{
+  if (!need[0] || in[0]->dtype != CNNFX_F32) return TRUE;
+  if (in[1]->dtype != CNNFX_F32 || !gout[0]) return (gin[0] = zeros_f32(x, in[0], error)) != NULL;
+  return (gin[0] = copy_tensor(x, gout[0], error)) != NULL;
 }
 
 static gboolean cast_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
@@ -899,9 +973,12 @@ static const CnnfxOp op_sum = {.name = "Sum", .forward = sum_forward, .backward 
 static const CnnfxOp op_identity = {.name = "Identity", .forward = identity_forward, .backward = pass_backward};
 static const CnnfxOp op_dropout = {.name = "Dropout", .forward = dropout_forward, .backward = pass_backward,
                                    .nondiff_inputs = (1u << 1) | (1u << 2)};
+static const CnnfxOp op_castlike = {.name = "CastLike", .forward = castlike_forward,
+                                    .backward = castlike_backward, .nondiff_inputs = 1u << 1};
 static const CnnfxOp op_cast = {.name = "Cast", .check = cast_check, .forward = cast_forward,
                                 .backward = cast_backward};
 
 const CnnfxOp *const cnnfx_ops_elementwise[] = {
-  &op_add, &op_sub, &op_mul, &op_div, &op_pow, &op_prelu, &op_sum, &op_identity, &op_dropout, &op_cast, NULL,
+  &op_add, &op_sub, &op_mul, &op_div, &op_pow, &op_prelu, &op_sum, &op_identity, &op_dropout, &op_cast,
+  &op_castlike, NULL,
 };

@@ -7,6 +7,9 @@
 #include "cnnfx-private.h"
 #include <math.h>
 #include <omp.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #define NORM_CHUNK ((int64_t)1 << 15)
 
@@ -501,16 +504,34 @@ static gboolean lrn_geom(const CnnfxNode *n, const CnnfxTensor *X, gboolean need
   return TRUE;
 }
 
-/* d^-beta for a run of values, in place. */
+/* dst = sqrt(src) for a run of values.  Plain sqrtf does not vectorise unless errno handling is
+ * off for the whole build, so use the SIMD square root the target has. */
+static void sqrt_run(const float *src, float *dst, int64_t n)
+{
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_sqrt_ps(_mm512_loadu_ps(src + i)));
+#endif
+#if defined(__AVX__)
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_sqrt_ps(_mm256_loadu_ps(src + i)));
+#endif
+#if defined(__SSE2__)
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_sqrt_ps(_mm_loadu_ps(src + i)));
+#endif
+  for (; i < n; i++) dst[i] = sqrtf(src[i]);
+}
+
+/* d^-beta for a run of at most LRN_CH values, in place. */
 static void pow_neg(float *v, int64_t n, float beta)
 {
-  if (beta == 0.75f) {
-    for (int64_t i = 0; i < n; i++) {
-      float r = 1.f / sqrtf(v[i]);
-      v[i] = r * sqrtf(r);
+  if (beta == 0.75f || beta == 0.5f) {
+    float t[LRN_CH];
+    sqrt_run(v, v, n);
+    for (int64_t i = 0; i < n; i++) v[i] = 1.f / v[i];
+    if (beta == 0.75f) {
+      sqrt_run(v, t, n);
+      for (int64_t i = 0; i < n; i++) v[i] *= t[i];
     }
-  } else if (beta == 0.5f) {
-    for (int64_t i = 0; i < n; i++) v[i] = 1.f / sqrtf(v[i]);
   } else if (beta == 1.f) {
     for (int64_t i = 0; i < n; i++) v[i] = 1.f / v[i];
   } else {

@@ -4,9 +4,12 @@
  * Every windowed pool is computed on a 3-D view [planes][D][H][W] of the input (1-D and 2-D
  * pools get unit leading spatial dims).  Forward is separable: for each output row the valid
  * input rows of the window are reduced into one row buffer (contiguous, vectorised), then the
- * row is pooled horizontally with the stride.  Backward scatters into the input gradient;
- * output rows are grouped into blocks large enough that blocks i and i+2 never touch the same
- * input rows, and the even and odd blocks run in two parallel phases. */
+ * row is pooled horizontally with the stride.  Backward: MaxPool keeps only its input and
+ * recomputes the argmax (first maximum in window scan order, as the Indices output); when windows
+ * do not overlap along D and H (kernel == stride, the VGG case) each work item owns its input rows
+ * and writes them completely.  Otherwise the gradient is scattered into a zeroed tensor with output
+ * rows grouped into blocks large enough that blocks i and i+2 never touch the same input rows; even
+ * and odd blocks run in two parallel phases. */
 #include "cnnfx-private.h"
 #include <math.h>
 #include <omp.h>
@@ -149,7 +152,7 @@ static gboolean pool_geom(const CnnfxNode *n, int ndim, const int64_t *xd, PoolG
       if (span < 0)
         return cnnfx_fail_shape(error, n, "kernel extent %" G_GINT64_FORMAT " larger than padded input %" G_GINT64_FORMAT,
                                 dk, in + pb + pe);
-      if (ceil_mode && !strcmp(ap, "NOTSET")) {
+      if (ceil_mode) { /* ceil_mode also applies to VALID, as in onnxruntime */
         out = (span + s - 1) / s + 1;
         if ((out - 1) * s >= in + pb) out--; /* last window may not start in the end padding */
       } else {
@@ -324,20 +327,20 @@ static gboolean pool_forward_sep(const CnnfxExec *x, const PoolGeom *g, const Po
         for (int64_t w = 0; w < OW; w++) yr[w] = 0.f;
         continue;
       }
-      const float *t = NULL;
+      const float *t = NULL, *prev = NULL;
       int cnt = 0;
       for (int jd = jd0; jd < jd1; jd++) {
         for (int jh = jh0; jh < jh1; jh++) {
           const float *row = xp + ((sd + jd * g->d[0]) * g->I[1] + sh + jh * g->d[1]) * IW;
-          if (nrows == 1) {
-            t = row;
-          } else if (cnt == 0) {
-            memcpy(buf, row, (size_t)IW * sizeof(float));
-            t = buf;
-          } else if (is_max) {
-            for (int64_t w = 0; w < IW; w++) buf[w] = buf[w] > row[w] ? buf[w] : row[w];
+          if (cnt == 0) {
+            t = prev = row; /* a single row is pooled in place */
           } else {
-            for (int64_t w = 0; w < IW; w++) buf[w] += row[w];
+            const float *src = cnt == 1 ? prev : buf; /* fold the first two rows without a copy */
+            if (is_max)
+              for (int64_t w = 0; w < IW; w++) buf[w] = src[w] > row[w] ? src[w] : row[w];
+            else
+              for (int64_t w = 0; w < IW; w++) buf[w] = src[w] + row[w];
+            t = buf;
           }
           cnt++;
         }
@@ -524,8 +527,9 @@ static void run_blocks(const CnnfxExec *x, const PoolGeom *g, const PoolTables *
   }
 }
 
-static void maxpool_bwd_row(const PoolGeom *g, const PoolTables *tb, const float *X, const float *G, float *GX,
-                            int64_t p, int64_t od, int64_t oh, float *buf, int64_t a, int64_t b)
+/* Scalar argmax scatter for the output columns outside [a, b). */
+static void maxpool_bwd_edges(const PoolGeom *g, const PoolTables *tb, const float *X, const float *G, float *GX,
+                              int64_t p, int64_t od, int64_t oh, float *buf, int64_t a, int64_t b)
 {
   const float *xp = X + p * g->in_plane;
   float *gp = GX + p * g->in_plane;
@@ -533,10 +537,12 @@ static void maxpool_bwd_row(const PoolGeom *g, const PoolTables *tb, const float
   int jd0 = tb->j0[0][od], jd1 = tb->j1[0][od], jh0 = tb->j0[1][oh], jh1 = tb->j1[1][oh];
   int64_t sd = od * g->s[0] - g->pb[0], sh = oh * g->s[1] - g->pb[1];
   (void)buf;
-  (void)a;
-  (void)b;
   int64_t s = g->s[2], d = g->d[2], pw = g->pb[2];
   for (int64_t ow = 0; ow < g->O[2]; ow++) {
+    if (ow == a && b > a) {
+      ow = b - 1;
+      continue;
+    }
     float gv = gr[ow];
     if (gv == 0.f) continue;
     int jw0 = tb->j0[2][ow], jw1 = tb->j1[2][ow];
@@ -558,6 +564,61 @@ static void maxpool_bwd_row(const PoolGeom *g, const PoolTables *tb, const float
     }
     if (best >= 0) gp[best] += gv;
   }
+}
+
+/* One tap of the vectorised argmax: columns [a, b) compare row[w * s] against the best so far. */
+static inline __attribute__((always_inline)) void argmax_tap(const float *restrict row, float *restrict bv,
+                                                             int64_t *restrict bi, int64_t a, int64_t b, int64_t s,
+                                                             int64_t pos0, gboolean first)
+{
+  if (first) {
+    for (int64_t w = a; w < b; w++) {
+      bv[w] = row[w * s];
+      bi[w] = pos0 + w * s;
+    }
+  } else {
+    for (int64_t w = a; w < b; w++) {
+      float v = row[w * s];
+      gboolean gt = v > bv[w];
+      bv[w] = gt ? v : bv[w];
+      bi[w] = gt ? pos0 + w * s : bi[w];
+    }
+  }
+}
+
+/* Argmax scatter for one output row: interior columns [a, b) tap by tap (vectorised), then edges.
+ * buf holds OW floats followed by OW int64 (see maxpool_buf_size). */
+static void maxpool_bwd_row(const PoolGeom *g, const PoolTables *tb, const float *X, const float *G, float *GX,
+                            int64_t p, int64_t od, int64_t oh, float *buf, int64_t a, int64_t b)
+{
+  if (b > a) {
+    const float *xp = X + p * g->in_plane;
+    float *gp = GX + p * g->in_plane;
+    int64_t OW = g->O[2];
+    const float *gr = G + ((p * g->O[0] + od) * g->O[1] + oh) * OW;
+    int jd0 = tb->j0[0][od], jd1 = tb->j1[0][od], jh0 = tb->j0[1][oh], jh1 = tb->j1[1][oh];
+    int64_t sd = od * g->s[0] - g->pb[0], sh = oh * g->s[1] - g->pb[1];
+    int64_t s = g->s[2], d = g->d[2], pw = g->pb[2], k = g->k[2];
+    float *bv = buf;
+    int64_t *bi = (int64_t *)(buf + ((OW + 15) & ~(int64_t)15));
+    gboolean first = TRUE;
+    for (int jd = jd0; jd < jd1; jd++) {
+      for (int jh = jh0; jh < jh1; jh++) {
+        int64_t rowoff = ((sd + jd * g->d[0]) * g->I[1] + sh + jh * g->d[1]) * g->I[2];
+        for (int64_t jw = 0; jw < k; jw++) {
+          int64_t off = jw * d - pw;
+          const float *row = xp + rowoff + off;
+          if (s == 1) argmax_tap(row, bv, bi, a, b, 1, rowoff + off, first);
+          else if (s == 2) argmax_tap(row, bv, bi, a, b, 2, rowoff + off, first);
+          else argmax_tap(row, bv, bi, a, b, s, rowoff + off, first);
+          first = FALSE;
+        }
+      }
+    }
+    if (!first)
+      for (int64_t w = a; w < b; w++) gp[bi[w]] += gr[w];
+  }
+  maxpool_bwd_edges(g, tb, X, G, GX, p, od, oh, buf, a, b);
 }
 
 static void avgpool_bwd_row(const PoolGeom *g, const PoolTables *tb, const float *X, const float *G, float *GX,
@@ -613,6 +674,71 @@ static void avgpool_bwd_row(const PoolGeom *g, const PoolTables *tb, const float
   }
 }
 
+/* MaxPool 2-wide, stride-2 windows over two input rows: every input element of the windows is
+ * written (g at the first maximum, 0 elsewhere). */
+static void maxpool_bwd_2x2(const float *restrict x0, const float *restrict x1, float *restrict o0,
+                            float *restrict o1, const float *restrict gr, int64_t a, int64_t b, int64_t off)
+{
+  for (int64_t w = a; w < b; w++) {
+    int64_t i = 2 * w + off;
+    float A = x0[i], B = x0[i + 1], C = x1[i], D = x1[i + 1], gv = gr[w];
+    float m1 = A > B ? A : B, m2 = C > D ? C : D;
+    float m = m1 > m2 ? m1 : m2;
+    int fa = A == m, fb = !fa & (B == m), fc = !(fa | fb) & (C == m), fd = !(fa | fb | fc);
+    o0[i] = fa ? gv : 0.f;
+    o0[i + 1] = fb ? gv : 0.f;
+    o1[i] = fc ? gv : 0.f;
+    o1[i + 1] = fd ? gv : 0.f;
+  }
+}
+
+/* Backward when windows do not overlap along D and H (kernel == stride, no dilation there): every
+ * input row belongs to one output row, so rows are zeroed and filled by one work item each, with
+ * no separate zeroing pass and no phases. */
+static void run_tiled(const CnnfxExec *x, const PoolGeom *g, const PoolTables *tb, const float *X, const float *G,
+                      float *GX, float *scratch, size_t per, gboolean is_max)
+{
+  int nt = thread_count(x);
+  int64_t OD = g->O[0], OH = g->O[1], IW = g->I[2];
+  int64_t items = g->planes * OD * OH;
+  int64_t a, b;
+  interior_range(g, tb, &a, &b);
+  gboolean k2 = is_max && g->k[2] == 2 && g->s[2] == 2 && g->d[2] == 1 && b > a;
+#pragma omp parallel num_threads(nt)
+  {
+    float *buf = scratch ? scratch + per * (size_t)omp_get_thread_num() : NULL;
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; it++) {
+      int64_t p = it / (OD * OH), r = it % (OD * OH), od = r / OH, oh = r % OH;
+      int jd0 = tb->j0[0][od], jd1 = tb->j1[0][od], jh0 = tb->j0[1][oh], jh1 = tb->j1[1][oh];
+      int64_t sd = od * g->s[0] - g->pb[0], sh = oh * g->s[1] - g->pb[1];
+      float *gp = GX + p * g->in_plane;
+      for (int jd = jd0; jd < jd1; jd++)
+        for (int jh = jh0; jh < jh1; jh++)
+          memset(gp + ((sd + jd) * g->I[1] + sh + jh) * IW, 0, (size_t)IW * sizeof(float));
+      if (!is_max) {
+        avgpool_bwd_row(g, tb, X, G, GX, p, od, oh, buf, a, b);
+      } else if (k2 && (jd1 - jd0) * (jh1 - jh0) == 2 && jd1 - jd0 == 1) {
+        int64_t r0 = ((sd + jd0) * g->I[1] + sh + jh0) * IW;
+        const float *xp = X + p * g->in_plane;
+        maxpool_bwd_2x2(xp + r0, xp + r0 + IW, gp + r0, gp + r0 + IW, G + it * g->O[2], a, b, -g->pb[2]);
+        maxpool_bwd_edges(g, tb, X, G, GX, p, od, oh, buf, a, b);
+      } else {
+        maxpool_bwd_row(g, tb, X, G, GX, p, od, oh, buf, a, b);
+      }
+    }
+  }
+  /* input rows that no window covers (floor mode tails) */
+  int64_t covD = MIN(g->I[0], OD * g->s[0] - g->pb[0]), covH = MIN(g->I[1], OH * g->s[1] - g->pb[1]);
+  if (covD >= g->I[0] && covH >= g->I[1]) return;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t p = 0; p < g->planes; p++)
+    for (int64_t id = 0; id < g->I[0]; id++)
+      for (int64_t ih = 0; ih < g->I[1]; ih++)
+        if (id >= covD || ih >= covH)
+          memset(GX + p * g->in_plane + (id * g->I[1] + ih) * IW, 0, (size_t)IW * sizeof(float));
+}
+
 static gboolean pool_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
                               CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
                               CnnfxTensor **gin, gboolean is_max, GError **error)
@@ -624,7 +750,8 @@ static gboolean pool_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTenso
   gin[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, X->ndim, X->dims, error);
   if (!gin[0]) return FALSE;
   int nt = thread_count(x);
-  zero_f32(cnnfx_f32(gin[0]), gin[0]->numel, nt);
+  gboolean tiled = g.k[0] == g.s[0] && g.d[0] == 1 && g.k[1] == g.s[1] && g.d[1] == 1;
+  if (!gout[0] || gin[0]->numel == 0 || gout[0]->numel == 0 || !tiled) zero_f32(cnnfx_f32(gin[0]), gin[0]->numel, nt);
   if (!gout[0] || gin[0]->numel == 0 || gout[0]->numel == 0) return TRUE;
   if (gout[0]->numel != (size_t)(g.planes * g.out_plane))
     return cnnfx_fail_shape(error, n, "output gradient has the wrong size");
@@ -633,16 +760,20 @@ static gboolean pool_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTenso
   if (!tables_make(x, &g, include_pad, &tb, error)) return FALSE;
   float *scratch = NULL;
   size_t per = 0;
-  if (!is_max) {
-    per = (((size_t)g.I[2] + 15) & ~(size_t)15) + (((size_t)g.O[2] + 15) & ~(size_t)15);
+  {
+    size_t iwp = ((size_t)g.I[2] + 15) & ~(size_t)15, owp = ((size_t)g.O[2] + 15) & ~(size_t)15;
+    per = is_max ? 3 * owp : iwp + owp; /* max: OW floats + OW int64; avg: IW + OW floats */
     scratch = cnnfx_scratch_f32(x->mem, per * (size_t)nt, error);
     if (!scratch) {
       tables_free(x, &tb);
       return FALSE;
     }
   }
-  run_blocks(x, &g, &tb, is_max ? cnnfx_f32(X) : NULL, cnnfx_f32(gout[0]), cnnfx_f32(gin[0]), scratch, per,
-             is_max ? maxpool_bwd_row : avgpool_bwd_row);
+  if (tiled)
+    run_tiled(x, &g, &tb, is_max ? cnnfx_f32(X) : NULL, cnnfx_f32(gout[0]), cnnfx_f32(gin[0]), scratch, per, is_max);
+  else
+    run_blocks(x, &g, &tb, is_max ? cnnfx_f32(X) : NULL, cnnfx_f32(gout[0]), cnnfx_f32(gin[0]), scratch, per,
+               is_max ? maxpool_bwd_row : avgpool_bwd_row);
   if (scratch) cnnfx_scratch_free(x->mem, scratch, per * (size_t)nt);
   tables_free(x, &tb);
   return TRUE;

@@ -698,10 +698,10 @@ static gboolean squeeze_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTen
   int64_t axes[MAXD], dims[MAXD];
   int na = -1, r = t->ndim, nd = 0;
   gboolean mask[MAXD];
-  if (n->opset < 13) {
-    if (!attr_ints(n, "axes", axes, MAXD, &na, error)) return FALSE;
-  } else if (n->n_in > 1 && in[1]) {
+  if (n->n_in > 1 && in[1]) {
     if (!tensor_ints(n, in[1], "axes", axes, MAXD, &na, error)) return FALSE;
+  } else if (!attr_ints(n, "axes", axes, MAXD, &na, error)) { /* attribute before opset 13 */
+    return FALSE;
   }
   if (na < 0) {
     for (int k = 0; k < r; k++) mask[k] = t->dims[k] == 1;
@@ -723,10 +723,10 @@ static gboolean unsqueeze_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxT
   int64_t axes[MAXD], dims[MAXD];
   int na = -1, r = t->ndim;
   gboolean mask[MAXD];
-  if (n->opset < 13) {
-    if (!attr_ints(n, "axes", axes, MAXD, &na, error)) return FALSE;
-  } else if (n->n_in > 1 && in[1]) {
+  if (n->n_in > 1 && in[1]) {
     if (!tensor_ints(n, in[1], "axes", axes, MAXD, &na, error)) return FALSE;
+  } else if (!attr_ints(n, "axes", axes, MAXD, &na, error)) { /* attribute before opset 13 */
+    return FALSE;
   }
   if (na < 0) return cnnfx_fail_shape(error, n, "no axes given");
   int nr = r + na;
@@ -1206,11 +1206,13 @@ static gboolean pad_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor 
       memcpy(&fill, &iv, 8);
     }
   }
+  int64_t odims[MAXD];
+  for (int k = 0; k < r; k++) odims[k] = t->dims[k] + pb[k] + pe[k];
+  CnnfxTensor *o = cnnfx_tensor_alloc(x->mem, t->dtype, r, odims, error);
+  if (!o) return FALSE;
   PadMaps pm;
-  if (!pad_maps(n, t, pb, pe, mode, &pm, error)) return FALSE;
-  CnnfxTensor *o = cnnfx_tensor_alloc(x->mem, t->dtype, r, pm.O, error);
-  if (!o) {
-    g_free(pm.buf);
+  if (!pad_maps(n, t, pb, pe, mode, &pm, error)) {
+    cnnfx_tensor_unref(o);
     return FALSE;
   }
   if (r == 0) {
@@ -1387,10 +1389,10 @@ static gboolean reduce_axes(const CnnfxNode *n, CnnfxTensor *const *in, gboolean
   int r = t->ndim, na = -1;
   int64_t axes[MAXD];
   *noop = FALSE;
-  if (n->opset < 18) {
-    if (!attr_ints(n, "axes", axes, MAXD, &na, error)) return FALSE;
-  } else if (n->n_in > 1 && in[1]) {
+  if (n->n_in > 1 && in[1]) {
     if (!tensor_ints(n, in[1], "axes", axes, MAXD, &na, error)) return FALSE;
+  } else if (!attr_ints(n, "axes", axes, MAXD, &na, error)) { /* attribute before opset 18 */
+    return FALSE;
   }
   if (na <= 0) {
     if (n->opset >= 18 && cnnfx_attr_int(n, "noop_with_empty_axes", 0)) *noop = TRUE;
@@ -1546,7 +1548,7 @@ static gboolean range_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTenso
     if (d == 0.f || !isfinite(s) || !isfinite(l) || !isfinite(d))
       return cnnfx_fail_shape(error, n, "invalid range parameters");
     double cnt = ceil(((double)l - s) / d);
-    if (cnt > 1e10) return cnnfx_fail_shape(error, n, "range too long");
+    if (cnt > 2147483647.0) return cnnfx_fail_shape(error, n, "range too long");
     int64_t len = cnt > 0 ? (int64_t)cnt : 0;
     if (!(o = cnnfx_tensor_alloc(x->mem, CNNFX_F32, 1, &len, error))) return FALSE;
     for (int64_t i = 0; i < len; i++) cnnfx_f32(o)[i] = s + (float)i * d;
@@ -1554,7 +1556,7 @@ static gboolean range_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTenso
     int64_t s = cnnfx_i64(in[0])[0], l = cnnfx_i64(in[1])[0], d = cnnfx_i64(in[2])[0];
     if (d == 0) return cnnfx_fail_shape(error, n, "delta is 0");
     double cnt = ceil(((double)l - (double)s) / (double)d);
-    if (cnt > 1e10) return cnnfx_fail_shape(error, n, "range too long");
+    if (cnt > 2147483647.0) return cnnfx_fail_shape(error, n, "range too long");
     int64_t len = cnt > 0 ? (int64_t)cnt : 0;
     if (!(o = cnnfx_tensor_alloc(x->mem, CNNFX_I64, 1, &len, error))) return FALSE;
     for (int64_t i = 0; i < len; i++) cnnfx_i64(o)[i] = s + i * d;

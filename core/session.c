@@ -263,7 +263,9 @@ gboolean cnnfx_session_forward(CnnfxSession *s, GError **error)
         return FALSE;
       }
     }
-    for (int o = 0; o < n->n_out; o++) out[o] = NULL;
+    /* Slots past the node's inputs read as absent (NULL), never as a previous node's tensors. */
+    for (int i = n->n_in; i < 64; i++) in[i] = NULL;
+    for (int o = 0; o < 64; o++) out[o] = NULL;
     if (!s->ops[k]->forward(&s->exec, n, in, out, error)) {
       for (int o = 0; o < n->n_out; o++) if (out[o]) cnnfx_tensor_unref(out[o]);
       if (error && *error) g_prefix_error(error, "node '%s' (%s): ", n->name, n->op_type);
@@ -378,6 +380,11 @@ gboolean cnnfx_session_backward(CnnfxSession *s, int n_seeds, const char *const 
       gin[i] = NULL;
       if (need[i]) any_need = TRUE;
     }
+    for (int i = n->n_in; i < 64; i++) {
+      in[i] = gin[i] = NULL;
+      need[i] = FALSE;
+    }
+    for (int o = n->n_out; o < 64; o++) out[o] = gout[o] = NULL;
     if (any_out && any_need) {
       if (!check_cancel(s, error)) return FALSE;
       if (!op->backward(&s->exec, n, in, out, gout, need, gin, error)) {

@@ -2,6 +2,7 @@
 #include "cnnfx-private.h"
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 G_DEFINE_QUARK(cnnfx-error-quark, cnnfx_error)
 
@@ -33,12 +34,18 @@ void *cnnfx_mem_alloc(CnnfxMem *mem, size_t bytes, GError **error)
     return NULL;
   }
   void *p = NULL;
-  size_t rounded = (bytes + 63) & ~(size_t)63;
-  if (rounded < bytes || posix_memalign(&p, 64, rounded) != 0 || !p) {
+  /* Big blocks: 2 MiB aligned and marked for transparent huge pages (far fewer page faults
+   * on first touch of large activations). */
+  size_t align = bytes >= ((size_t)4 << 20) ? ((size_t)2 << 20) : 64;
+  size_t rounded = (bytes + align - 1) & ~(align - 1);
+  if (rounded < bytes || posix_memalign(&p, align, rounded) != 0 || !p) {
     cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory: cannot allocate %zu MiB",
                     bytes >> 20);
     return NULL;
   }
+#ifdef MADV_HUGEPAGE
+  if (align > 64) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
   if (mem) {
     mem->current += bytes;
     if (mem->current > mem->peak) mem->peak = mem->current;

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 B=${BUILD:-build}
 [ -d "$B" ] || meson setup "$B" >/dev/null || exit 1
 ninja -C "$B" || exit 1
-meson test -C "$B" --print-errorlogs --num-processes 1 "$@"
+OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} meson test -C "$B" --print-errorlogs --num-processes 1 "$@"
 rc=$?
 summary=$(/usr/bin/python3 - "$B" <<'PY'
 import json, sys

@@ -196,6 +196,16 @@ def fixed_cases():
         conv2d("depthwise_s2", [1, 32, 56, 57], [32, 1, 3, 3], [1, 1, 1, 1], strides=(2, 2), group=32),
         conv2d("pointwise", [1, 96, 40, 33], [48, 96, 1, 1], [0, 0, 0, 0]),
         dict(conv2d("convt_wino", [1, 32, 29, 31], [32, 24, 3, 3], [1, 1, 1, 1]), op="ConvTranspose"),
+        # grouped Winograd (per image and group)
+        conv2d("wino_groups2_batch2", [2, 64, 21, 19], [48, 32, 3, 3], [1, 1, 1, 1], group=2),
+        dict(conv2d("convt_wino_groups2", [2, 64, 18, 17], [64, 16, 3, 3], [1, 0, 1, 2], group=2),
+             op="ConvTranspose"),
+        # 1-D and 3-D at a less tiny size
+        {"name": "conv1d_long", "op": "Conv", "x": [2, 16, 3000], "w": [24, 16, 5], "pads": [2, 1],
+         "strides": [2], "dil": [1], "group": 1, "auto_pad": "NOTSET", "bias": True, "opad": [0], "oshape": None},
+        {"name": "conv3d_mid", "op": "Conv", "x": [1, 8, 12, 14, 13], "w": [16, 8, 3, 3, 3],
+         "pads": [1, 1, 1, 1, 1, 1], "strides": [1, 1, 1], "dil": [1, 1, 1], "group": 1, "auto_pad": "NOTSET",
+         "bias": True, "opad": [0, 0, 0], "oshape": None},
     ]
 
 

@@ -39,7 +39,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "ThreadSanitizer",
+# ("WARNING: AddressSanitizer failed to allocate" is expected: allocator_may_return_null=1)
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "ThreadSanitizer",
                    "MemorySanitizer", "-CRITICAL **", "-WARNING **", "Segmentation fault")
 
 # ---- model builders ----------------------------------------------------------------------------

@@ -41,8 +41,8 @@ TV = torchvision.models
 # name -> (constructor, input size, tap selector)
 MODELS = {
     "alexnet": (lambda: TV.alexnet(), 224, lambda m: m.features[7]),  # relu after conv3
-    "vgg16": (lambda: TV.vgg16(), 224, lambda m: m.features[18]),  # relu4_1
-    "vgg19": (lambda: TV.vgg19(), 224, lambda m: m.features[20]),  # relu4_1
+    "vgg16": (lambda: TV.vgg16(init_weights=False), 224, lambda m: m.features[18]),  # relu4_1
+    "vgg19": (lambda: TV.vgg19(init_weights=False), 224, lambda m: m.features[20]),  # relu4_1
     "googlenet": (lambda: TV.googlenet(aux_logits=False, init_weights=False, transform_input=False), 224,
                   lambda m: m.inception4c),
     "squeezenet1_0": (lambda: TV.squeezenet1_0(), 224, lambda m: m.features[8]),  # fire5 (1.0 numbering)
@@ -185,10 +185,23 @@ def _pads2d(a, n=2):
     return p[:n], p[n:]
 
 
-def onnx_torch_eval(model, x, keep_all=False):
-    """Evaluates the graph with torch ops (autograd-capable). Returns dict name->tensor."""
+def _masked(value, x, mask):
+    """value in the forward pass, gradient of x masked by `mask` in the backward pass."""
+    return value.detach() + (x - x.detach()) * mask
+
+
+def onnx_torch_eval(model, x, kinks=None, dtype=None):
+    """Evaluates the graph with torch ops (autograd-capable). Returns dict name->tensor.
+
+    kinks: optional dict tensor name -> values (from cnnfx) of the inputs of Relu, Clip and
+    MaxPool nodes; the backward pass then takes its ReLU/Clip masks and max-pool argmax
+    from those values instead of its own, so that it follows exactly the same branches
+    as cnnfx did."""
+    kinks = kinks or {}
     opset = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] or [13])
     env = {t.name: torch.from_numpy(nph.to_array(t).copy()) for t in model.graph.initializer}
+    if dtype is not None:
+        env = {k: v.to(dtype) if v.is_floating_point() else v for k, v in env.items()}
     env[model.graph.input[0].name] = x
     for node in model.graph.node:
         a = _attrs(node)
@@ -200,6 +213,8 @@ def onnx_torch_eval(model, x, keep_all=False):
             out = torch.from_numpy(nph.to_array(a["value"]).copy())
         elif op == "Relu":
             out = F.relu(ins[0])
+            if node.input[0] in kinks:
+                out = _masked(out, ins[0], (kinks[node.input[0]] > 0).to(out.dtype))
         elif op == "Clip":
             if opset < 11:
                 lo, hi = a.get("min", -3.4e38), a.get("max", 3.4e38)
@@ -207,6 +222,9 @@ def onnx_torch_eval(model, x, keep_all=False):
                 lo = float(ins[1]) if len(ins) > 1 and ins[1] is not None else -3.4e38
                 hi = float(ins[2]) if len(ins) > 2 and ins[2] is not None else 3.4e38
             out = torch.clamp(ins[0], lo, hi)
+            if node.input[0] in kinks:
+                k = kinks[node.input[0]]
+                out = _masked(out, ins[0], ((k >= lo) & (k <= hi)).to(out.dtype))
         elif op == "Add":
             out = ins[0] + ins[1]
         elif op == "Concat":
@@ -237,11 +255,20 @@ def onnx_torch_eval(model, x, keep_all=False):
         elif op == "MaxPool":
             lo, hi = _pads2d(a)
             xi = ins[0]
+            ki = kinks.get(node.input[0])
             if lo != hi:
                 xi = F.pad(xi, [lo[1], hi[1], lo[0], hi[0]], value=float("-inf"))
+                if ki is not None:
+                    ki = F.pad(ki, [lo[1], hi[1], lo[0], hi[0]], value=float("-inf"))
                 lo = [0, 0]
-            out = F.max_pool2d(xi, a["kernel_shape"], a.get("strides", [1, 1]), lo,
-                               a.get("dilations", [1, 1]), ceil_mode=bool(a.get("ceil_mode", 0)))
+            pool = lambda t, ri: F.max_pool2d(t, a["kernel_shape"], a.get("strides", [1, 1]), lo,
+                                              a.get("dilations", [1, 1]), ceil_mode=bool(a.get("ceil_mode", 0)),
+                                              return_indices=ri)
+            if ki is None:
+                out = pool(xi, False)
+            else:  # gather at cnnfx's argmax
+                _, idx = pool(ki.to(xi.dtype), True)
+                out = xi.flatten(2).gather(2, idx.flatten(2)).view(idx.shape)
         elif op == "AveragePool":
             lo, hi = _pads2d(a)
             assert lo == hi
@@ -256,6 +283,70 @@ def onnx_torch_eval(model, x, keep_all=False):
             raise NotImplementedError(f"bisect interpreter: op {op}")
         env[node.output[0]] = out
     return env
+
+
+KINK_OPS = ("Relu", "Clip", "MaxPool")
+
+
+def cnnfx_values(model, x, shapes, d, cnnfx, timeout):
+    """cnnfx's own forward values of the tensors in `shapes` (name -> shape), read back
+    through `cnnfx grad`: the image becomes an initializer and a new first input z (zeros)
+    is added to the concatenation of the flattened tensors, so
+    d(0.5*||cat + z||^2)/dz = cat."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    inp = g.input[0].name
+    del g.input[:]
+    g.initializer.append(nph.from_array(np.ascontiguousarray(x), inp))
+    names = list(shapes)
+    total = int(sum(np.prod(shapes[n]) for n in names))
+    g.input.append(onnx.helper.make_tensor_value_info("__dump_z", onnx.TensorProto.FLOAT, [1, total]))
+    flat = []
+    for k, n in enumerate(names):
+        g.node.append(onnx.helper.make_node("Flatten", [n], [f"__dump_flat{k}"], axis=0))
+        flat.append(f"__dump_flat{k}")
+    g.node.append(onnx.helper.make_node("Concat", flat, ["__dump_cat"], axis=1))
+    g.node.append(onnx.helper.make_node("Add", ["__dump_cat", "__dump_z"], ["__dump_out"]))
+    del g.output[:]
+    g.output.append(onnx.helper.make_tensor_value_info("__dump_out", onnx.TensorProto.FLOAT, [1, total]))
+    mp, zp, gp = (os.path.join(d, f) for f in ("dump.onnx", "dump_z.pb", "dump_values.pb"))
+    onnx.save(m, mp)
+    del m
+    save_pb(np.zeros((1, total), np.float32), zp, "__dump_z")
+    rc, out, _ = run_cli([cnnfx, "grad", mp, "--input", zp, "-o", gp], timeout)
+    for f in (mp, zp):
+        os.unlink(f)
+    if rc != 0:
+        raise RuntimeError(f"cnnfx grad on the value-dump model failed: {out[-300:]}")
+    v = load_pb(gp).reshape(-1)
+    os.unlink(gp)
+    res, o = {}, 0
+    for n in names:
+        k = int(np.prod(shapes[n]))
+        res[n] = torch.from_numpy(v[o:o + k].reshape(shapes[n]).copy())
+        o += k
+    return res
+
+
+def mask_consistent_grads(model, x, d, cnnfx, timeout):
+    """Input gradients (output, tap) from the ONNX graph run in torch, with ReLU/Clip masks
+    and max-pool argmax taken from cnnfx's forward values (see onnx_torch_eval)."""
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        env = onnx_torch_eval(model, xt)
+    shapes = {}
+    for node in model.graph.node:
+        if node.op_type in KINK_OPS:
+            shapes[node.input[0]] = tuple(env[node.input[0]].shape)
+    del env
+    kinks = cnnfx_values(model, x, shapes, d, cnnfx, timeout)
+    xr = xt.clone().requires_grad_(True)
+    env = onnx_torch_eval(model, xr, kinks)
+    out = model.graph.output[0].name
+    (g_out,) = torch.autograd.grad(0.5 * (env[out] ** 2).sum(), xr, retain_graph=True)
+    (g_tap,) = torch.autograd.grad(0.5 * (env["tap"] ** 2).sum(), xr)
+    return g_out.numpy(), g_tap.numpy(), kinks
 
 
 def _dependents(model):
@@ -290,7 +381,7 @@ def bisect_forward(model, x, d, cnnfx, log):
         save_pb(env[name].detach().numpy(), os.path.join(bd, "test_data_set_0", f"output_{k}.pb"), name)
     onnx.save(m2, os.path.join(bd, "model.onnx"))
     rc, out, _ = run_cli([cnnfx, "check-onnx", bd, "--rtol", "1e-3", "--atol", "1e-4"], 600)
-    log(f"  bisect forward: {out.splitlines()[-1] if out else rc}")
+    log(f"  bisect forward: {([ln for ln in out.splitlines() if ln.startswith(('PASS', 'FAIL'))] or [out[-300:]])[0]}")
     for name, node in order:
         if f"output {name}:" in out:
             log(f"  first diverging tensor '{name}' = {_describe(node, env)}")
@@ -298,14 +389,14 @@ def bisect_forward(model, x, d, cnnfx, log):
     log("  no intermediate tensor diverges (check the output comparison itself)")
 
 
-def bisect_grad(model, x, mpath, d, cnnfx, log):
+def bisect_grad(model, x, mpath, d, cnnfx, log, kinks=None):
     order = _dependents(model)
     xt = torch.from_numpy(x)
 
     def probe(k):
         name, node = order[k]
         xr = xt.clone().requires_grad_(True)
-        env = onnx_torch_eval(model, xr)
+        env = onnx_torch_eval(model, xr, kinks)
         (ref,) = torch.autograd.grad(0.5 * (env[name] ** 2).sum(), xr, allow_unused=True)
         ref = np.zeros_like(x) if ref is None else ref.numpy()
         gp = os.path.join(d, "bisect_grad.pb")
@@ -404,7 +495,7 @@ def main():
 
             rc, out, dt = run_cli([cnnfx, "check-onnx", d, "--rtol", "1e-3", "--atol", "1e-4"], a.timeout)
             ok = rc == 0 and "PASS" in out
-            why = out.splitlines()[-1] if out else f"rc={rc}"
+            why = ([ln for ln in out.splitlines() if ln.startswith("FAIL")] or out.splitlines()[-1:] or [f"rc={rc}"])[0]
             result(ok, f"{label} forward", f"{'|y|max=%.3g' % np.abs(y).max() if ok else why}; {dt:.1f}s")
             if not ok and a.bisect:
                 try:
@@ -412,20 +503,50 @@ def main():
                 except Exception as e:
                     log(f"  bisect forward failed: {e!r}")
 
-            for check, tapname, ref in (("grad-output", None, g_out), ("grad-tap", "tap", g_tap)):
+            # Input gradients.  A float32 gradient through ReLU/ReLU6/max-pool is not a
+            # continuous function of rounding: an activation within rounding error of a kink
+            # (or a near-tie in a pooling window) can take the other branch, which changes
+            # the gradient over that unit's receptive field (torch float32 vs float64 already
+            # differs by up to ~1e-2 on MobileNetV2/VGG16).  So when cnnfx disagrees with
+            # torch, the reference is recomputed with cnnfx's own branch decisions (values
+            # read back from cnnfx); the check passes if either comparison passes.
+            grads = {}
+            for check, tapname in (("grad-output", None), ("grad-tap", "tap")):
                 gp = os.path.join(d, f"{check}.pb")
                 cmd = [cnnfx, "grad", mpath, "--input", inp, "-o", gp]
                 if tapname:
                     cmd[2:2] = ["--tap", tapname]
                 rc, out, dt = run_cli(cmd, a.timeout)
                 if rc != 0 or not os.path.exists(gp):
-                    result(False, f"{label} {check}", f"cnnfx grad rc={rc}: {out[-300:]}")
+                    grads[check] = (None, f"cnnfx grad rc={rc}: {out[-300:]}", dt)
+                else:
+                    grads[check] = (load_pb(gp), None, dt)
+            refs = {"grad-output": g_out.numpy(), "grad-tap": g_tap.numpy()}
+            res = {}
+            for check, (g, err, dt) in grads.items():
+                res[check] = (False, err) if g is None else compare_grad(g, refs[check])
+            mc, kinks = None, None
+            if any(not ok for ok, _ in res.values()) and all(g is not None for g, _, _ in grads.values()):
+                try:
+                    t1 = time.time()
+                    mo, mt, kinks = mask_consistent_grads(model, xin, d, cnnfx, a.timeout)
+                    mc = {"grad-output": mo, "grad-tap": mt}
+                    log(f"     ({label}: mask-consistent reference {time.time() - t1:.1f}s)")
+                except Exception as e:
+                    log(f"     ({label}: no mask-consistent reference: {e!r})")
+            for check, (g, err, dt) in grads.items():
+                ok, msg = res[check]
+                if g is None:
+                    result(False, f"{label} {check}", msg)
                     continue
-                ok, msg = compare_grad(load_pb(gp), ref.numpy())
+                msg = f"vs torch: {msg}"
+                if not ok and mc is not None:
+                    ok, msg2 = compare_grad(g, mc[check])
+                    msg += f"; vs torch with cnnfx's ReLU/pool branches: {msg2}"
                 result(ok, f"{label} {check}", f"{msg}; {dt:.1f}s")
                 if not ok and a.bisect and check == "grad-output":
                     try:
-                        bisect_grad(model, xin, mpath, d, cnnfx, log)
+                        bisect_grad(model, xin, mpath, d, cnnfx, log, kinks)
                     except Exception as e:
                         log(f"  bisect grad failed: {e!r}")
             log(f"     {label}: {time.time() - t0:.1f}s (prepare {t_prep:.1f}s)")

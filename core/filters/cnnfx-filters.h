@@ -92,6 +92,11 @@ typedef struct {
 void cnnfx_net_free(CnnfxNet *n);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxNet, cnnfx_net_free)
 
+/* A layer given by the user or the manifest: a tensor name, or "OpType#N" = the output of the
+ * N-th node (1-based, file order) of that operator type (e.g. "Relu#10", "Concat#5").
+ * Returns the tensor name (g_free) or NULL with an error naming the available layers. */
+char *cnnfx_net_resolve_layer(const CnnfxNet *n, const char *spec, GError **error);
+
 /* Image <-> network input */
 CnnfxTensor *cnnfx_net_preprocess(const CnnfxNet *n, const CnnfxTensor *rgb, GError **error);
 /* Map a gradient w.r.t. the network input back to a gradient w.r.t. the RGB image (chain rule). */

@@ -1,5 +1,6 @@
 /* Networks as the filters see them: a model plus how images go in. */
 #include "imgops.h"
+#include <stdlib.h>
 #include <string.h>
 
 void cnnfx_net_free(CnnfxNet *n)
@@ -84,4 +85,26 @@ gboolean cnnfx_net_grad_to_rgb(const CnnfxNet *n, const CnnfxTensor *gin, CnnfxT
     cnnfx_resize_bilinear_adjoint(g3, 3, h, w, cnnfx_f32(grgb), H, W);
   }
   return TRUE;
+}
+
+char *cnnfx_net_resolve_layer(const CnnfxNet *n, const char *spec, GError **error)
+{
+  const CnnfxModel *m = n->model;
+  if (cnnfx_model_has_value(m, spec)) return g_strdup(spec);
+  const char *hash = strchr(spec, '#');
+  if (hash) {
+    g_autofree char *op = g_strndup(spec, (gsize)(hash - spec));
+    char *end;
+    long want = strtol(hash + 1, &end, 10);
+    if (*end == 0 && want >= 1) {
+      long seen = 0;
+      for (int k = 0; k < cnnfx_model_n_nodes(m); k++)
+        if (!strcmp(cnnfx_model_node_op(m, k), op) && ++seen == want && cnnfx_model_node_n_outputs(m, k) > 0)
+          return g_strdup(cnnfx_model_node_output(m, k, 0));
+    }
+  }
+  g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
+              "no layer '%s' in model %s (`cnnfx info MODEL` lists tensor names; OpType#N also works)", spec,
+              n->name ? n->name : "");
+  return NULL;
 }

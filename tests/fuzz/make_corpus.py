@@ -9,6 +9,7 @@ Writes into OUT_DIR:
     float_data/int64_data; Constant nodes with value / value_float / value_ints);
   * TensorProto files (input_0.pb style: float raw/float_data, int64, int32, double);
   * mutations of those (truncations, bit flips, byte splices, varint/length tampering);
+  * every ONNX op with missing / absent ("") / surplus inputs and outputs (arity_*.onnx);
   * unless --no-node-tests: model.onnx and input_0.pb of small ONNX node tests from
     /usr/share/libonnx-testdata (renamed node_<test>.onnx / node_<test>_in0.pb).
 Deterministic for a given --seed.  Only /usr/bin/python3 with onnx + numpy is needed.
@@ -215,6 +216,35 @@ def mutate(rnd, data):
     return bytes(b) + bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 32))), "tail"
 
 
+def arity_models():
+    """Every default-domain ONNX op with missing, absent ("") and surplus inputs, and with no or
+    extra outputs: kernels must check what they get, never read past n_in or dereference NULL."""
+    from onnx import defs
+    names = sorted({s.name for s in defs.get_all_schemas_with_history() if s.domain in ("", "ai.onnx")})
+    out = {}
+    x = vi("x", [2, 3, 4, 4])
+    variants = {
+        "noin": ([], ["y"]),
+        "one": (["x"], ["y"]),
+        "absent": (["", "", ""], ["y"]),
+        "firstabsent": (["", "x", "x"], ["y"]),
+        "many": (["x"] * 6, ["y"]),
+        "noout": (["x", "x"], []),
+        "extraout": (["x", "x"], ["y", "y2", "y3", "y4"]),
+    }
+    for op in names:
+        if op == "Constant":
+            continue
+        for tag, (ins, outs) in variants.items():
+            n = helper.make_node(op, ins, outs)
+            youts = [vi(o, None) for o in outs] or [vi("x", [2, 3, 4, 4])]
+            g = helper.make_graph([n], "arity", [x], youts[:1])
+            m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+            m.ir_version = 7
+            out[f"arity_{op}_{tag}.onnx"] = m.SerializeToString()
+    return out
+
+
 def node_test_seeds(limit_bytes=65536):
     out = {}
     if not os.path.isdir(NODE_TESTS):
@@ -251,6 +281,7 @@ def main():
         for _ in range(rnd.choice([1, 1, 1, 2, 3])):
             data, kind = mutate(rnd, data)
         files[f"mut{i:04d}_{kind}_{src}"] = data
+    files.update(arity_models())
     if not a.no_node_tests:
         files.update(node_test_seeds())
     for k, v in files.items():

@@ -72,9 +72,12 @@ def convt(name, x, w, bias=True, strides=None, pads=None, dil=None, group=1, out
 def models():
     # --- Conv 2-D
     yield conv("conv3x3_pad1", [1, 3, 7, 9], [5, 3, 3, 3], pads=[1, 1, 1, 1])
-    yield conv("conv3x3_s1_wino", [1, 16, 13, 11], [24, 16, 3, 3], pads=[1, 1, 1, 1])
-    yield conv("conv3x3_s1_nopad_wino", [2, 8, 10, 7], [8, 8, 3, 3])
-    yield conv("conv3x3_s1_asym_wino", [1, 8, 9, 6], [6, 8, 3, 3], pads=[0, 2, 1, 0])
+    # Winograd takes 3x3 stride-1 layers with >= 16 channels in and out and >= 256 outputs
+    yield conv("conv3x3_s1_wino", [1, 16, 17, 19], [24, 16, 3, 3], pads=[1, 1, 1, 1])
+    yield conv("conv3x3_s1_nopad_wino", [2, 16, 19, 18], [16, 16, 3, 3])
+    yield conv("conv3x3_s1_asym_wino", [1, 16, 18, 21], [16, 16, 3, 3], pads=[0, 2, 1, 0])
+    yield conv("conv3x3_s1_groups_wino", [1, 32, 16, 16], [32, 16, 3, 3], group=2, pads=[1, 1, 1, 1])
+    yield conv("conv3x3_s1_small", [1, 8, 9, 6], [6, 8, 3, 3], pads=[0, 2, 1, 0])
     yield conv("conv_nobias", [1, 4, 6, 6], [3, 4, 3, 3], bias=False, pads=[1, 1, 1, 1])
     yield conv("conv_batch2", [2, 3, 6, 5], [4, 3, 3, 3], pads=[1, 0, 1, 0])
     yield conv("conv_stride2", [1, 3, 9, 8], [4, 3, 3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
@@ -107,6 +110,7 @@ def models():
     # --- ConvTranspose
     yield convt("convt_basic", [1, 3, 4, 5], [3, 2, 3, 3])
     yield convt("convt_3x3_s1_pad1", [1, 8, 9, 7], [8, 6, 3, 3], pads=[1, 1, 1, 1])
+    yield convt("convt_3x3_s1_wino", [1, 16, 17, 18], [16, 16, 3, 3], pads=[1, 0, 1, 2])
     yield convt("convt_stride2_outpad", [1, 3, 4, 5], [3, 4, 3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
                 output_padding=[1, 1])
     yield convt("convt_stride_asym", [2, 2, 3, 4], [2, 3, 3, 2], strides=[3, 2], pads=[0, 1, 2, 0])

@@ -1,0 +1,123 @@
+/* cnnfx training support: writing ONNX files, building small graphs, optimizers,
+ * learning-rate schedules and the usual classification loss.
+ *
+ * Training runs on an ordinary session created with CNNFX_GRAD_WEIGHTS: after
+ * forward and backward from the loss gradient at the logits, cnnfx_session_grad()
+ * gives the gradient at every float initializer, and an optimizer step writes the
+ * new values back with cnnfx_session_set_weight().  cnnfx_model_save() then writes
+ * the model with the session's current weights as a normal ONNX file.
+ */
+#ifndef CNNFX_TRAIN_H
+#define CNNFX_TRAIN_H
+
+#include "cnnfx.h"
+
+G_BEGIN_DECLS
+
+/* ---- writing ONNX ------------------------------------------------------------ */
+
+/* Serialise a whole model (graph, nodes with their attributes, inputs and outputs with
+ * declared shapes, opset import) as an ONNX ModelProto.  Initializers are written as
+ * raw_data; where s is given, its current weights (cnnfx_session_set_weight) replace
+ * the model's, and output shapes are taken from its last forward pass (dim 0 symbolic
+ * when the first input's dim 0 is).  Graph-valued attributes are not supported. */
+GBytes *cnnfx_model_save(const CnnfxModel *m, CnnfxSession *s, GError **error);
+
+/* Write bytes to path atomically (temporary file in the same directory + rename). */
+gboolean cnnfx_write_file_atomic(const char *path, GBytes *bytes, GError **error);
+
+/* A small graph builder (used for the built-in architectures).  Names are copied.
+ * Attribute calls apply to the most recently added node. */
+typedef struct CnnfxBuilder CnnfxBuilder;
+CnnfxBuilder *cnnfx_builder_new(int opset);
+void cnnfx_builder_free(CnnfxBuilder *b);
+/* dims[i] < 0 writes a symbolic dimension ("N" for dim 0, "d<i>" otherwise). */
+void cnnfx_builder_input(CnnfxBuilder *b, const char *name, CnnfxDType dt, int ndim, const int64_t *dims);
+/* ndim < 0: no shape. */
+void cnnfx_builder_output(CnnfxBuilder *b, const char *name, CnnfxDType dt, int ndim, const int64_t *dims);
+gboolean cnnfx_builder_initializer(CnnfxBuilder *b, const char *name, const CnnfxTensor *t, GError **error);
+/* inputs / outputs: NULL-terminated; "" = absent optional input. */
+void cnnfx_builder_node(CnnfxBuilder *b, const char *op_type, const char *name, const char *const *inputs,
+                        const char *const *outputs);
+void cnnfx_builder_attr_int(CnnfxBuilder *b, const char *name, int64_t v);
+void cnnfx_builder_attr_float(CnnfxBuilder *b, const char *name, float v);
+void cnnfx_builder_attr_string(CnnfxBuilder *b, const char *name, const char *v);
+void cnnfx_builder_attr_ints(CnnfxBuilder *b, const char *name, int n, const int64_t *v);
+void cnnfx_builder_attr_floats(CnnfxBuilder *b, const char *name, int n, const float *v);
+void cnnfx_builder_doc(CnnfxBuilder *b, const char *doc_string);
+/* key/value metadata_props of the ModelProto */
+void cnnfx_builder_metadata(CnnfxBuilder *b, const char *key, const char *value);
+/* The ModelProto bytes (the builder stays usable for nothing else: free it). */
+GBytes *cnnfx_builder_finish(CnnfxBuilder *b, const char *graph_name, GError **error);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxBuilder, cnnfx_builder_free)
+
+/* ---- built-in architectures --------------------------------------------------- */
+
+/* "lenet5"        conv5x5(6,pad 2)+relu+maxpool2, conv5x5(16)+relu+maxpool2, fc120+relu,
+ *                  fc84+relu, fc10; input "input" [N,1,28,28], output "logits" [N,10].
+ * "lenet5-wide"   same layout with 32 and 64 conv channels, fc256, fc128.
+ * "random-style"  weight-free multi-scale random-feature network for texture/style
+ *                  (Ustyuzhaninov et al. 2016; He et al. 2016): parallel random conv
+ *                  banks (3x3, 5x5, 7x7, 11x11, 7x7 dilated 2 and 4, and 7x7 dilated 2
+ *                  after 4x4 average pooling) + ReLU on an RGB input "input" [N,3,H,W];
+ *                  every bank's ReLU output (rf3 rf5 rf7 rf11 rf7d2 rf7d4 rfp4) is a graph output.
+ * Weights are He-initialised from seed (same seed, same bytes). */
+GBytes *cnnfx_arch_build(const char *arch, guint64 seed, GError **error);
+/* NULL-terminated list of the names above (static). */
+const char *const *cnnfx_arch_names(void);
+
+/* ---- optimizers --------------------------------------------------------------- */
+
+typedef enum { CNNFX_OPTIM_SGD, CNNFX_OPTIM_ADAM } CnnfxOptimKind;
+
+typedef struct {
+  CnnfxOptimKind kind;
+  double momentum;      /* SGD (torch.optim.SGD semantics, dampening 0) */
+  gboolean nesterov;
+  double weight_decay;  /* L2 added to the gradient (torch semantics, both optimizers) */
+  double beta1, beta2, eps; /* Adam; 0 = defaults 0.9, 0.999, 1e-8 */
+} CnnfxOptimConfig;
+
+typedef struct CnnfxOptimizer CnnfxOptimizer;
+
+/* Parameters: every float initializer of m that a CNNFX_GRAD_WEIGHTS session s trains.
+ * Starting values are the session's current weights. */
+CnnfxOptimizer *cnnfx_optimizer_new(const CnnfxModel *m, CnnfxSession *s, const CnnfxOptimConfig *cfg,
+                                    GError **error);
+void cnnfx_optimizer_free(CnnfxOptimizer *o);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxOptimizer, cnnfx_optimizer_free)
+int cnnfx_optimizer_n_params(const CnnfxOptimizer *o);
+const char *cnnfx_optimizer_param_name(const CnnfxOptimizer *o, int i);
+size_t cnnfx_optimizer_n_values(const CnnfxOptimizer *o); /* total trainable numbers */
+gint64 cnnfx_optimizer_steps(const CnnfxOptimizer *o);
+/* One update from the gradients of the session's last backward pass, at learning rate lr;
+ * the new weights are written into the session. */
+gboolean cnnfx_optimizer_step(CnnfxOptimizer *o, double lr, GError **error);
+/* Optimizer state (moments, step count, plus a caller counter such as the epoch) for resuming. */
+GBytes *cnnfx_optimizer_save_state(const CnnfxOptimizer *o, gint64 user_counter);
+gboolean cnnfx_optimizer_load_state(CnnfxOptimizer *o, const void *data, size_t len, gint64 *user_counter,
+                                    GError **error);
+
+/* ---- learning-rate schedules ---------------------------------------------------- */
+
+typedef enum { CNNFX_LR_CONSTANT, CNNFX_LR_STEP, CNNFX_LR_COSINE } CnnfxLrSchedule;
+
+/* lr after `done` of `total` steps (done in [0,total]).  STEP multiplies base by gamma
+ * every step_every steps; COSINE anneals from base to base*min_factor (half cosine). */
+double cnnfx_lr_at(CnnfxLrSchedule kind, double base, gint64 done, gint64 total, gint64 step_every, double gamma,
+                   double min_factor);
+
+/* ---- loss and metrics ------------------------------------------------------------ */
+
+/* Softmax cross-entropy averaged over the batch.  logits [B,K] (or [B,K,1,1]), labels[B] in
+ * [0,K).  Returns the mean loss; grad (optional, same shape as logits) gets
+ * (softmax - onehot) / B, the seed for cnnfx_session_backward.  n_correct (optional):
+ * how many argmaxes equal the label.  Returns a negative value with error set on bad input. */
+double cnnfx_softmax_xent(const CnnfxTensor *logits, const int *labels, CnnfxTensor *grad, int *n_correct,
+                          GError **error);
+/* Number of rows of [B,K] logits whose argmax is the label. */
+int cnnfx_count_correct(const CnnfxTensor *logits, const int *labels);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,505 @@
+/* Training: built-in architectures, optimizers (SGD with momentum, Adam), learning-rate
+ * schedules, softmax cross-entropy.  The update rules follow torch.optim exactly
+ * (L2 weight decay added to the gradient; SGD's momentum buffer starts as the first
+ * gradient; Adam with bias correction), so results can be compared with PyTorch. */
+#include "cnnfx-private.h"
+#include "cnnfx-train.h"
+#include <math.h>
+
+/* ---- random numbers ------------------------------------------------------------- */
+
+static GRand *seeded_rand(guint64 seed)
+{
+  guint32 s[2] = {(guint32)seed, (guint32)(seed >> 32)};
+  return g_rand_new_with_seed_array(s, 2);
+}
+
+static double rand_normal(GRand *r)
+{
+  double u1 = g_rand_double(r), u2 = g_rand_double(r);
+  if (u1 < 1e-300) u1 = 1e-300;
+  return sqrt(-2.0 * log(u1)) * cos(2.0 * G_PI * u2);
+}
+
+/* ---- architectures --------------------------------------------------------------- */
+
+typedef struct {
+  CnnfxBuilder *b;
+  GRand *rng;
+  GError **error;
+  gboolean ok;
+} Arch;
+
+/* He-normal weights [dims], std sqrt(2/fan_in); zero_mean: each output filter centred
+ * and rescaled so that flat input regions give no response (random-feature nets). */
+static void arch_weight(Arch *a, const char *name, int ndim, const int64_t *dims, gboolean zero_mean)
+{
+  if (!a->ok) return;
+  g_autoptr(CnnfxTensor) t = cnnfx_tensor_new_f32(ndim, dims, a->error);
+  if (!t) {
+    a->ok = FALSE;
+    return;
+  }
+  size_t fan_in = t->numel / (size_t)dims[0];
+  double sd = sqrt(2.0 / (double)fan_in);
+  float *w = cnnfx_f32(t);
+  for (size_t i = 0; i < t->numel; i++) w[i] = (float)(sd * rand_normal(a->rng));
+  if (zero_mean) {
+    for (int64_t o = 0; o < dims[0]; o++) {
+      float *f = w + o * fan_in;
+      double mean = 0, ss = 0;
+      for (size_t i = 0; i < fan_in; i++) mean += f[i];
+      mean /= (double)fan_in;
+      for (size_t i = 0; i < fan_in; i++) {
+        f[i] -= (float)mean;
+        ss += (double)f[i] * f[i];
+      }
+      /* unit-variance response to white unit-variance input, times He's sqrt(2) */
+      double k = ss > 0 ? sqrt(2.0 / ss) : 0;
+      for (size_t i = 0; i < fan_in; i++) f[i] = (float)(f[i] * k);
+    }
+  }
+  a->ok = cnnfx_builder_initializer(a->b, name, t, a->error);
+}
+
+static void arch_zeros(Arch *a, const char *name, int64_t n)
+{
+  if (!a->ok) return;
+  g_autoptr(CnnfxTensor) t = cnnfx_tensor_new_f32(1, &n, a->error);
+  if (!t) {
+    a->ok = FALSE;
+    return;
+  }
+  memset(t->data, 0, t->numel * sizeof(float));
+  a->ok = cnnfx_builder_initializer(a->b, name, t, a->error);
+}
+
+static void arch_conv(Arch *a, const char *name, const char *in, const char *out, int cin, int cout, int k, int pad,
+                      int dil, gboolean zero_mean)
+{
+  g_autofree char *wn = g_strdup_printf("%s.weight", name);
+  g_autofree char *bn = g_strdup_printf("%s.bias", name);
+  int64_t wd[4] = {cout, cin, k, k};
+  arch_weight(a, wn, 4, wd, zero_mean);
+  arch_zeros(a, bn, cout);
+  cnnfx_builder_node(a->b, "Conv", name, (const char *[]){in, wn, bn, NULL}, (const char *[]){out, NULL});
+  cnnfx_builder_attr_ints(a->b, "kernel_shape", 2, (const int64_t[]){k, k});
+  cnnfx_builder_attr_ints(a->b, "pads", 4, (const int64_t[]){pad, pad, pad, pad});
+  cnnfx_builder_attr_ints(a->b, "strides", 2, (const int64_t[]){1, 1});
+  cnnfx_builder_attr_ints(a->b, "dilations", 2, (const int64_t[]){dil, dil});
+  cnnfx_builder_attr_int(a->b, "group", 1);
+}
+
+static void arch_unary(Arch *a, const char *op, const char *in, const char *out)
+{
+  cnnfx_builder_node(a->b, op, out, (const char *[]){in, NULL}, (const char *[]){out, NULL});
+}
+
+static void arch_maxpool2(Arch *a, const char *in, const char *out)
+{
+  cnnfx_builder_node(a->b, "MaxPool", out, (const char *[]){in, NULL}, (const char *[]){out, NULL});
+  cnnfx_builder_attr_ints(a->b, "kernel_shape", 2, (const int64_t[]){2, 2});
+  cnnfx_builder_attr_ints(a->b, "strides", 2, (const int64_t[]){2, 2});
+}
+
+static void arch_fc(Arch *a, const char *name, const char *in, const char *out, int nin, int nout)
+{
+  g_autofree char *wn = g_strdup_printf("%s.weight", name);
+  g_autofree char *bn = g_strdup_printf("%s.bias", name);
+  int64_t wd[2] = {nout, nin};
+  arch_weight(a, wn, 2, wd, FALSE);
+  arch_zeros(a, bn, nout);
+  cnnfx_builder_node(a->b, "Gemm", name, (const char *[]){in, wn, bn, NULL}, (const char *[]){out, NULL});
+  cnnfx_builder_attr_float(a->b, "alpha", 1.0f);
+  cnnfx_builder_attr_float(a->b, "beta", 1.0f);
+  cnnfx_builder_attr_int(a->b, "transB", 1);
+}
+
+static void build_lenet(Arch *a, int c1, int c2, int f1, int f2)
+{
+  int64_t in_dims[4] = {-1, 1, 28, 28}, out_dims[2] = {-1, 10};
+  cnnfx_builder_input(a->b, "input", CNNFX_F32, 4, in_dims);
+  arch_conv(a, "conv1", "input", "conv1", 1, c1, 5, 2, 1, FALSE);
+  arch_unary(a, "Relu", "conv1", "relu1");
+  arch_maxpool2(a, "relu1", "pool1");
+  arch_conv(a, "conv2", "pool1", "conv2", c1, c2, 5, 0, 1, FALSE);
+  arch_unary(a, "Relu", "conv2", "relu2");
+  arch_maxpool2(a, "relu2", "pool2");
+  cnnfx_builder_node(a->b, "Flatten", "flatten", (const char *[]){"pool2", NULL}, (const char *[]){"flat", NULL});
+  cnnfx_builder_attr_int(a->b, "axis", 1);
+  arch_fc(a, "fc1", "flat", "fc1", c2 * 25, f1);
+  arch_unary(a, "Relu", "fc1", "relu3");
+  arch_fc(a, "fc2", "relu3", "fc2", f1, f2);
+  arch_unary(a, "Relu", "fc2", "relu4");
+  arch_fc(a, "fc3", "relu4", "logits", f2, 10);
+  cnnfx_builder_output(a->b, "logits", CNNFX_F32, 2, out_dims);
+}
+
+static void build_random_style(Arch *a)
+{
+  static const struct { const char *name; int k, dil, ch; } banks[] = {
+    {"rf3", 3, 1, 64}, {"rf5", 5, 1, 64}, {"rf7", 7, 1, 64},
+    {"rf11", 11, 1, 64}, {"rf7d2", 7, 2, 64}, {"rf7d4", 7, 4, 64},
+  };
+  int64_t in_dims[4] = {-1, 3, -1, -1};
+  cnnfx_builder_input(a->b, "input", CNNFX_F32, 4, in_dims);
+  for (size_t i = 0; i < G_N_ELEMENTS(banks); i++) {
+    g_autofree char *conv = g_strdup_printf("%s_conv", banks[i].name);
+    int pad = banks[i].dil * (banks[i].k - 1) / 2;
+    arch_conv(a, conv, "input", conv, 3, banks[i].ch, banks[i].k, pad, banks[i].dil, TRUE);
+    arch_unary(a, "Relu", conv, banks[i].name);
+  }
+  /* Coarse scale: 4x4 average pooling, then a 7x7 bank dilated by 2 (about 52 px wide at
+   * full resolution), for the large structures of a style image. */
+  cnnfx_builder_node(a->b, "AveragePool", "pool4", (const char *[]){"input", NULL}, (const char *[]){"pool4", NULL});
+  cnnfx_builder_attr_ints(a->b, "kernel_shape", 2, (const int64_t[]){4, 4});
+  cnnfx_builder_attr_ints(a->b, "strides", 2, (const int64_t[]){4, 4});
+  arch_conv(a, "rfp4_conv", "pool4", "rfp4_conv", 3, 64, 7, 6, 2, TRUE);
+  arch_unary(a, "Relu", "rfp4_conv", "rfp4");
+  for (size_t i = 0; i < G_N_ELEMENTS(banks); i++) {
+    int64_t od[4] = {-1, banks[i].ch, -1, -1};
+    cnnfx_builder_output(a->b, banks[i].name, CNNFX_F32, 4, od);
+  }
+  cnnfx_builder_output(a->b, "rfp4", CNNFX_F32, 4, (const int64_t[]){-1, 64, -1, -1});
+}
+
+static const char *const arch_names[] = {"lenet5", "lenet5-wide", "random-style", NULL};
+
+const char *const *cnnfx_arch_names(void) { return arch_names; }
+
+GBytes *cnnfx_arch_build(const char *arch, guint64 seed, GError **error)
+{
+  g_autoptr(CnnfxBuilder) b = cnnfx_builder_new(13);
+  Arch a = {b, seeded_rand(seed), error, TRUE};
+  char seedtxt[32];
+  g_snprintf(seedtxt, sizeof seedtxt, "%" G_GUINT64_FORMAT, seed);
+  if (!strcmp(arch, "lenet5")) {
+    build_lenet(&a, 6, 16, 120, 84);
+  } else if (!strcmp(arch, "lenet5-wide")) {
+    build_lenet(&a, 32, 64, 256, 128);
+  } else if (!strcmp(arch, "random-style")) {
+    build_random_style(&a);
+    cnnfx_builder_doc(b, "Weight-free multi-scale random-feature network for texture and style "
+                         "(Ustyuzhaninov et al. 2016, He et al. 2016).  Zero-mean Gaussian filters, "
+                         "regenerate with: cnnfx train --arch random-style --seed SEED");
+  } else {
+    g_rand_free(a.rng);
+    g_autofree char *list = g_strjoinv(", ", (char **)arch_names);
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "unknown architecture '%s' (known: %s)", arch, list);
+    return NULL;
+  }
+  g_rand_free(a.rng);
+  if (!a.ok) return NULL;
+  cnnfx_builder_metadata(b, "cnnfx.arch", arch);
+  cnnfx_builder_metadata(b, "cnnfx.seed", seedtxt);
+  return cnnfx_builder_finish(b, arch, error);
+}
+
+/* ---- optimizers ------------------------------------------------------------------ */
+
+typedef struct {
+  char *name;
+  CnnfxTensor *w;   /* current value (our copy) */
+  float *m, *v;     /* momentum buffer / Adam moments */
+} Param;
+
+struct CnnfxOptimizer {
+  CnnfxSession *s;
+  CnnfxOptimConfig cfg;
+  GArray *params;   /* Param */
+  gint64 steps;
+};
+
+static void param_clear(gpointer p)
+{
+  Param *q = p;
+  g_free(q->name);
+  if (q->w) cnnfx_tensor_unref(q->w);
+  g_free(q->m);
+  g_free(q->v);
+}
+
+void cnnfx_optimizer_free(CnnfxOptimizer *o)
+{
+  if (!o) return;
+  g_array_free(o->params, TRUE);
+  g_free(o);
+}
+
+/* Is float initializer v read by some node at a differentiable input? */
+static gboolean trainable(const CnnfxModel *m, int v)
+{
+  for (int k = 0; k < m->n_nodes; k++) {
+    const CnnfxNode *n = &m->nodes[k];
+    if (!n->op || !n->op->backward) continue;
+    for (int i = 0; i < n->n_in; i++)
+      if (n->in[i] == v && !(i < 32 && (n->op->nondiff_inputs >> i) & 1u)) return TRUE;
+  }
+  return FALSE;
+}
+
+CnnfxOptimizer *cnnfx_optimizer_new(const CnnfxModel *m, CnnfxSession *s, const CnnfxOptimConfig *cfg,
+                                    GError **error)
+{
+  if (cfg->momentum < 0 || cfg->weight_decay < 0 || cfg->beta1 < 0 || cfg->beta1 >= 1 || cfg->beta2 < 0 ||
+      cfg->beta2 >= 1 || cfg->eps < 0) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "optimizer settings out of range");
+    return NULL;
+  }
+  g_autoptr(CnnfxOptimizer) o = g_new0(CnnfxOptimizer, 1);
+  o->s = s;
+  o->cfg = *cfg;
+  if (o->cfg.beta1 == 0) o->cfg.beta1 = 0.9;
+  if (o->cfg.beta2 == 0) o->cfg.beta2 = 0.999;
+  if (o->cfg.eps == 0) o->cfg.eps = 1e-8;
+  o->params = g_array_new(FALSE, TRUE, sizeof(Param));
+  g_array_set_clear_func(o->params, param_clear);
+  for (int v = 0; v < m->n_values; v++) {
+    const CnnfxValue *val = &m->values[v];
+    if (!val->init || val->init->dtype != CNNFX_F32 || !trainable(m, v)) continue;
+    const CnnfxTensor *cur = cnnfx_session_get(s, val->name, error);
+    if (!cur) return NULL;
+    Param p = {0};
+    p.name = g_strdup(val->name);
+    g_array_append_val(o->params, p);
+    Param *q = &g_array_index(o->params, Param, o->params->len - 1);
+    if (!(q->w = cnnfx_tensor_copy(cur, error))) return NULL;
+    q->m = g_try_new0(float, q->w->numel + 1);
+    if (cfg->kind == CNNFX_OPTIM_ADAM) q->v = g_try_new0(float, q->w->numel + 1);
+    if (!q->m || (cfg->kind == CNNFX_OPTIM_ADAM && !q->v)) {
+      cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory for optimizer state");
+      return NULL;
+    }
+  }
+  if (o->params->len == 0) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "the model has no trainable float weights");
+    return NULL;
+  }
+  return g_steal_pointer(&o);
+}
+
+int cnnfx_optimizer_n_params(const CnnfxOptimizer *o) { return (int)o->params->len; }
+const char *cnnfx_optimizer_param_name(const CnnfxOptimizer *o, int i)
+{
+  return g_array_index(o->params, Param, i).name;
+}
+gint64 cnnfx_optimizer_steps(const CnnfxOptimizer *o) { return o->steps; }
+size_t cnnfx_optimizer_n_values(const CnnfxOptimizer *o)
+{
+  size_t n = 0;
+  for (guint i = 0; i < o->params->len; i++) n += g_array_index(o->params, Param, i).w->numel;
+  return n;
+}
+
+gboolean cnnfx_optimizer_step(CnnfxOptimizer *o, double lr, GError **error)
+{
+  const CnnfxOptimConfig *c = &o->cfg;
+  gint64 t = o->steps + 1;
+  double bc1 = 1.0 - pow(c->beta1, (double)t), bc2 = 1.0 - pow(c->beta2, (double)t);
+  for (guint pi = 0; pi < o->params->len; pi++) {
+    Param *p = &g_array_index(o->params, Param, pi);
+    CnnfxTensor *gt = cnnfx_session_grad(o->s, p->name, error);
+    if (!gt) return FALSE;
+    if (!cnnfx_same_shape(gt, p->w)) {
+      cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "gradient of '%s' has the wrong shape", p->name);
+      return FALSE;
+    }
+    const float *g = cnnfx_f32(gt);
+    float *w = cnnfx_f32(p->w), *m = p->m, *v = p->v;
+    ptrdiff_t n = (ptrdiff_t)p->w->numel;
+    float wd = (float)c->weight_decay;
+    if (c->kind == CNNFX_OPTIM_SGD) {
+      float mu = (float)c->momentum, flr = (float)lr;
+      gboolean first = o->steps == 0, nest = c->nesterov;
+#pragma omp parallel for if (n > 65536) schedule(static)
+      for (ptrdiff_t i = 0; i < n; i++) {
+        float d = g[i] + wd * w[i];
+        if (mu != 0) {
+          m[i] = first ? d : mu * m[i] + d;
+          d = nest ? d + mu * m[i] : m[i];
+        }
+        w[i] -= flr * d;
+      }
+    } else {
+      float b1 = (float)c->beta1, b2 = (float)c->beta2;
+      double step = lr / bc1, sbc2 = sqrt(bc2);
+      float fstep = (float)step, fs2 = (float)sbc2, eps = (float)c->eps;
+#pragma omp parallel for if (n > 65536) schedule(static)
+      for (ptrdiff_t i = 0; i < n; i++) {
+        float d = g[i] + wd * w[i];
+        m[i] = b1 * m[i] + (1 - b1) * d;
+        v[i] = b2 * v[i] + (1 - b2) * d * d;
+        w[i] -= fstep * m[i] / (sqrtf(v[i]) / fs2 + eps);
+      }
+    }
+    if (!cnnfx_session_set_weight(o->s, p->name, p->w, error)) return FALSE;
+  }
+  o->steps = t;
+  return TRUE;
+}
+
+/* State file: "CNNFXOPT" u32 version, u32 kind, i64 user counter, i64 steps, u32 n, then per
+ * parameter u32 name length, name, u64 numel, m[numel] (and v[numel] for Adam), all LE. */
+#define STATE_MAGIC "CNNFXOPT"
+
+GBytes *cnnfx_optimizer_save_state(const CnnfxOptimizer *o, gint64 user_counter)
+{
+  GByteArray *a = g_byte_array_new();
+  guint32 u32;
+  guint64 u64;
+  g_byte_array_append(a, (const guint8 *)STATE_MAGIC, 8);
+#define PUT32(x) (u32 = GUINT32_TO_LE((guint32)(x)), g_byte_array_append(a, (const guint8 *)&u32, 4))
+#define PUT64(x) (u64 = GUINT64_TO_LE((guint64)(x)), g_byte_array_append(a, (const guint8 *)&u64, 8))
+  PUT32(1);
+  PUT32(o->cfg.kind);
+  PUT64(user_counter);
+  PUT64(o->steps);
+  PUT32(o->params->len);
+  for (guint i = 0; i < o->params->len; i++) {
+    const Param *p = &g_array_index(o->params, Param, i);
+    PUT32(strlen(p->name));
+    g_byte_array_append(a, (const guint8 *)p->name, (guint)strlen(p->name));
+    PUT64(p->w->numel);
+    g_byte_array_append(a, (const guint8 *)p->m, (guint)(p->w->numel * 4));
+    if (p->v) g_byte_array_append(a, (const guint8 *)p->v, (guint)(p->w->numel * 4));
+  }
+#undef PUT32
+#undef PUT64
+  return g_byte_array_free_to_bytes(a);
+}
+
+gboolean cnnfx_optimizer_load_state(CnnfxOptimizer *o, const void *data, size_t len, gint64 *user_counter,
+                                    GError **error)
+{
+  const guint8 *p = data, *end = p + len;
+  guint32 u32;
+  guint64 u64;
+#define GET(dst, n) do { if ((size_t)(end - p) < (n)) goto bad; memcpy((dst), p, (n)); p += (n); } while (0)
+  char magic[8];
+  GET(magic, 8);
+  if (memcmp(magic, STATE_MAGIC, 8)) goto bad;
+  GET(&u32, 4);
+  if (GUINT32_FROM_LE(u32) != 1) goto bad;
+  GET(&u32, 4);
+  if (GUINT32_FROM_LE(u32) != (guint32)o->cfg.kind) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "optimizer state was saved by a different optimizer");
+    return FALSE;
+  }
+  GET(&u64, 8);
+  gint64 counter = (gint64)GUINT64_FROM_LE(u64);
+  GET(&u64, 8);
+  gint64 steps = (gint64)GUINT64_FROM_LE(u64);
+  GET(&u32, 4);
+  guint32 n = GUINT32_FROM_LE(u32);
+  if (n != o->params->len) goto mismatch;
+  for (guint i = 0; i < n; i++) {
+    Param *q = &g_array_index(o->params, Param, i);
+    GET(&u32, 4);
+    guint32 nl = GUINT32_FROM_LE(u32);
+    if ((size_t)(end - p) < nl) goto bad;
+    if (nl != strlen(q->name) || memcmp(p, q->name, nl)) goto mismatch;
+    p += nl;
+    GET(&u64, 8);
+    if (GUINT64_FROM_LE(u64) != q->w->numel) goto mismatch;
+    size_t bytes = q->w->numel * 4;
+    GET(q->m, bytes);
+    if (q->v) GET(q->v, bytes);
+  }
+#undef GET
+  o->steps = steps;
+  if (user_counter) *user_counter = counter;
+  return TRUE;
+bad:
+  cnnfx_set_error(error, CNNFX_ERROR_PARSE, "optimizer state file is damaged");
+  return FALSE;
+mismatch:
+  cnnfx_set_error(error, CNNFX_ERROR_ARG, "optimizer state does not match the model's weights");
+  return FALSE;
+}
+
+/* ---- schedules -------------------------------------------------------------------- */
+
+double cnnfx_lr_at(CnnfxLrSchedule kind, double base, gint64 done, gint64 total, gint64 step_every, double gamma,
+                   double min_factor)
+{
+  switch (kind) {
+  case CNNFX_LR_STEP:
+    if (step_every <= 0) return base;
+    return base * pow(gamma, (double)(done / step_every));
+  case CNNFX_LR_COSINE: {
+    if (total <= 0) return base;
+    double t = CLAMP((double)done / (double)total, 0.0, 1.0);
+    return base * (min_factor + (1.0 - min_factor) * 0.5 * (1.0 + cos(G_PI * t)));
+  }
+  default:
+    return base;
+  }
+}
+
+/* ---- loss ---------------------------------------------------------------------------- */
+
+static gboolean logits_shape(const CnnfxTensor *t, int *B, int *K)
+{
+  if (t->dtype != CNNFX_F32 || t->ndim < 2 || !t->data) return FALSE;
+  for (int i = 2; i < t->ndim; i++)
+    if (t->dims[i] != 1) return FALSE;
+  *B = (int)t->dims[0];
+  *K = (int)t->dims[1];
+  return *B > 0 && *K > 0;
+}
+
+double cnnfx_softmax_xent(const CnnfxTensor *logits, const int *labels, CnnfxTensor *grad, int *n_correct,
+                          GError **error)
+{
+  int B, K;
+  if (!logits_shape(logits, &B, &K)) {
+    cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "cross-entropy needs float logits [B,K]");
+    return -1;
+  }
+  if (grad && (grad->numel != logits->numel || grad->dtype != CNNFX_F32 || !grad->data)) {
+    cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "cross-entropy gradient buffer has the wrong size");
+    return -1;
+  }
+  for (int b = 0; b < B; b++)
+    if (labels[b] < 0 || labels[b] >= K) {
+      cnnfx_set_error(error, CNNFX_ERROR_ARG, "label %d out of range [0,%d)", labels[b], K);
+      return -1;
+    }
+  const float *z = cnnfx_f32(logits);
+  float *g = grad ? cnnfx_f32(grad) : NULL;
+  double total = 0;
+  int correct = 0;
+  for (int b = 0; b < B; b++) {
+    const float *zb = z + (size_t)b * K;
+    int arg = 0;
+    float mx = zb[0];
+    for (int k = 1; k < K; k++)
+      if (zb[k] > mx) mx = zb[k], arg = k;
+    double sum = 0;
+    for (int k = 0; k < K; k++) sum += exp((double)zb[k] - mx);
+    double lse = mx + log(sum);
+    total += lse - zb[labels[b]];
+    correct += arg == labels[b];
+    if (g) {
+      float *gb = g + (size_t)b * K;
+      for (int k = 0; k < K; k++) gb[k] = (float)((exp((double)zb[k] - lse) - (k == labels[b])) / B);
+    }
+  }
+  if (n_correct) *n_correct = correct;
+  return total / B;
+}
+
+int cnnfx_count_correct(const CnnfxTensor *logits, const int *labels)
+{
+  int B, K, correct = 0;
+  if (!logits_shape(logits, &B, &K)) return 0;
+  const float *z = cnnfx_f32(logits);
+  for (int b = 0; b < B; b++) {
+    const float *zb = z + (size_t)b * K;
+    int arg = 0;
+    for (int k = 1; k < K; k++)
+      if (zb[k] > zb[arg]) arg = k;
+    correct += arg == labels[b];
+  }
+  return correct;
+}
