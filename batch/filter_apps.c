@@ -159,10 +159,15 @@ static gboolean apply_fool(FilterApp *app, CnnfxImage *img, CnnfxTensor *x, cons
     }
   }
   if (ok) {
+    g_autofree char *tgt = NULL;
+    if (rep.target.index >= 0 && rep.target.label)
+      tgt = g_strdup_printf(", target %s (%.1f%%)", rep.target.label, 100 * rep.target.prob);
+    else if (rep.target.index >= 0)
+      tgt = g_strdup_printf(", target class %d (%.1f%%)", rep.target.index, 100 * rep.target.prob);
     g_autofree char *text = g_strdup_printf(
-      "%s: %s (%.1f%%) -> %s (%.1f%%), L-inf %.1f/255 after 8-bit save, %d iterations\n", src,
+      "%s: %s (%.1f%%) -> %s (%.1f%%)%s, L-inf %.0f/255 after 8-bit save, %d iterations, %s\n", src,
       rep.before.label ? rep.before.label : "?", 100 * rep.before.prob, rep.after.label ? rep.after.label : "?",
-      100 * rep.after.prob, rep.linf, rep.iterations);
+      100 * rep.after.prob, tgt ? tgt : "", rep.linf, rep.iterations, rep.fooled ? "fooled" : "not fooled");
     fputs(text, stdout);
     g_autofree char *rp = cli_output_path(app->outdir, rel, ".fool", ".txt");
     ok = write_text_atomic(rp, text, app->overwrite, error);

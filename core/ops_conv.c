@@ -50,7 +50,7 @@ static gboolean parse_auto_pad(const CnnfxNode *n, AutoPad *ap, GError **error)
   else if (!strcmp(s, "SAME_LOWER")) *ap = PAD_SAME_LOWER;
   else if (!strcmp(s, "VALID")) *ap = PAD_VALID;
   else {
-    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "%s '%s': unknown auto_pad '%s'", n->op_type, n->name, s);
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "unknown auto_pad '%s'", s);
     return FALSE;
   }
   return TRUE;
@@ -71,7 +71,7 @@ static gboolean get_ints(const CnnfxNode *n, const char *name, int cnt, int alt_
   if (c != cnt && c != alt_cnt) return cnnfx_fail_shape(error, n, "attribute %s has %d values, expected %d", name, c, cnt);
   const int64_t *src = v + (c - cnt);
   for (int i = 0; i < cnt; i++) {
-    if (src[i] < minval || src[i] > ((int64_t)1 << 40))
+    if (src[i] < minval || src[i] > ((int64_t)1 << 24))
       return cnnfx_fail_shape(error, n, "attribute %s has an invalid value %" G_GINT64_FORMAT, name, src[i]);
     vals[i] = src[i];
   }
@@ -103,13 +103,12 @@ static gboolean conv_setup(const CnnfxNode *n, const CnnfxTensor *X, const Cnnfx
                            gboolean transpose, Geo *g, int64_t *ydims, GError **error)
 {
   if (X->dtype != CNNFX_F32 || W->dtype != CNNFX_F32 || (B && B->dtype != CNNFX_F32)) {
-    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "%s '%s': only float32 tensors are supported", n->op_type,
-                    n->name);
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "%s supports float32 tensors only", n->op_type);
     return FALSE;
   }
   if (X->ndim < 3 || X->ndim > 5) {
-    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "%s '%s': only 1-D, 2-D and 3-D convolutions are supported "
-                    "(input rank %d)", n->op_type, n->name, X->ndim);
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "only 1-D, 2-D and 3-D convolutions are supported "
+                    "(input rank %d)", X->ndim);
     return FALSE;
   }
   if (W->ndim != X->ndim)
@@ -215,7 +214,8 @@ static gboolean conv_setup(const CnnfxNode *n, const CnnfxTensor *X, const Cnnfx
   g->kk = g->k[0] * g->k[1] * g->k[2];
   if (g->isz > INT_MAX || g->osz > INT_MAX || g->Ci * g->kk > INT_MAX || g->Co > INT_MAX || g->Ci > INT_MAX ||
       g->Co * g->kk * g->Ci > INT_MAX) {
-    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "%s '%s': layer is too large", n->op_type, n->name);
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "layer is too large (a plane or the weight of a group has "
+                    "more than 2^31 elements)");
     return FALSE;
   }
   return TRUE;
@@ -234,38 +234,41 @@ static inline void valid_range(int64_t n_out, int64_t n_in, int64_t s, int64_t o
   *hi = h;
 }
 
-static inline void gather_row(float *restrict dst, const float *restrict src, int64_t n_out, int64_t s, int64_t off,
-                              int64_t lo, int64_t hi)
+/* dst[ow - a] = src[ow*s + off] for ow in [a, b), zero where ow is outside [lo, hi). */
+static inline void gather_seg(float *restrict dst, const float *restrict src, int64_t a, int64_t b, int64_t s,
+                              int64_t off, int64_t lo, int64_t hi)
 {
-  for (int64_t o = 0; o < lo; o++) dst[o] = 0.f;
+  const int64_t l = CLAMP(lo, a, b), h = CLAMP(hi, l, b);
+  for (int64_t o = a; o < l; o++) dst[o - a] = 0.f;
   if (s == 1) {
-    if (hi > lo) memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof(float));
+    if (h > l) memcpy(dst + (l - a), src + l + off, (size_t)(h - l) * sizeof(float));
   } else {
-    for (int64_t o = lo; o < hi; o++) dst[o] = src[o * s + off];
+    for (int64_t o = l; o < h; o++) dst[o - a] = src[o * s + off];
   }
-  for (int64_t o = hi; o < n_out; o++) dst[o] = 0.f;
+  for (int64_t o = h; o < b; o++) dst[o - a] = 0.f;
 }
 
-static inline void scatter_row(float *restrict dst, const float *restrict src, int64_t s, int64_t off, int64_t lo,
-                               int64_t hi)
+/* row[ow*s + off] += src[ow - a] for ow in [a, b) inside [lo, hi). */
+static inline void scatter_seg(float *restrict row, const float *restrict src, int64_t a, int64_t b, int64_t s,
+                               int64_t off, int64_t lo, int64_t hi)
 {
+  const int64_t l = MAX(lo, a), h = MIN(hi, b);
   if (s == 1) {
-    float *dd = dst + off;
-    for (int64_t o = lo; o < hi; o++) dd[o] += src[o];
+    for (int64_t o = l; o < h; o++) row[o + off] += src[o - a];
   } else {
-    for (int64_t o = lo; o < hi; o++) dst[o * s + off] += src[o];
+    for (int64_t o = l; o < h; o++) row[o * s + off] += src[o - a];
   }
 }
 
-/* ---- im2col / col2im over bands of output rows ------------------------------------ */
+/* ---- im2col / col2im over bands of output positions ------------------------------- */
 
-/* col[r, (q-q0)*OW + ow] for rows r = ((c*KD + kd)*KH + kh)*KW + kw and output rows
- * q = od*OH + oh in [q0, q1).  img points at the group's first channel. */
-static void im2col(const Geo *g, const float *img, int64_t q0, int64_t q1, float *col)
+/* col[r, p - p0] for rows r = ((c*KD + kd)*KH + kh)*KW + kw and flattened output positions
+ * p = (od*OH + oh)*OW + ow in [p0, p1).  img points at the group's first channel. */
+static void im2col(const Geo *g, const float *img, int64_t p0, int64_t p1, float *col)
 {
   const int64_t OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2], KD = g->k[0];
   const int64_t ID = g->is[0], IH = g->is[1], IW = g->is[2];
-  const int64_t nb = (q1 - q0) * OW, rows = g->Ci * g->kk;
+  const int64_t nb = p1 - p0, rows = g->Ci * g->kk;
 #pragma omp parallel for schedule(static) if (rows * nb > PAR_MIN)
   for (int64_t r = 0; r < rows; r++) {
     int64_t t = r;
@@ -279,14 +282,19 @@ static void im2col(const Geo *g, const float *img, int64_t q0, int64_t q1, float
     const int64_t off = kw * g->d[2] - g->p[2];
     int64_t lo, hi;
     valid_range(OW, IW, g->s[2], off, &lo, &hi);
-    int64_t od = q0 / OH, oh = q0 % OH;
-    for (int64_t q = q0; q < q1; q++, dst += OW) {
+    int64_t q = p0 / OW, a = p0 % OW, left = nb;
+    int64_t od = q / OH, oh = q % OH;
+    while (left > 0) {
+      const int64_t b = MIN(OW, a + left);
       const int64_t id = od * g->s[0] - g->p[0] + kd * g->d[0];
       const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
       if (id < 0 || id >= ID || ih < 0 || ih >= IH)
-        memset(dst, 0, (size_t)OW * sizeof(float));
+        memset(dst, 0, (size_t)(b - a) * sizeof(float));
       else
-        gather_row(dst, plane + (id * IH + ih) * IW, OW, g->s[2], off, lo, hi);
+        gather_seg(dst, plane + (id * IH + ih) * IW, a, b, g->s[2], off, lo, hi);
+      dst += b - a;
+      left -= b - a;
+      a = 0;
       if (++oh == OH) {
         oh = 0;
         od++;
@@ -296,11 +304,11 @@ static void im2col(const Geo *g, const float *img, int64_t q0, int64_t q1, float
 }
 
 /* img += col2im(col) for the same band layout. */
-static void col2im_add(const Geo *g, const float *col, int64_t q0, int64_t q1, float *img)
+static void col2im_add(const Geo *g, const float *col, int64_t p0, int64_t p1, float *img)
 {
   const int64_t OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2];
   const int64_t ID = g->is[0], IH = g->is[1], IW = g->is[2];
-  const int64_t nb = (q1 - q0) * OW;
+  const int64_t nb = p1 - p0;
 #pragma omp parallel for schedule(static) if (g->Ci * g->kk * nb > PAR_MIN && g->Ci > 1)
   for (int64_t c = 0; c < g->Ci; c++) {
     float *plane = img + c * g->isz;
@@ -313,11 +321,17 @@ static void col2im_add(const Geo *g, const float *col, int64_t q0, int64_t q1, f
       const int64_t off = kw * g->d[2] - g->p[2];
       int64_t lo, hi;
       valid_range(OW, IW, g->s[2], off, &lo, &hi);
-      int64_t od = q0 / OH, oh = q0 % OH;
-      for (int64_t q = q0; q < q1; q++, src += OW) {
+      int64_t q = p0 / OW, a = p0 % OW, left = nb;
+      int64_t od = q / OH, oh = q % OH;
+      while (left > 0) {
+        const int64_t b = MIN(OW, a + left);
         const int64_t id = od * g->s[0] - g->p[0] + kd * g->d[0];
         const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
-        if (id >= 0 && id < ID && ih >= 0 && ih < IH) scatter_row(plane + (id * IH + ih) * IW, src, g->s[2], off, lo, hi);
+        if (id >= 0 && id < ID && ih >= 0 && ih < IH)
+          scatter_seg(plane + (id * IH + ih) * IW, src, a, b, g->s[2], off, lo, hi);
+        src += b - a;
+        left -= b - a;
+        a = 0;
         if (++oh == OH) {
           oh = 0;
           od++;
@@ -339,16 +353,13 @@ static gboolean is_depthwise(const Geo *g)
   return g->Ci == 1 && g->Co <= 4 && g->k[0] == 1 && g->is[0] == 1 && g->os[0] == 1 && g->kk <= DW_MAX_KK;
 }
 
-/* Output rows per band so that the column buffer stays bounded. */
-static int64_t band_rows(const Geo *g)
+/* Output positions per band (GEMM columns) so that the column buffer stays bounded. */
+static int64_t band_cols(const Geo *g)
 {
-  const int64_t rows = g->os[0] * g->os[1];
-  const int64_t per_row = MAX((int64_t)1, g->Ci * g->kk * g->os[2]);
-  const int64_t CiKK = MAX((int64_t)1, g->Ci * g->kk);
-  size_t target = MAX(BAND_FLOATS, (size_t)CiKK * BAND_MIN_COLS);
-  target = MIN(target, SCRATCH_FLOATS);
-  int64_t nq = (int64_t)(target / (size_t)per_row);
-  return CLAMP(nq, 1, rows);
+  const size_t CiKK = (size_t)MAX((int64_t)1, g->Ci * g->kk);
+  size_t cols = MAX(BAND_FLOATS / CiKK, (size_t)BAND_MIN_COLS);
+  cols = MIN(cols, MAX(SCRATCH_FLOATS / CiKK, (size_t)1));
+  return CLAMP((int64_t)cols, 1, g->osz);
 }
 
 /* ---- direct depthwise loops (spatial rank <= 2, one image channel per group) ------ */
@@ -380,8 +391,7 @@ static void dw_out_row(float *restrict orow, const float *const *rows, const flo
         for (int64_t o = lo[kw]; o < L; o++) orow[o] += wk * irow[o * s + off];
         for (int64_t o = H; o < hi[kw]; o++) orow[o] += wk * irow[o * s + off];
       } else if (s == 1) {
-        const float *ir = irow + off;
-        for (int64_t o = lo[kw]; o < hi[kw]; o++) orow[o] += wk * ir[o];
+        for (int64_t o = lo[kw]; o < hi[kw]; o++) orow[o] += wk * irow[o + off];
       } else {
         for (int64_t o = lo[kw]; o < hi[kw]; o++) orow[o] += wk * irow[o * s + off];
       }
@@ -521,9 +531,8 @@ static void dw_wgrad(const Geo *g, const float *img, const float *out, float *dW
             valid_range(OW, IW, g->s[2], off, &lo, &hi);
             float sum = 0.f;
             if (g->s[2] == 1) {
-              const float *ir = irow + off;
 #pragma omp simd reduction(+ : sum)
-              for (int64_t o = lo; o < hi; o++) sum += orow[o] * ir[o];
+              for (int64_t o = lo; o < hi; o++) sum += orow[o] * irow[o + off];
             } else {
               const int64_t sw = g->s[2];
 #pragma omp simd reduction(+ : sum)
@@ -602,19 +611,19 @@ static gboolean geo_fwd(const CnnfxExec *x, const Geo *g, const float *img, cons
                     img + (nn * g->G + gg) * g->Ci * g->isz, (int)g->isz, 0.f,
                     out + (nn * g->G + gg) * g->Co * g->osz, (int)g->osz);
   } else {
-    const int64_t rows = g->os[0] * g->os[1], OW = g->os[2], nq = band_rows(g);
-    const size_t ncol = (size_t)(CiKK * nq * OW);
+    const int64_t nbmax = band_cols(g);
+    const size_t ncol = (size_t)(CiKK * nbmax);
     float *col = cnnfx_scratch_f32(x->mem, ncol, error);
     if (!col) return FALSE;
     for (int64_t nn = 0; nn < g->N; nn++)
       for (int64_t gg = 0; gg < g->G; gg++) {
         const float *ig = img + (nn * g->G + gg) * g->Ci * g->isz;
         float *og = out + (nn * g->G + gg) * g->Co * g->osz;
-        for (int64_t q0 = 0; q0 < rows; q0 += nq) {
-          const int64_t q1 = MIN(rows, q0 + nq), nb = (q1 - q0) * OW;
-          im2col(g, ig, q0, q1, col);
+        for (int64_t p0 = 0; p0 < g->osz; p0 += nbmax) {
+          const int64_t p1 = MIN(g->osz, p0 + nbmax), nb = p1 - p0;
+          im2col(g, ig, p0, p1, col);
           cnnfx_sgemm(FALSE, FALSE, (int)g->Co, (int)nb, (int)CiKK, 1.f, W + gg * g->Co * CiKK, (int)CiKK, col,
-                      (int)nb, 0.f, og + q0 * OW, (int)g->osz);
+                      (int)nb, 0.f, og + p0, (int)g->osz);
         }
       }
     cnnfx_scratch_free(x->mem, col, ncol);
@@ -668,19 +677,19 @@ static gboolean geo_adj(const CnnfxExec *x, const Geo *g, const float *out, cons
   const size_t total = (size_t)(g->N * g->G * g->Ci * g->isz);
 #pragma omp parallel for schedule(static) if (total > (size_t)PAR_MIN)
   for (size_t i = 0; i < total; i++) img[i] = 0.f;
-  const int64_t rows = g->os[0] * g->os[1], OW = g->os[2], nq = band_rows(g);
-  const size_t ncol = (size_t)(CiKK * nq * OW);
+  const int64_t nbmax = band_cols(g);
+  const size_t ncol = (size_t)(CiKK * nbmax);
   float *col = cnnfx_scratch_f32(x->mem, ncol, error);
   if (!col) return FALSE;
   for (int64_t nn = 0; nn < g->N; nn++)
     for (int64_t gg = 0; gg < g->G; gg++) {
       float *ig = img + (nn * g->G + gg) * g->Ci * g->isz;
       const float *og = out + (nn * g->G + gg) * g->Co * g->osz;
-      for (int64_t q0 = 0; q0 < rows; q0 += nq) {
-        const int64_t q1 = MIN(rows, q0 + nq), nb = (q1 - q0) * OW;
-        cnnfx_sgemm(TRUE, FALSE, (int)CiKK, (int)nb, (int)g->Co, 1.f, W + gg * g->Co * CiKK, (int)CiKK, og + q0 * OW,
+      for (int64_t p0 = 0; p0 < g->osz; p0 += nbmax) {
+        const int64_t p1 = MIN(g->osz, p0 + nbmax), nb = p1 - p0;
+        cnnfx_sgemm(TRUE, FALSE, (int)CiKK, (int)nb, (int)g->Co, 1.f, W + gg * g->Co * CiKK, (int)CiKK, og + p0,
                     (int)g->osz, 0.f, col, (int)nb);
-        col2im_add(g, col, q0, q1, ig);
+        col2im_add(g, col, p0, p1, ig);
       }
     }
   cnnfx_scratch_free(x->mem, col, ncol);
@@ -705,18 +714,18 @@ static gboolean geo_wgrad(const CnnfxExec *x, const Geo *g, const float *img, co
                     dW + gg * g->Co * CiKK, (int)CiKK);
     return TRUE;
   }
-  const int64_t rows = g->os[0] * g->os[1], OW = g->os[2], nq = band_rows(g);
-  const size_t ncol = (size_t)(CiKK * nq * OW);
+  const int64_t nbmax = band_cols(g);
+  const size_t ncol = (size_t)(CiKK * nbmax);
   float *col = cnnfx_scratch_f32(x->mem, ncol, error);
   if (!col) return FALSE;
   for (int64_t nn = 0; nn < g->N; nn++)
     for (int64_t gg = 0; gg < g->G; gg++) {
       const float *ig = img + (nn * g->G + gg) * g->Ci * g->isz;
       const float *og = out + (nn * g->G + gg) * g->Co * g->osz;
-      for (int64_t q0 = 0; q0 < rows; q0 += nq) {
-        const int64_t q1 = MIN(rows, q0 + nq), nb = (q1 - q0) * OW;
-        im2col(g, ig, q0, q1, col);
-        cnnfx_sgemm(FALSE, TRUE, (int)g->Co, (int)CiKK, (int)nb, 1.f, og + q0 * OW, (int)g->osz, col, (int)nb, 1.f,
+      for (int64_t p0 = 0; p0 < g->osz; p0 += nbmax) {
+        const int64_t p1 = MIN(g->osz, p0 + nbmax), nb = p1 - p0;
+        im2col(g, ig, p0, p1, col);
+        cnnfx_sgemm(FALSE, TRUE, (int)g->Co, (int)CiKK, (int)nb, 1.f, og + p0, (int)g->osz, col, (int)nb, 1.f,
                     dW + gg * g->Co * CiKK, (int)CiKK);
       }
     }

@@ -31,6 +31,10 @@ struct CnnfxSession {
   CnnfxTensor **grads;     /* per value */
   gboolean forward_done;
   gboolean backward_done;
+  /* per-node argument arrays, max_io long (>= every node's inputs and outputs, >= 16) */
+  int max_io;
+  CnnfxTensor **a_in, **a_out, **a_gout, **a_gin;
+  gboolean *a_need;
 };
 
 static void clear_runtime(CnnfxSession *s)
@@ -67,6 +71,11 @@ void cnnfx_session_free(CnnfxSession *s)
   g_free(s->vals);
   g_free(s->weights);
   g_free(s->grads);
+  g_free(s->a_in);
+  g_free(s->a_out);
+  g_free(s->a_gout);
+  g_free(s->a_gin);
+  g_free(s->a_need);
   g_free(s);
 }
 
@@ -98,6 +107,13 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
   s->weights = g_new0(CnnfxTensor *, nv + 1);
   s->grads = g_new0(CnnfxTensor *, nv + 1);
 
+  s->max_io = 16;
+  for (int k = 0; k < nn; k++) s->max_io = MAX(s->max_io, MAX(m->nodes[k].n_in, m->nodes[k].n_out));
+  s->a_in = g_new0(CnnfxTensor *, s->max_io);
+  s->a_out = g_new0(CnnfxTensor *, s->max_io);
+  s->a_gout = g_new0(CnnfxTensor *, s->max_io);
+  s->a_gin = g_new0(CnnfxTensor *, s->max_io);
+  s->a_need = g_new0(gboolean, s->max_io);
   for (int k = 0; k < nn; k++) {
     s->ops[k] = cnnfx_backend_op(b, m->nodes[k].op_type);
     if (!s->ops[k]) {
@@ -175,8 +191,9 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
     if (!carries) continue;
     guint32 sv = s->ops[k]->saves;
     if (s->ops[k]->saves_fn) {
-      gboolean need[64] = {0};
-      for (int i = 0; i < n->n_in && i < 64; i++)
+      gboolean *need = s->a_need;
+      memset(need, 0, sizeof(gboolean) * s->max_io);
+      for (int i = 0; i < n->n_in; i++)
         need[i] = n->in[i] >= 0 && s->rg[n->in[i]] && input_differentiable(s->ops[k], i);
       sv = s->ops[k]->saves_fn(n, need);
     }
@@ -246,15 +263,11 @@ gboolean cnnfx_session_forward(CnnfxSession *s, GError **error)
       return FALSE;
     }
   }
-  CnnfxTensor *in[64], *out[64];
+  CnnfxTensor **in = s->a_in, **out = s->a_out;
   for (int k = 0; k < m->n_nodes; k++) {
     if (!s->active[k]) continue;
     const CnnfxNode *n = &m->nodes[k];
     if (!check_cancel(s, error)) return FALSE;
-    if (n->n_in > 64 || n->n_out > 64) {
-      cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "node '%s' has too many inputs or outputs", n->name);
-      return FALSE;
-    }
     for (int i = 0; i < n->n_in; i++) {
       in[i] = n->in[i] >= 0 ? value_of(s, n->in[i]) : NULL;
       if (n->in[i] >= 0 && (!in[i] || !in[i]->data)) {
@@ -264,8 +277,8 @@ gboolean cnnfx_session_forward(CnnfxSession *s, GError **error)
       }
     }
     /* Slots past the node's inputs read as absent (NULL), never as a previous node's tensors. */
-    for (int i = n->n_in; i < 64; i++) in[i] = NULL;
-    for (int o = 0; o < 64; o++) out[o] = NULL;
+    for (int i = n->n_in; i < s->max_io; i++) in[i] = NULL;
+    for (int o = 0; o < s->max_io; o++) out[o] = NULL;
     if (!s->ops[k]->forward(&s->exec, n, in, out, error)) {
       for (int o = 0; o < n->n_out; o++) if (out[o]) cnnfx_tensor_unref(out[o]);
       if (error && *error) g_prefix_error(error, "node '%s' (%s): ", n->name, n->op_type);
@@ -361,8 +374,8 @@ gboolean cnnfx_session_backward(CnnfxSession *s, int n_seeds, const char *const 
     if (!accumulate(s, id, g, error)) return FALSE;
   }
   s->backward_done = TRUE;
-  CnnfxTensor *in[64], *out[64], *gout[64], *gin[64];
-  gboolean need[64];
+  CnnfxTensor **in = s->a_in, **out = s->a_out, **gout = s->a_gout, **gin = s->a_gin;
+  gboolean *need = s->a_need;
   for (int k = m->n_nodes - 1; k >= 0; k--) {
     if (!s->active[k]) continue;
     const CnnfxNode *n = &m->nodes[k];
@@ -380,11 +393,11 @@ gboolean cnnfx_session_backward(CnnfxSession *s, int n_seeds, const char *const 
       gin[i] = NULL;
       if (need[i]) any_need = TRUE;
     }
-    for (int i = n->n_in; i < 64; i++) {
+    for (int i = n->n_in; i < s->max_io; i++) {
       in[i] = gin[i] = NULL;
       need[i] = FALSE;
     }
-    for (int o = n->n_out; o < 64; o++) out[o] = gout[o] = NULL;
+    for (int o = n->n_out; o < s->max_io; o++) out[o] = gout[o] = NULL;
     if (any_out && any_need) {
       if (!check_cancel(s, error)) return FALSE;
       if (!op->backward(&s->exec, n, in, out, gout, need, gin, error)) {

@@ -136,7 +136,9 @@ gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRu
 typedef struct {
   CnnfxScore before, after;
   double linf;          /* in 0..255 units, measured after 8-bit rounding */
-  int iterations;
+  int iterations;       /* gradient steps taken (including re-projection rounds after quantisation) */
+  gboolean fooled;      /* untargeted: after.index != before.index; targeted: after.index == target.index */
+  CnnfxScore target;    /* targeted attacks: the target class (prob = its probability after); index -1 if none */
 } CnnfxFoolReport;
 /* image is replaced by the adversarial image (already 8-bit representable); noise (optional out) is the
  * amplified difference for viewing. */
