@@ -20,7 +20,8 @@ int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_check_grad(int argc, char **argv);
-int cmd_filter(int argc, char **argv);  /* argv[0] names the filter */
+int cmd_filter(int argc, char **argv);
+int cmd_man(int argc, char **argv);  /* argv[0] names the filter */
 int cmd_models(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 

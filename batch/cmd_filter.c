@@ -41,8 +41,8 @@ static gint job_cmp(gconstpointer a, gconstpointer b)
   return g_strcmp0((*(Job *const *)a)->rel, (*(Job *const *)b)->rel);
 }
 
-/* Collect image files; folders give their images (recursively with -r). Non-image names in
- * folders are skipped silently; files named explicitly are always tried. */
+/* Collect files; folders give every non-hidden file (recursively with -r): a file that is not a
+ * PNG or JPEG is reported as such, never silently dropped. */
 static void collect(const char *root, const char *dir, gboolean recurse, GPtrArray *jobs)
 {
   g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
@@ -53,7 +53,7 @@ static void collect(const char *root, const char *dir, gboolean recurse, GPtrArr
     g_autofree char *p = g_build_filename(dir, e, NULL);
     if (g_file_test(p, G_FILE_TEST_IS_DIR)) {
       if (recurse) collect(root, p, recurse, jobs);
-    } else if (cnnfx_image_is_supported_name(p)) {
+    } else if (g_file_test(p, G_FILE_TEST_IS_REGULAR)) {
       Job *j = g_new0(Job, 1);
       j->src = g_strdup(p);
       j->rel = g_strdup(p + strlen(root) + (root[strlen(root) - 1] == '/' ? 0 : 1));

@@ -227,6 +227,16 @@ static void print_shape(int nd, const int64_t *dims)
   if (nd == 0) printf("scalar");
 }
 
+static gboolean cli_numel(int nd, const int64_t *dims, size_t *n)
+{
+  *n = 1;
+  for (int i = 0; i < nd; i++) {
+    if (dims[i] < 0 || (dims[i] && *n > ((size_t)1 << 40) / (size_t)dims[i])) return FALSE;
+    *n *= (size_t)dims[i];
+  }
+  return TRUE;
+}
+
 /* Input tensor for model input i: declared static shape, or --shape, or 1x3x224x224 fallback. */
 CnnfxTensor *cli_make_input(const CnnfxModel *m, int i, const char *shape, GError **error)
 {
@@ -242,6 +252,11 @@ CnnfxTensor *cli_make_input(const CnnfxModel *m, int i, const char *shape, GErro
       if (nd < 0) nd = 4;
       for (int k = 0; k < nd; k++) if (dims[k] < 0 || nd == 4) dims[k] = dims[k] >= 0 ? dims[k] : def[MIN(k, 3)];
     }
+  }
+  size_t numel;
+  if (!cli_numel(nd, dims, &numel) || numel > ((size_t)1 << 28)) {
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_SHAPE, "input shape too large for a test input (give --shape)");
+    return NULL;
   }
   return cnnfx_tensor_new_f32(nd, dims, error);
 }

@@ -41,12 +41,6 @@ void cnnfx_image_free(CnnfxImage *img)
   g_free(img);
 }
 
-gboolean cnnfx_image_is_supported_name(const char *path)
-{
-  g_autofree char *l = g_ascii_strdown(path, -1);
-  return g_str_has_suffix(l, ".png") || g_str_has_suffix(l, ".jpg") || g_str_has_suffix(l, ".jpeg");
-}
-
 /* ---- EXIF orientation ------------------------------------------------------------ */
 
 /* Orientation tag (1..8) from a TIFF/EXIF block ("Exif\0\0" already stripped); 1 if absent. */

@@ -24,7 +24,5 @@ CnnfxImage *cnnfx_image_load(const char *path, GError **error);
  * overwrite. */
 gboolean cnnfx_image_save(const CnnfxImage *img, const char *path, int depth, int jpeg_quality,
                           gboolean overwrite, GError **error);
-/* TRUE if the name has an extension we read (png, jpg, jpeg; any case). */
-gboolean cnnfx_image_is_supported_name(const char *path);
 
 #endif

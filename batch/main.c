@@ -22,6 +22,7 @@ static const Command commands[] = {
   {"bench", cmd_bench, "time forward / forward+backward passes"},
   {"grad", cmd_grad, "write the gradient of 0.5*||tap||^2 w.r.t. the input"},
   {"check-grad", cmd_check_grad, "check gradients against finite differences"},
+  {"man", cmd_man, "print the manual page (roff)"},
 };
 
 gboolean cli_parse(int *argc, char ***argv, const char *summary, GOptionEntry *entries)

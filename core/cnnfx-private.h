@@ -72,7 +72,8 @@ typedef struct {
   CnnfxTensor *init;    /* initializer / Constant value, or NULL */
   gboolean is_input;    /* graph input that is not an initializer */
   int producer;         /* node index, -1 for inputs/initializers */
-  int decl_ndim;        /* declared shape from ValueInfo (inputs), -1 unknown */
+  int decl_ndim;        /* declared shape from ValueInfo (inputs, outputs), -1 unknown */
+  int decl_type;        /* declared ONNX element type, 0 unknown */
   int64_t decl_dims[CNNFX_MAX_DIMS];
 } CnnfxValue;
 
@@ -124,6 +125,7 @@ struct CnnfxOp {
 };
 
 const CnnfxOp *cnnfx_op_lookup(const char *op_type);
+int cnnfx_op_min_inputs(const char *op_type, int opset);
 
 /* Each ops_*.c file exports one NULL-terminated table; ops.c gathers them. */
 extern const CnnfxOp *const cnnfx_ops_elementwise[];

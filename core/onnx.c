@@ -541,11 +541,12 @@ out:
 }
 
 /* ValueInfoProto -> name and declared shape */
-static gboolean parse_value_info(PbBuf b, char **name, int *ndim, int64_t *dims, GError **error)
+static gboolean parse_value_info(PbBuf b, char **name, int *ndim, int64_t *dims, int *elem, GError **error)
 {
   PbField f, g, h, d, e;
   int r;
   *ndim = -1;
+  *elem = 0;
   while ((r = pb_next(&b, &f, error)) > 0) {
     if (f.field == 1) {
       g_free(*name);
@@ -556,6 +557,7 @@ static gboolean parse_value_info(PbBuf b, char **name, int *ndim, int64_t *dims,
         if (g.field != 1 || g.wire != 2) continue; /* tensor_type */
         PbBuf tt = g.sub;
         while ((r = pb_next(&tt, &h, error)) > 0) {
+          if (h.field == 1 && h.wire == 0) *elem = h.v < 64 ? (int)h.v : -1;
           if (h.field != 2 || h.wire != 2) continue; /* shape */
           PbBuf sb = h.sub;
           int nd = 0;
@@ -611,11 +613,13 @@ static gboolean parse_graph(Loader *L, PbBuf b, GError **error)
       char *name = NULL;
       int ndim;
       int64_t dims[CNNFX_MAX_DIMS];
-      if (!parse_value_info(f.sub, &name, &ndim, dims, error)) { g_free(name); return FALSE; }
+      int elem;
+      if (!parse_value_info(f.sub, &name, &ndim, dims, &elem, error)) { g_free(name); return FALSE; }
       if (!name || !name[0]) { g_free(name); return pb_fail(error, "graph input/output without a name"); }
       int id = value_get(L, name, TRUE);
       CnnfxValue *v = &g_array_index(L->values, CnnfxValue, id);
       v->decl_ndim = ndim;
+      v->decl_type = elem;
       for (int i = 0; i < ndim; i++) v->decl_dims[i] = dims[i];
       if (f.field == 11) g_array_append_val(L->inputs, id);
       else g_array_append_val(L->outputs, id);
@@ -696,13 +700,15 @@ static gboolean finish_model(Loader *L, GError **error)
                       n->name, n->op_type, n->opset);
       return FALSE;
     }
-    /* Every operator we run needs its first input; kernels may rely on in[0] != NULL. */
-    if (n->n_in < 1 || n->in[0] < 0) {
-      g_free(is_const);
-      cnnfx_set_error(error, CNNFX_ERROR_PARSE, "malformed ONNX file: node '%s' (%s) has no first input",
-                      n->name, n->op_type);
-      return FALSE;
-    }
+    /* Required inputs (ONNX schema) must be present: kernels rely on them. */
+    int need_in = cnnfx_op_min_inputs(n->op_type, n->opset);
+    for (int i = 0; i < need_in; i++)
+      if (i >= n->n_in || n->in[i] < 0) {
+        g_free(is_const);
+        cnnfx_set_error(error, CNNFX_ERROR_PARSE, "malformed ONNX file: node '%s' (%s) needs %d inputs, input %d is missing",
+                        n->name, n->op_type, need_in, i);
+        return FALSE;
+      }
   }
   /* Topological sort (Kahn) over non-constant nodes; detect cycles and double producers. */
   CnnfxValue *vals = (CnnfxValue *)L->values->data;
@@ -816,6 +822,18 @@ static gboolean finish_model(Loader *L, GError **error)
     if (!vals[v].init && !vals[v].is_input && vals[v].producer < 0) {
       g_array_free(ins, TRUE);
       cnnfx_set_error(error, CNNFX_ERROR_PARSE, "malformed ONNX file: graph output '%s' is never produced", vals[v].name);
+      return FALSE;
+    }
+  }
+  /* Graph inputs of types we cannot represent are refused up front (integers and bool are
+   * widened to int64, which shape inputs and indices need). */
+  for (guint i = 0; i < ins->len; i++) {
+    const CnnfxValue *v = &vals[g_array_index(ins, int, i)];
+    int t = v->decl_type;
+    if (t == 8 || t == 10 || t == 11 || t == 14 || t == 15 || t == 16 || t < 0 || t > 16) {
+      g_array_free(ins, TRUE);
+      cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "input '%s' has data type %s, not supported (float32 and "
+                      "integer inputs only)", v->name, onnx_type_name(t));
       return FALSE;
     }
   }

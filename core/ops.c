@@ -15,6 +15,25 @@ const CnnfxOp *cnnfx_op_lookup(const char *op_type)
   return NULL;
 }
 
+/* Inputs an operator cannot run without (ONNX schema), by opset. */
+int cnnfx_op_min_inputs(const char *op, int opset)
+{
+  static const struct {
+    const char *op;
+    int since; /* opset from which `n` applies (earlier: 1) */
+    int n;
+  } req[] = {
+    {"Add", 1, 2}, {"Sub", 1, 2}, {"Mul", 1, 2}, {"Div", 1, 2}, {"Pow", 1, 2}, {"PRelu", 1, 2},
+    {"MatMul", 1, 2}, {"Gemm", 1, 2}, {"Gather", 1, 2}, {"Expand", 1, 2}, {"Conv", 1, 2},
+    {"ConvTranspose", 1, 2}, {"CastLike", 1, 2}, {"Tile", 1, 2}, {"Range", 1, 3}, {"Where", 1, 3},
+    {"Reshape", 5, 2}, {"Slice", 10, 3}, {"Pad", 11, 2}, {"Unsqueeze", 13, 2}, {"Upsample", 9, 2},
+    {"BatchNormalization", 1, 5}, {"InstanceNormalization", 1, 3},
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS(req); i++)
+    if (!strcmp(req[i].op, op)) return opset >= req[i].since ? req[i].n : 1;
+  return 1;
+}
+
 const CnnfxAttr *cnnfx_attr(const CnnfxNode *n, const char *name)
 {
   for (int i = 0; i < n->n_attrs; i++)

@@ -43,8 +43,10 @@ static inline float exp_fast(float x)
   p = p * r + 1.6666665459E-1f;
   p = p * r + 5.0000001201E-1f;
   p = p * r * r + r + 1.0f;
-  int32_t e = ((int32_t)n + 127) << 23;
-  return p * bits_to_float(e);
+  /* NaN: keep the integer conversion defined (n = 0) and return the NaN itself. */
+  float nn = n == n ? n : 0.f;
+  int32_t e = (int32_t)(((uint32_t)((int32_t)nn + 127)) << 23);
+  return x == x ? p * bits_to_float(e) : x;
 }
 
 static inline float tanh_fast(float x)

@@ -545,7 +545,6 @@ static gboolean split_sizes(const CnnfxNode *n, CnnfxTensor *const *in, int *axi
   int64_t dim = t->dims[axis];
   const int64_t *sv = NULL;
   int ns = -1;
-  g_autofree int64_t *buf = NULL;
   if (n->n_in > 1 && in[1]) {
     if (in[1]->dtype != CNNFX_I64 || in[1]->ndim > 1 || !in[1]->data)
       return cnnfx_fail_shape(error, n, "input 'split' must be a 1-D integer tensor");
@@ -1187,11 +1186,12 @@ static gboolean pad_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor 
     int64_t iv = 0;
     if (n->opset < 11) {
       v = cnnfx_attr_float(n, "value", 0.f);
-      iv = (int64_t)v;
+      iv = (int64_t)CLAMP(v, -9.2e18, 9.2e18); /* defined for any float (NaN -> 0 below) */
+      if (v != v) iv = 0;
     } else if (n->n_in > 2 && in[2] && in[2]->numel) {
       if (in[2]->dtype == CNNFX_F32) {
         v = cnnfx_f32(in[2])[0];
-        iv = (int64_t)v;
+        iv = v == v ? (int64_t)CLAMP(v, -9.2e18, 9.2e18) : 0;
       } else {
         iv = cnnfx_i64(in[2])[0];
         v = (double)iv;

@@ -225,6 +225,12 @@ gboolean cnnfx_session_set_input(CnnfxSession *s, const char *name, CnnfxTensor 
                     v->decl_ndim, got);
     return FALSE;
   }
+  gboolean want_float = v->decl_type == 1, want_int = v->decl_type > 1;
+  if ((want_float && t->dtype != CNNFX_F32) || (want_int && t->dtype != CNNFX_I64)) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "input '%s' must be %s, got %s", name, want_float ? "float" : "integer",
+                    t->dtype == CNNFX_F32 ? "float" : "integer");
+    return FALSE;
+  }
   if (!t->data) {
     cnnfx_set_error(error, CNNFX_ERROR_ARG, "input '%s' has no data", name);
     return FALSE;

@@ -18,7 +18,7 @@
  * no Gram matrices).
  *
  * Tiling: the rolled image is cut into tiles of at most T x T pixels whose cores (the parts
- * written) are aligned to 32 px and surrounded by a margin M (64 px for T >= 384, else 32) of
+ * written) are aligned to 32 px and surrounded by a margin M (64 px for T >= 320, else 32) of
  * context; each tile's input gradient is computed by one forward+backward and added into the
  * image gradient with weights that are 1 on its core and ramp linearly across each core boundary
  * (over +-M/4 px, the neighbour's weight ramping up so they add up to 1): no hard seams.  The
@@ -413,7 +413,7 @@ static gboolean image_grad(Dream *d, const float *img, int H, int W, int dy, int
 static void set_tile(Dream *d, int T)
 {
   d->tile = MAX(MIN_TILE, T / ALIGN * ALIGN);
-  d->margin = d->tile >= 384 ? 64 : 32;
+  d->margin = d->tile >= 320 ? 64 : 32;
 }
 
 /* One gradient-ascent step on img [3,H,W]; shrinks the tile and retries when memory runs out. */
