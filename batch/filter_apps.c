@@ -164,10 +164,14 @@ static gboolean apply_fool(FilterApp *app, CnnfxImage *img, CnnfxTensor *x, cons
       tgt = g_strdup_printf(", target %s (%.1f%%)", rep.target.label, 100 * rep.target.prob);
     else if (rep.target.index >= 0)
       tgt = g_strdup_printf(", target class %d (%.1f%%)", rep.target.index, 100 * rep.target.prob);
+    g_autofree char *lb =
+      rep.before.label ? g_strdup(rep.before.label) : g_strdup_printf("class %d", rep.before.index);
+    g_autofree char *la =
+      rep.after.label ? g_strdup(rep.after.label) : g_strdup_printf("class %d", rep.after.index);
     g_autofree char *text = g_strdup_printf(
-      "%s: %s (%.1f%%) -> %s (%.1f%%)%s, L-inf %.0f/255 after 8-bit save, %d iterations, %s\n", src,
-      rep.before.label ? rep.before.label : "?", 100 * rep.before.prob, rep.after.label ? rep.after.label : "?",
-      100 * rep.after.prob, tgt ? tgt : "", rep.linf, rep.iterations, rep.fooled ? "fooled" : "not fooled");
+      "%s: %s (%.1f%%) -> %s (%.1f%%)%s, L-inf %.0f/255 after 8-bit save, %d iterations, %s\n", src, lb,
+      100 * rep.before.prob, la, 100 * rep.after.prob, tgt ? tgt : "", rep.linf, rep.iterations,
+      rep.fooled ? "fooled" : "not fooled");
     fputs(text, stdout);
     g_autofree char *rp = cli_output_path(app->outdir, rel, ".fool", ".txt");
     ok = write_text_atomic(rp, text, app->overwrite, error);

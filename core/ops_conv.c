@@ -20,7 +20,7 @@
  * Special paths: 1x1 stride-1 unpadded kernels are plain GEMMs; single-input-channel
  * groups (depthwise) use direct loops; 3x3 stride-1 layers may use Winograd (fwd, and adj
  * as a convolution with the flipped, transposed kernel).  im2col scratch is processed in
- * bands of output rows (a few MB, never more than SCRATCH_FLOATS).
+ * bands of output positions (a few MB, never more than SCRATCH_FLOATS).
  */
 #include "cnnfx-private.h"
 #include <limits.h>
@@ -857,12 +857,20 @@ static gboolean convt_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTens
   return conv_any_backward(x, n, in, gout, need, gin, TRUE, error);
 }
 
+/* Backward reads X only for dW and W only for dX (shapes are always kept): for gradients to
+ * the image alone, no convolution input is kept alive. */
+static guint32 conv_saves(const CnnfxNode *n, const gboolean *need)
+{
+  return (need[1] ? CNNFX_SAVE_IN(0) : 0) | (need[0] ? CNNFX_SAVE_IN(1) : 0);
+}
+
 static const CnnfxOp op_conv = {
   .name = "Conv",
   .check = conv_check,
   .forward = conv_forward,
   .backward = conv_backward,
   .saves = CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1),
+  .saves_fn = conv_saves,
 };
 
 static const CnnfxOp op_convtranspose = {
@@ -871,6 +879,7 @@ static const CnnfxOp op_convtranspose = {
   .forward = convt_forward,
   .backward = convt_backward,
   .saves = CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1),
+  .saves_fn = conv_saves,
 };
 
 const CnnfxOp *const cnnfx_ops_conv[] = { &op_conv, &op_convtranspose, NULL };

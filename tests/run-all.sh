@@ -1,22 +1,43 @@
 #!/bin/sh
-# Build cnnfx and run the whole test suite (release build, then the sanitizer build
-# of the unit tests and the fuzz smoke test).  Ends with "N passed, M failed".
+# Build cnnfx and run the whole test suite:
+#   1. release build: every test (unit, ONNX conformance, gradient checks, PyTorch parity,
+#      filters, batch robustness, hostile files, fuzz replay);
+#   2. ASan/UBSan build: unit tests, ONNX conformance, gradient checks, fuzz replay;
+#   3. libFuzzer smoke run of the loader (60 s) when clang's libFuzzer is installed.
+# Ends with one line "N passed, M failed" (meson test cases).
 set -u
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
+A=${BUILD_ASAN:-build-asan}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+rc=0
 [ -d "$B" ] || meson setup "$B" >/dev/null || exit 1
 ninja -C "$B" || exit 1
-OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} meson test -C "$B" --print-errorlogs --num-processes 1 "$@"
-rc=$?
-summary=$(/usr/bin/python3 - "$B" <<'PY'
-import json, sys
-p, f = 0, 0
-for line in open(sys.argv[1] + "/meson-logs/testlog.json"):
-    r = json.loads(line)
-    if r["result"] in ("OK", "EXPECTEDFAIL"): p += 1
-    else: f += 1
+meson test -C "$B" --print-errorlogs --num-processes 1 "$@" || rc=1
+
+if [ "${SKIP_ASAN:-0}" != 1 ]; then
+  [ -d "$A" ] || meson setup "$A" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null || exit 1
+  ninja -C "$A" || exit 1
+  ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    meson test -C "$A" --print-errorlogs --num-processes 1 --suite unit --suite ops --suite fuzz || rc=1
+fi
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  sh tests/fuzz/smoke.sh "$B" --time 60 || rc=1
+fi
+
+/usr/bin/python3 - "$B" "$A" <<'PY'
+import json, os, sys
+p = f = 0
+for d in sys.argv[1:]:
+    log = os.path.join(d, "meson-logs", "testlog.json")
+    if not os.path.exists(log):
+        continue
+    for line in open(log):
+        r = json.loads(line)
+        if r["result"] in ("OK", "EXPECTEDFAIL"): p += 1
+        else:
+            f += 1
+            print(f"failed: {d}: {r['name']} ({r['result']})")
 print(f"{p} passed, {f} failed")
 PY
-)
-echo "$summary"
 exit $rc

@@ -113,6 +113,8 @@ def lenet_ref():
 def make_resnet(d):
     torch.manual_seed(0)
     m = torchvision.models.resnet18(num_classes=10).eval()
+    with torch.no_grad():
+        m.fc.weight *= 20  # decisive scores (a random head gives near-uniform probabilities)
     path = os.path.join(d, "resnet.onnx")
     torch.onnx.export(m, torch.zeros(1, 3, 64, 64), path, input_names=["input"], output_names=["logits"],
                       opset_version=13)
@@ -144,7 +146,7 @@ def make_linear(d, img, delta, name):
     return path
 
 
-REPORT = re.compile(r"^(?P<src>.*): (?P<before>.*) \((?P<pb>[\d.]+)%\) -> (?P<after>.*) \((?P<pa>[\d.]+)%\)"
+REPORT = re.compile(r"^(?P<src>.*?): (?P<before>.*?) \((?P<pb>[\d.]+)%\) -> (?P<after>.*?) \((?P<pa>[\d.]+)%\)"
                     r"(, target (?P<target>.*) \([\d.]+%\))?, L-inf (?P<linf>\d+)/255 after 8-bit save, "
                     r"(?P<iters>\d+) iterations, (?P<fooled>fooled|not fooled)$")
 
@@ -263,20 +265,19 @@ def main():
         check("resnet pgd: exit 0", r.returncode == 0, r.stderr.strip()[-300:])
         check_attack("resnet pgd eps 4", run, resnet, d, photos, o3, 4, ["--model", rpath])
         o3b = os.path.join(d, "o3b")
-        r = run.fool(photos, o3b, "--model", rpath, "--method", "ifgsm", "--epsilon", "16", "--iterations", "30",
-                     "--target", "least-likely")
+        r = run.fool(photos[:1], o3b, "--model", rpath, "--method", "ifgsm", "--epsilon", "16", "--iterations",
+                     "20", "--target", "least-likely")
         check("resnet least-likely: exit 0", r.returncode == 0, r.stderr.strip()[-300:])
-        check_attack("resnet least-likely", run, resnet, d, photos, o3b, 16, ["--model", rpath], targeted=True,
+        check_attack("resnet least-likely", run, resnet, d, photos[:1], o3b, 16, ["--model", rpath], targeted=True,
                      expect_target=lambda p: int(p.argmin()))
-        # a target by label: the second most likely class of the dog, by name
-        p_dog = resnet.probs(photos[0])
-        second = int(np.argsort(-p_dog)[1])
+        # a target by label (case-insensitive): the eagle's third most likely class, by name
+        third = int(np.argsort(-resnet.probs(photos[1]))[2])
         o3c = os.path.join(d, "o3c")
-        r = run.fool(photos[:1], o3c, "--model", rpath, "--method", "ifgsm", "--epsilon", "8", "--iterations", "20",
-                     "--target", resnet.labels[second].upper())
+        r = run.fool(photos[1:], o3c, "--model", rpath, "--method", "ifgsm", "--epsilon", "8", "--iterations", "10",
+                     "--target", resnet.labels[third].upper())
         check("resnet target by label: exit 0", r.returncode == 0, r.stderr.strip()[-300:])
-        check_attack("resnet target by label", run, resnet, d, photos[:1], o3c, 8, ["--model", rpath],
-                     targeted=True, expect_target=lambda p: second)
+        check_attack("resnet target by label", run, resnet, d, photos[1:], o3c, 8, ["--model", rpath],
+                     targeted=True, expect_target=lambda p: third)
 
         # 4. eps 0 changes nothing; inputs untouched; seeds
         o4 = os.path.join(d, "o4")
@@ -288,12 +289,13 @@ def main():
               r.returncode == 0 and same and m is not None and m["fooled"] == "not fooled" and m["linf"] == "0",
               line)
         noise = np.array(Image.open(os.path.join(o4, "fm0.noise.png")).convert("RGB")) if r.returncode == 0 else None
-        check("fgsm eps 0: noise image is flat grey", noise is not None and np.all(np.abs(noise.astype(int) - 128) <= 1))
+        check("fgsm eps 0: noise image is flat grey",
+              noise is not None and np.all(np.abs(noise.astype(int) - 128) <= 1))
         check("input files byte-identical after all runs", all(sha(p) == h for p, h in hashes.items()))
         outs = []
         for tag, seed in (("a", "5"), ("b", "5"), ("c", "6")):
             o = os.path.join(d, "o4" + tag)
-            run.fool(photos[:1], o, "--model", rpath, "--seed", seed)
+            run.fool(photos[:1], o, "--seed", seed)  # offline LeNet, PGD's random start everywhere
             outs.append(sha(os.path.join(o, "dog.png")))
         check("pgd: same seed same bytes, other seed other bytes", outs[0] == outs[1] and outs[0] != outs[2])
         # noise image is the amplified difference

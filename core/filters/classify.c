@@ -1,8 +1,610 @@
-/* classify filter — being written (issue 4). */
-#include "cnnfx-filters.h"
+/* Classify: top-k labels with probabilities, and heat maps of what drove the decision.
+ *
+ * Scores.  The class scores are the entries of net->output (any shape with batch 1:
+ * [1,N], [1,N,1,1], [N]).  Probabilities are softmax(scores) unless net->output_is_prob.
+ * Gradients are taken of the class SCORE: for a probability output produced by a Softmax
+ * (possibly followed by Reshape / Flatten / Squeeze / Unsqueeze / Identity), the Softmax
+ * input (the logit) is used instead, as in the Grad-CAM paper; otherwise the output itself.
+ *
+ * Input size.  Networks with a fixed input size (net->pre.fixed_h) get the whole image
+ * resized to it (cnnfx_net_preprocess).  A network without one whose graph input declares a
+ * static H x W (the model zoo's classifiers: [1,3,224,224]) is treated the same way: a
+ * classifier is trained at that size, and those ending in Flatten+Gemm run at no other.
+ * Networks with a dynamic input size run at the image's own size.
+ *
+ * Heat maps ([1,h,w], 0..1, at the resolution where they are computed; the front-end
+ * upsamples them to the image):
+ *   gradcam     Selvaraju et al. 2017.  A = the feature map of the CAM layer (net->cam_layer,
+ *               an OpType#N spec or a tensor name; if unset, the LAST node output of the
+ *               forward pass, in graph order, that is 4-D [1,C,h,w] with h > 1 or w > 1: the
+ *               last convolutional feature map before global pooling / flatten).
+ *               g = dS_c/dA;  alpha_k = mean_ij g_kij;  map = ReLU(sum_k alpha_k A_k),
+ *               divided by its maximum.
+ *   gradcam++   Chattopadhyay et al. 2018 with the exponential score exp(S_c), whose
+ *               derivatives are powers of the first-order gradient g:
+ *               a_kij = g^2 / (2 g^2 + sum_ab A_kab * g^3)   (0 where the denominator is 0),
+ *               w_k = sum_ij a_kij * ReLU(g_kij)  (the common factor exp(S_c) cancels in the
+ *               normalisation);  map = ReLU(sum_k w_k A_k) / max.
+ *   saliency    Simonyan et al. 2014: max over RGB channels of |dS_c / d pixel| at the network
+ *               input resolution (the resized image for fixed-size networks), divided by its
+ *               99th percentile and clipped to 1 (a few pixels have huge gradients; the
+ *               percentile keeps the map readable).
+ *   smoothgrad  Smilkov et al. 2017: the mean of `smooth-samples` saliency maps of noisy copies
+ *               (Gaussian noise, sigma = smooth-noise * (max - min of the image), seeded with
+ *               run->seed), normalised like saliency.
+ * The class explained is `class` (a label, case-insensitive, or one of its comma-separated
+ * synonyms, or an index) or the top one.
+ *
+ * The gradient at the CAM layer: the core gives gradients at graph inputs only, so Grad-CAM
+ * runs a derived model that shares every node, attribute and weight with the net's model but
+ * has one extra node A' = Add(A, Z) with a new graph input Z (zeros, A's shape) and every
+ * consumer of A reading A' instead: dS/dZ = dS/dA.  The derived model is a few arrays built
+ * here (no copy of the weights) and lives only for the call.
+ */
+#include "cnnfx-private.h"
+#include "imgops.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { M_NONE, M_GRADCAM, M_GRADCAMPP, M_SALIENCY, M_SMOOTHGRAD } Method;
+
+typedef struct {
+  CnnfxNet eff;            /* shallow copy of the caller's net with the effective input size */
+  const CnnfxRun *run;
+  const char *score;       /* tensor holding the class scores (logits) */
+  int n_classes;
+  double prog0, prog1;     /* progress span of the current stage */
+} Ctx;
+
+static gboolean cancelled(const Ctx *c, GError **error)
+{
+  if (c->run && c->run->cancel && *c->run->cancel) {
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_CANCELLED, "cancelled");
+    return TRUE;
+  }
+  return FALSE;
+}
+
+static void progress(const Ctx *c, double f, const char *what)
+{
+  if (c->run && c->run->progress) c->run->progress(c->prog0 + (c->prog1 - c->prog0) * f, what, c->run->user);
+}
+
+static CnnfxSession *new_session(const Ctx *c, const CnnfxModel *m, CnnfxGradMode grad, const char *const *targets,
+                                 GError **error)
+{
+  CnnfxSessionOptions o = {.grad = grad,
+                           .targets = targets,
+                           .mem_limit = c->run ? c->run->max_memory : 0,
+                           .cancel = c->run ? c->run->cancel : NULL};
+  return cnnfx_session_new(m, c->run ? c->run->backend : NULL, &o, error);
+}
+
+/* The logits behind a probability output: walk back through shape-only ops to a Softmax. */
+static const char *score_tensor(const CnnfxNet *net)
+{
+  if (!net->output_is_prob) return net->output;
+  const CnnfxModel *m = net->model;
+  int v = cnnfx_model_value_id(m, net->output);
+  for (int hops = 0; v >= 0 && hops < 8; hops++) {
+    int p = m->values[v].producer;
+    if (p < 0) break;
+    const CnnfxNode *n = &m->nodes[p];
+    if (n->n_in < 1 || n->in[0] < 0) break;
+    if (!strcmp(n->op_type, "Softmax")) return m->values[n->in[0]].name;
+    if (strcmp(n->op_type, "Reshape") && strcmp(n->op_type, "Flatten") && strcmp(n->op_type, "Squeeze") &&
+        strcmp(n->op_type, "Unsqueeze") && strcmp(n->op_type, "Identity"))
+      break;
+    v = n->in[0];
+  }
+  return net->output;
+}
+
+/* ---- derived model for the gradient at an inner tensor -------------------------------- */
+
+typedef struct {
+  CnnfxModel m;
+  int a_id, z_id, a2_id;
+  int **ins;       /* node input arrays we allocated (NULL where shared) */
+} CamModel;
+
+static void cam_model_free(CamModel *cm)
+{
+  if (!cm) return;
+  if (cm->ins)
+    for (int k = 0; k < cm->m.n_nodes; k++) g_free(cm->ins[k]);
+  g_free(cm->ins);
+  if (cm->m.values) {
+    g_free(cm->m.values[cm->z_id].name);
+    g_free(cm->m.values[cm->a2_id].name);
+  }
+  g_free(cm->m.values);
+  g_free(cm->m.nodes);
+  g_free(cm->m.inputs);
+  if (cm->m.by_name) g_hash_table_destroy(cm->m.by_name);
+  g_free(cm);
+}
+
+static CamModel *cam_model_new(const CnnfxModel *src, const char *layer, int ndim, const int64_t *dims,
+                               GError **error)
+{
+  int a = cnnfx_model_value_id(src, layer);
+  int p = a >= 0 ? src->values[a].producer : -1;
+  if (p < 0) {
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
+                "CAM layer '%s' is not computed by a node of the model (give a feature map)", layer);
+    return NULL;
+  }
+  CamModel *cm = g_new0(CamModel, 1);
+  CnnfxModel *m = &cm->m;
+  *m = *src; /* scalars (opset, counts) and shared pointers; arrays replaced below */
+  int nv = src->n_values, nn = src->n_nodes;
+  cm->a_id = a;
+  cm->z_id = nv;
+  cm->a2_id = nv + 1;
+  m->n_values = nv + 2;
+  m->values = g_new0(CnnfxValue, nv + 3);
+  memcpy(m->values, src->values, sizeof(CnnfxValue) * nv);
+  m->by_name = g_hash_table_new(g_str_hash, g_str_equal);
+  m->nodes = NULL;
+  m->inputs = NULL;
+  for (int v = 0; v < nv; v++) g_hash_table_insert(m->by_name, m->values[v].name, GINT_TO_POINTER(v + 1));
+  for (int u = 0;; u++) {
+    char *zn = g_strdup_printf("%s:cnnfx_cam_delta%s%d", layer, u ? "_" : "", u);
+    char *an = g_strdup_printf("%s:cnnfx_cam_probe%s%d", layer, u ? "_" : "", u);
+    if (!g_hash_table_contains(m->by_name, zn) && !g_hash_table_contains(m->by_name, an)) {
+      m->values[cm->z_id].name = zn;
+      m->values[cm->a2_id].name = an;
+      break;
+    }
+    g_free(zn);
+    g_free(an);
+  }
+  CnnfxValue *z = &m->values[cm->z_id], *a2 = &m->values[cm->a2_id];
+  z->is_input = TRUE;
+  z->producer = -1;
+  z->decl_ndim = ndim;
+  for (int i = 0; i < ndim; i++) z->decl_dims[i] = dims[i];
+  a2->producer = p + 1;
+  a2->decl_ndim = -1;
+  g_hash_table_insert(m->by_name, z->name, GINT_TO_POINTER(cm->z_id + 1));
+  g_hash_table_insert(m->by_name, a2->name, GINT_TO_POINTER(cm->a2_id + 1));
+
+  m->n_inputs = src->n_inputs + 1;
+  m->inputs = g_new0(int, m->n_inputs + 1);
+  if (src->n_inputs) memcpy(m->inputs, src->inputs, sizeof(int) * src->n_inputs);
+  m->inputs[src->n_inputs] = cm->z_id;
+
+  /* nodes 0..p, the Add, nodes p+1..; consumers after p read A' */
+  m->n_nodes = nn + 1;
+  m->nodes = g_new0(CnnfxNode, nn + 2);
+  cm->ins = g_new0(int *, nn + 2);
+  for (int k = 0, j = 0; k < nn; k++, j++) {
+    m->nodes[j] = src->nodes[k];
+    if (k == p) {
+      j++;
+      CnnfxNode *add = &m->nodes[j];
+      memset(add, 0, sizeof *add);
+      add->name = (char *)"cnnfx_cam_probe";
+      add->op_type = (char *)"Add";
+      add->domain = (char *)"";
+      add->opset = MAX(src->opset, 7);
+      add->n_in = 2;
+      add->n_out = 1;
+      cm->ins[j] = g_new(int, 3);
+      cm->ins[j][0] = a;
+      cm->ins[j][1] = cm->z_id;
+      cm->ins[j][2] = cm->a2_id; /* the output id lives in the same allocation */
+      add->in = cm->ins[j];
+      add->out = cm->ins[j] + 2;
+      add->op = cnnfx_op_lookup("Add");
+      continue;
+    }
+    if (k > p) {
+      CnnfxNode *n = &m->nodes[j];
+      gboolean reads = FALSE;
+      for (int i = 0; i < n->n_in; i++) reads |= n->in[i] == a;
+      if (reads) {
+        cm->ins[j] = g_new(int, n->n_in + 1);
+        for (int i = 0; i < n->n_in; i++) cm->ins[j][i] = n->in[i] == a ? cm->a2_id : n->in[i];
+        n->in = cm->ins[j];
+      }
+    }
+  }
+  for (int k = 0; k < m->n_nodes; k++)
+    for (int o = 0; o < m->nodes[k].n_out; o++)
+      if (m->nodes[k].out[o] >= 0) m->values[m->nodes[k].out[o]].producer = k;
+  if (!m->nodes[p + 1].op) {
+    cam_model_free(cm);
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_UNSUPPORTED, "Grad-CAM needs the Add operator");
+    return NULL;
+  }
+  return cm;
+}
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static CnnfxTensor *one_hot(const CnnfxTensor *like, int idx, GError **error)
+{
+  CnnfxTensor *g = cnnfx_tensor_new_f32(like->ndim, like->dims, error);
+  if (!g) return NULL;
+  memset(g->data, 0, g->numel * sizeof(float));
+  cnnfx_f32(g)[idx] = 1.0f;
+  return g;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* map /= its q-quantile (q = 1: the maximum), clipped to 0..1.  All-zero maps stay zero. */
+static gboolean normalise(float *map, size_t n, double q, GError **error)
+{
+  float top = 0;
+  if (q >= 1) {
+    for (size_t i = 0; i < n; i++) top = MAX(top, map[i]);
+  } else {
+    float *tmp = g_try_new(float, n);
+    if (!tmp) {
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_NOMEM, "out of memory (heat map)");
+      return FALSE;
+    }
+    memcpy(tmp, map, n * sizeof(float));
+    qsort(tmp, n, sizeof(float), cmp_float);
+    top = tmp[(size_t)(q * (double)(n - 1))];
+    if (!(top > 0)) top = tmp[n - 1];
+    g_free(tmp);
+  }
+  if (!(top > 0) || !isfinite(top)) {
+    memset(map, 0, n * sizeof(float));
+    return TRUE;
+  }
+  float inv = 1.0f / top;
+  for (size_t i = 0; i < n; i++) map[i] = isfinite(map[i]) ? CLAMP(map[i] * inv, 0.f, 1.f) : 0.f;
+  return TRUE;
+}
+
+static double gauss(GRand *r)
+{
+  double u1 = g_rand_double(r), u2 = g_rand_double(r);
+  if (u1 < 1e-300) u1 = 1e-300;
+  return sqrt(-2.0 * log(u1)) * cos(2.0 * G_PI * u2);
+}
+
+/* "class" parameter -> index */
+static gboolean parse_class(const CnnfxNet *net, const char *s, int n_classes, int *out, GError **error)
+{
+  int n_labels = net->labels ? (int)g_strv_length(net->labels) : 0;
+  for (int i = 0; i < n_labels && i < n_classes; i++)
+    if (!strcmp(net->labels[i], s)) return *out = i, TRUE;
+  for (int i = 0; i < n_labels && i < n_classes; i++)
+    if (!g_ascii_strcasecmp(net->labels[i], s)) return *out = i, TRUE;
+  /* ImageNet-style "tabby, tabby cat": any comma-separated synonym */
+  for (int i = 0; i < n_labels && i < n_classes; i++) {
+    if (!strchr(net->labels[i], ',')) continue;
+    g_auto(GStrv) syn = g_strsplit(net->labels[i], ",", -1);
+    for (char **q = syn; *q; q++)
+      if (!g_ascii_strcasecmp(g_strstrip(*q), s)) return *out = i, TRUE;
+  }
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (end != s && *end == 0) {
+    if (v >= 0 && v < n_classes) return *out = (int)v, TRUE;
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--class %ld: the model has classes 0..%d", v, n_classes - 1);
+    return FALSE;
+  }
+  g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--class '%s': no such label (give a label or an index 0..%d)", s,
+              n_classes - 1);
+  return FALSE;
+}
+
+/* Last 4-D node output with spatial size > 1 computed by session s. */
+static char *auto_cam_layer(const CnnfxModel *m, CnnfxSession *s)
+{
+  for (int k = m->n_nodes - 1; k >= 0; k--)
+    for (int o = m->nodes[k].n_out - 1; o >= 0; o--) {
+      int v = m->nodes[k].out[o];
+      int nd;
+      int64_t d[CNNFX_MAX_DIMS];
+      if (v < 0 || !cnnfx_session_shape(s, m->values[v].name, &nd, d)) continue;
+      if (nd == 4 && d[0] == 1 && (d[2] > 1 || d[3] > 1)) return g_strdup(m->values[v].name);
+    }
+  return NULL;
+}
+
+/* ---- heat maps ------------------------------------------------------------------------- */
+
+static CnnfxTensor *gradcam(Ctx *c, const CnnfxTensor *x, int cls, gboolean plus_plus, CnnfxSession *probe,
+                            GError **error)
+{
+  const CnnfxNet *net = &c->eff;
+  g_autofree char *layer = NULL;
+  if (net->cam_layer && *net->cam_layer) {
+    if (!(layer = cnnfx_net_resolve_layer(net, net->cam_layer, error))) return NULL;
+  } else if (!(layer = auto_cam_layer(net->model, probe))) {
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
+                "Grad-CAM: the model has no 4-D feature map with a spatial size above 1x1 (give cam_layer)");
+    return NULL;
+  }
+  int nd = 0;
+  int64_t d[CNNFX_MAX_DIMS];
+  if (!cnnfx_session_shape(probe, layer, &nd, d)) {
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
+                "Grad-CAM: layer '%s' is not computed on the way to the output '%s'", layer, c->score);
+    return NULL;
+  }
+  if (nd != 4 || d[0] != 1) {
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_SHAPE, "Grad-CAM: layer '%s' has %d dimensions; a feature map "
+                "[1,C,H,W] is needed", layer, nd);
+    return NULL;
+  }
+  CamModel *cm = cam_model_new(net->model, layer, nd, d, error);
+  if (!cm) return NULL;
+  CnnfxTensor *map = NULL;
+  CnnfxSession *s = NULL;
+  g_autoptr(CnnfxTensor) z = NULL, seed = NULL;
+  const char *targets[] = {c->score, layer, NULL};
+  progress(c, 0.1, "Grad-CAM");
+  if (!(s = new_session(c, &cm->m, CNNFX_GRAD_INPUT, targets, error))) goto out;
+  if (!(z = cnnfx_tensor_new_f32(nd, d, error))) goto out;
+  memset(z->data, 0, z->numel * sizeof(float));
+  if (!cnnfx_session_set_input(s, net->input, (CnnfxTensor *)x, error) ||
+      !cnnfx_session_set_input(s, cm->m.values[cm->z_id].name, z, error) || !cnnfx_session_forward(s, error))
+    goto out;
+  CnnfxTensor *sc = cnnfx_session_get(s, c->score, error);
+  if (!sc || !(seed = one_hot(sc, cls, error))) goto out;
+  progress(c, 0.5, "Grad-CAM");
+  if (!cnnfx_session_backward(s, 1, &c->score, &seed, error)) goto out;
+  CnnfxTensor *A = cnnfx_session_get(s, layer, error);
+  CnnfxTensor *G = A ? cnnfx_session_grad(s, cm->m.values[cm->z_id].name, error) : NULL;
+  if (!G) goto out;
+  if (!cnnfx_same_shape(A, G)) {
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_SHAPE, "Grad-CAM: gradient and feature map differ in shape");
+    goto out;
+  }
+  int C = (int)d[1], h = (int)d[2], w = (int)d[3];
+  size_t hw = (size_t)h * w;
+  const float *a = cnnfx_f32(A), *g = cnnfx_f32(G);
+  double *wk = g_try_new0(double, C);
+  int64_t md[3] = {1, h, w};
+  if (!wk || !(map = cnnfx_tensor_new_f32(3, md, error))) {
+    if (!wk) g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_NOMEM, "out of memory (Grad-CAM)");
+    g_free(wk);
+    goto out;
+  }
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < C; k++) {
+    const float *ak = a + k * hw, *gk = g + k * hw;
+    double acc = 0;
+    if (!plus_plus) {
+      for (size_t i = 0; i < hw; i++) acc += gk[i];
+      acc /= (double)hw;
+    } else {
+      double sum_a = 0;
+      for (size_t i = 0; i < hw; i++) sum_a += ak[i];
+      for (size_t i = 0; i < hw; i++) {
+        double g1 = gk[i], g2 = g1 * g1, g3 = g2 * g1;
+        double den = 2 * g2 + sum_a * g3;
+        double alpha = (g1 != 0 && den != 0) ? g2 / den : 0;
+        acc += alpha * MAX(g1, 0.0);
+      }
+    }
+    wk[k] = acc;
+  }
+  float *o = cnnfx_f32(map);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < hw; i++) {
+    double acc = 0;
+    for (int k = 0; k < C; k++) acc += wk[k] * a[k * hw + i];
+    o[i] = (float)MAX(acc, 0.0);
+  }
+  g_free(wk);
+  if (!normalise(o, hw, 1.0, error)) g_clear_pointer(&map, cnnfx_tensor_unref);
+out:
+  cnnfx_session_free(s);
+  cam_model_free(cm);
+  return map;
+}
+
+/* max_c |dS/d rgb| at the network input resolution, accumulated into acc [h*w] */
+static gboolean saliency_once(Ctx *c, CnnfxSession *s, CnnfxTensor *x, gboolean forward_done, int cls, float *acc,
+                              GError **error)
+{
+  const CnnfxNet *net = &c->eff;
+  if (!forward_done && (!cnnfx_session_set_input(s, net->input, x, error) || !cnnfx_session_forward(s, error)))
+    return FALSE;
+  CnnfxTensor *sc = cnnfx_session_get(s, c->score, error);
+  if (!sc) return FALSE;
+  g_autoptr(CnnfxTensor) seed = one_hot(sc, cls, error);
+  if (!seed || !cnnfx_session_backward(s, 1, &c->score, &seed, error)) return FALSE;
+  CnnfxTensor *gx = cnnfx_session_grad(s, net->input, error);
+  if (!gx) return FALSE;
+  int h = (int)x->dims[2], w = (int)x->dims[3];
+  int64_t d[3] = {3, h, w};
+  g_autoptr(CnnfxTensor) grgb = cnnfx_tensor_new_f32(3, d, error);
+  if (!grgb || !cnnfx_net_grad_to_rgb(net, gx, grgb, error)) return FALSE;
+  size_t hw = (size_t)h * w;
+  const float *g = cnnfx_f32(grgb);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < hw; i++) {
+    float m = fabsf(g[i]);
+    m = MAX(m, fabsf(g[hw + i]));
+    m = MAX(m, fabsf(g[2 * hw + i]));
+    acc[i] += m;
+  }
+  return TRUE;
+}
+
+static CnnfxTensor *saliency(Ctx *c, const CnnfxParams *p, const CnnfxTensor *image, CnnfxTensor *x, int cls,
+                             gboolean smooth, CnnfxSession *s, GError **error)
+{
+  int h = (int)x->dims[2], w = (int)x->dims[3];
+  size_t hw = (size_t)h * w;
+  int64_t md[3] = {1, h, w};
+  g_autoptr(CnnfxTensor) map = cnnfx_tensor_new_f32(3, md, error);
+  if (!map) return NULL;
+  float *acc = cnnfx_f32(map);
+  memset(acc, 0, hw * sizeof(float));
+  if (!smooth) {
+    progress(c, 0.5, "saliency");
+    if (!saliency_once(c, s, x, TRUE, cls, acc, error)) return NULL;
+  } else {
+    int n = MAX(1, cnnfx_params_int(p, "smooth-samples"));
+    double level = cnnfx_params_double(p, "smooth-noise");
+    /* the image at the network's input size (the noise is added to what the network sees) */
+    int H = (int)image->dims[image->ndim - 2], W = (int)image->dims[image->ndim - 1];
+    g_autoptr(CnnfxTensor) base = (H == h && W == w) ? cnnfx_tensor_copy(image, error)
+                                                      : cnnfx_tensor_resized(image, h, w, error);
+    if (!base) return NULL;
+    g_autoptr(CnnfxTensor) noisy = cnnfx_tensor_copy(base, error);
+    if (!noisy) return NULL;
+    const float *b = cnnfx_f32(base);
+    float *nz = cnnfx_f32(noisy);
+    float lo = b[0], hi = b[0];
+    for (size_t i = 0; i < base->numel; i++) {
+      lo = MIN(lo, b[i]);
+      hi = MAX(hi, b[i]);
+    }
+    double sigma = level * (hi > lo ? hi - lo : 1.0);
+    guint32 seed[2] = {(guint32)(c->run ? c->run->seed : 0), (guint32)((c->run ? c->run->seed : 0) >> 32)};
+    g_autoptr(GRand) rng = g_rand_new_with_seed_array(seed, 2);
+    for (int t = 0; t < n; t++) {
+      if (cancelled(c, error)) return NULL;
+      g_autofree char *what = g_strdup_printf("SmoothGrad sample %d/%d", t + 1, n);
+      progress(c, (double)t / n, what);
+      for (size_t i = 0; i < base->numel; i++) nz[i] = b[i] + (float)(sigma * gauss(rng));
+      g_autoptr(CnnfxTensor) xn = cnnfx_net_preprocess(&c->eff, noisy, error);
+      if (!xn || !saliency_once(c, s, xn, FALSE, cls, acc, error)) return NULL;
+    }
+    for (size_t i = 0; i < hw; i++) acc[i] /= (float)n;
+  }
+  if (!normalise(acc, hw, 0.99, error)) return NULL;
+  return g_steal_pointer(&map);
+}
+
+/* ---- entry point ----------------------------------------------------------------------- */
+
 gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, const CnnfxTensor *image,
                         CnnfxScore *top, int k, CnnfxTensor **heatmap, GError **error)
 {
-  g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_UNSUPPORTED, "classify is not implemented yet");
-  return FALSE;
+  if (heatmap) *heatmap = NULL;
+  if (!net || !net->model || !net->input || !net->output || !p || !image || !top || k < 1) {
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "classify: missing argument");
+    return FALSE;
+  }
+  if (!((image->ndim == 3 && image->dims[0] == 3) || (image->ndim == 4 && image->dims[0] == 1 && image->dims[1] == 3)) ||
+      image->dtype != CNNFX_F32 || image->dims[image->ndim - 1] < 1 || image->dims[image->ndim - 2] < 1) {
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_SHAPE, "classify: the image must be an RGB tensor [3,H,W]");
+    return FALSE;
+  }
+  const char *ov = cnnfx_params_string(p, "overlay");
+  Method method = M_NONE;
+  if (heatmap && ov) {
+    if (!strcmp(ov, "gradcam")) method = M_GRADCAM;
+    else if (!strcmp(ov, "gradcam++")) method = M_GRADCAMPP;
+    else if (!strcmp(ov, "saliency")) method = M_SALIENCY;
+    else if (!strcmp(ov, "smoothgrad")) method = M_SMOOTHGRAD;
+    else if (strcmp(ov, "none")) {
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "classify: unknown overlay '%s'", ov);
+      return FALSE;
+    }
+  }
+
+  Ctx c = {.eff = *net, .run = run, .prog0 = 0, .prog1 = 0.3};
+  if (!c.eff.pre.fixed_h || !c.eff.pre.fixed_w) {
+    const CnnfxModel *m = net->model;
+    for (int i = 0; i < cnnfx_model_n_inputs(m); i++) {
+      int64_t d[CNNFX_MAX_DIMS];
+      if (strcmp(cnnfx_model_input_name(m, i), net->input) || cnnfx_model_input_shape(m, i, d) != 4) continue;
+      if (d[2] > 0 && d[3] > 0) {
+        c.eff.pre.fixed_h = (int)d[2];
+        c.eff.pre.fixed_w = (int)d[3];
+      }
+    }
+  }
+  c.score = score_tensor(net);
+
+  progress(&c, 0, "classify");
+  g_autoptr(CnnfxTensor) x = cnnfx_net_preprocess(&c.eff, image, error);
+  if (!x) return FALSE;
+  gboolean input_grads = method == M_SALIENCY || method == M_SMOOTHGRAD;
+  const char *targets[] = {net->output, c.score, NULL};
+  if (c.score == net->output) targets[1] = NULL;
+  g_autoptr(CnnfxSession) s = new_session(&c, net->model, input_grads ? CNNFX_GRAD_INPUT : CNNFX_GRAD_NONE, targets,
+                                          error);
+  if (!s || !cnnfx_session_set_input(s, net->input, x, error) || !cnnfx_session_forward(s, error)) return FALSE;
+  CnnfxTensor *out = cnnfx_session_get(s, net->output, error);
+  CnnfxTensor *sc = out ? cnnfx_session_get(s, c.score, error) : NULL;
+  if (!sc) return FALSE;
+  int big_dims = 0; /* dims above 1: one row of scores has exactly one ([1,N], [1,N,1,1], [N]) */
+  for (int i = 0; i < out->ndim; i++) big_dims += out->dims[i] > 1;
+  if (out->dtype != CNNFX_F32 || out->numel < 1 || out->numel > G_MAXINT || big_dims > 1) {
+    g_autofree char *shp = cnnfx_shape_string(out);
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_SHAPE, "classify: output '%s' (%s) is not one row of class scores",
+                net->output, shp);
+    return FALSE;
+  }
+  if (sc->numel != out->numel || sc->dtype != CNNFX_F32) c.score = net->output;
+  int n = c.n_classes = (int)out->numel;
+
+  /* probabilities */
+  g_autofree double *prob = g_try_new(double, n);
+  g_autofree int *order = g_try_new(int, n);
+  if (!prob || !order) {
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_NOMEM, "out of memory (classify)");
+    return FALSE;
+  }
+  const float *o = cnnfx_f32(out);
+  if (net->output_is_prob) {
+    for (int i = 0; i < n; i++) prob[i] = isfinite(o[i]) ? CLAMP(o[i], 0.f, 1.f) : 0;
+  } else {
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < n; i++)
+      if (isfinite(o[i])) mx = MAX(mx, o[i]);
+    for (int i = 0; i < n; i++) sum += prob[i] = isfinite(o[i]) ? exp(o[i] - mx) : 0;
+    for (int i = 0; i < n; i++) prob[i] = sum > 0 ? prob[i] / sum : 1.0 / n;
+  }
+  /* top-k by partial selection (k is small) */
+  for (int i = 0; i < n; i++) order[i] = i;
+  int n_labels = net->labels ? (int)g_strv_length(net->labels) : 0;
+  for (int r = 0; r < k; r++) {
+    if (r >= n) {
+      top[r] = (CnnfxScore){.index = -1, .prob = 0, .label = NULL};
+      continue;
+    }
+    int best = r;
+    for (int i = r + 1; i < n; i++)
+      if (prob[order[i]] > prob[order[best]] || (prob[order[i]] == prob[order[best]] && order[i] < order[best]))
+        best = i;
+    int t = order[r];
+    order[r] = order[best];
+    order[best] = t;
+    int idx = order[r];
+    top[r] = (CnnfxScore){.index = idx, .prob = prob[idx], .label = idx < n_labels ? net->labels[idx] : NULL};
+  }
+  if (method == M_NONE) {
+    progress(&c, 1.0, "done");
+    return TRUE;
+  }
+
+  int cls = order[0];
+  const char *cs = cnnfx_params_string(p, "class");
+  if (cs && *cs && !parse_class(net, cs, n, &cls, error)) return FALSE;
+  if (cancelled(&c, error)) return FALSE;
+
+  c.prog0 = 0.3;
+  c.prog1 = 1.0;
+  CnnfxTensor *map = NULL;
+  if (method == M_GRADCAM || method == M_GRADCAMPP) {
+    map = gradcam(&c, x, cls, method == M_GRADCAMPP, s, error);
+  } else {
+    map = saliency(&c, p, image, x, cls, method == M_SMOOTHGRAD, s, error);
+  }
+  if (!map) return FALSE;
+  progress(&c, 1.0, "done");
+  *heatmap = map;
+  return TRUE;
 }

@@ -60,7 +60,8 @@ typedef struct {
   Layer *layers;
   const char **names;  /* NULL-terminated layer names */
   int tile, margin;
-  double bytes_per_px; /* estimate of memory per tile pixel */
+  double bytes_per_px; /* memory model of one tile: mem_fixed + bytes_per_px * pixels */
+  double mem_fixed;
   /* progress */
   double work_done, work_total;
   int octave, n_octaves, iter, n_iters;
@@ -431,6 +432,7 @@ static gboolean dream_step(Dream *d, GRand *rng, int jitter, double step, gboole
     }
     g_error_free(e);
     set_tile(d, d->tile * 3 / 4);
+    g_debug("dream: out of memory, retrying with tile %d", d->tile);
   }
   /* mean |g| over the whole image; per-row sums added in a fixed order (reproducible) */
   size_t rows = (size_t)3 * H, n = rows * W;
@@ -462,10 +464,10 @@ static gboolean dream_step(Dream *d, GRand *rng, int jitter, double step, gboole
 
 /* ---- setup: probe (layer shapes, memory per pixel) and guide features ---------------- */
 
-static gboolean probe(Dream *d, const CnnfxTensor *image, const GArray *chans, GError **error)
+/* One forward + backward of 0.5*||a||^2 on a ph x pw crop (memory and shape probe). */
+static gboolean probe_run(Dream *d, const CnnfxTensor *image, int ph, int pw, GError **error)
 {
   int H = (int)image->dims[image->ndim - 2], W = (int)image->dims[image->ndim - 1];
-  int ph = MIN(H, 128), pw = MIN(W, 128);
   int64_t dims[3] = {3, ph, pw};
   g_autoptr(CnnfxTensor) rgb = cnnfx_tensor_new_f32(3, dims, error);
   g_autoptr(CnnfxTensor) grgb = rgb ? cnnfx_tensor_new_f32(3, dims, error) : NULL;
@@ -476,20 +478,47 @@ static gboolean probe(Dream *d, const CnnfxTensor *image, const GArray *chans, G
     if (error && *error) g_prefix_error(error, "dream: ");
     return FALSE;
   }
+  CnnfxTensor **seeds = g_new0(CnnfxTensor *, d->n_layers + 1);
+  gboolean ok = TRUE;
+  for (int l = 0; l < d->n_layers && ok; l++) {
+    CnnfxTensor *a = cnnfx_session_get(d->s, d->layers[l].name, error);
+    if (a && (a->dtype != CNNFX_F32 || a->ndim < 2 || a->numel == 0)) {
+      g_autofree char *sh = cnnfx_shape_string(a);
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_SHAPE, "dream: layer '%s' (%s) is not a float feature map",
+                  d->layers[l].name, sh);
+      a = NULL;
+    }
+    ok = a && (seeds[l] = cnnfx_tensor_new_f32(a->ndim, a->dims, error));
+    if (ok) memcpy(cnnfx_f32(seeds[l]), cnnfx_f32(a), a->numel * sizeof(float));
+  }
+  ok = ok && cnnfx_session_backward(d->s, d->n_layers, d->names, seeds, error);
+  for (int l = 0; l < d->n_layers; l++)
+    if (seeds[l]) cnnfx_tensor_unref(seeds[l]);
+  g_free(seeds);
+  CnnfxTensor *gx = ok ? cnnfx_session_grad(d->s, d->net->input, error) : NULL;
+  return gx && cnnfx_net_grad_to_rgb(d->net, gx, grgb, error);
+}
+
+/* Layer shapes and channel masks, and the memory model of one tile: session peak = fixed + per_px * pixels,
+ * fitted on two crop sizes (the session's peak only grows, so the second run's peak is its own). */
+static gboolean probe(Dream *d, const CnnfxTensor *image, const GArray *chans, GError **error)
+{
+  int H = (int)image->dims[image->ndim - 2], W = (int)image->dims[image->ndim - 1];
+  int h1 = MIN(H, 64), w1 = MIN(W, 64), h2 = MIN(H, 128), w2 = MIN(W, 128);
+  if (!probe_run(d, image, h1, w1, error)) return FALSE;
+  double p1 = (double)cnnfx_session_peak_bytes(d->s), n1 = (double)h1 * w1;
+  if (!probe_run(d, image, h2, w2, error)) return FALSE;
+  double p2 = (double)cnnfx_session_peak_bytes(d->s), n2 = (double)h2 * w2;
+  double per_px = n2 > n1 ? (p2 - p1) / (n2 - n1) : p2 / n2;
+  if (per_px < 0.25 * p2 / n2) per_px = p2 / n2; /* implausible fit: be conservative */
+  d->mem_fixed = MAX(0.0, p2 - per_px * n2);
   size_t seed_bytes = 0;
   for (int l = 0; l < d->n_layers; l++) {
     Layer *L = &d->layers[l];
     CnnfxTensor *a = cnnfx_session_get(d->s, L->name, error);
     if (!a) return FALSE;
-    if (a->dtype != CNNFX_F32 || a->ndim < 2 || a->numel == 0) {
-      g_autofree char *sh = cnnfx_shape_string(a);
-      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_SHAPE, "dream: layer '%s' (%s) is not a float feature map",
-                  L->name, sh);
-      return FALSE;
-    }
-    L->C = (int)a->dims[a->ndim >= 4 ? 1 : 0];
-    if (a->ndim == 2) L->C = (int)a->dims[1]; /* [N, C] vectors: every element a channel */
-    L->per_px = (double)a->numel / ((double)ph * pw);
+    L->C = (int)(a->ndim >= 3 ? a->dims[a->ndim - 3] : a->dims[1]); /* [1,C,h,w], [C,h,w]; [N,C] vectors */
+    L->per_px = (double)a->numel / n2;
     L->weight = (float)(1.0 / L->per_px);
     seed_bytes += a->numel * sizeof(float);
     L->mask = g_new0(gboolean, L->C);
@@ -504,23 +533,8 @@ static gboolean probe(Dream *d, const CnnfxTensor *image, const GArray *chans, G
       L->mask[c] = TRUE;
     }
   }
-  /* backward too, so the peak includes it */
-  CnnfxTensor **seeds = g_new0(CnnfxTensor *, d->n_layers + 1);
-  gboolean ok = TRUE;
-  for (int l = 0; l < d->n_layers && ok; l++) {
-    CnnfxTensor *a = cnnfx_session_get(d->s, d->layers[l].name, error);
-    ok = a && (seeds[l] = cnnfx_tensor_new_f32(a->ndim, a->dims, error));
-    if (ok) memcpy(cnnfx_f32(seeds[l]), cnnfx_f32(a), a->numel * sizeof(float));
-  }
-  ok = ok && cnnfx_session_backward(d->s, d->n_layers, d->names, seeds, error);
-  for (int l = 0; l < d->n_layers; l++)
-    if (seeds[l]) cnnfx_tensor_unref(seeds[l]);
-  g_free(seeds);
-  if (!ok) return FALSE;
-  CnnfxTensor *gx = cnnfx_session_grad(d->s, d->net->input, error);
-  if (!gx || !cnnfx_net_grad_to_rgb(d->net, gx, grgb, error)) return FALSE;
-  /* session tensors + our tile buffers (rgb, network input, rgb gradient, seeds) */
-  d->bytes_per_px = ((double)cnnfx_session_peak_bytes(d->s) + (double)seed_bytes) / ((double)ph * pw) + 3 * 3 * 4;
+  /* + our tile buffers: rgb tile, network input, rgb gradient (3 floats each), seeds */
+  d->bytes_per_px = per_px + (double)seed_bytes / n2 + 3 * 3 * 4;
   return TRUE;
 }
 
@@ -636,17 +650,20 @@ gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *
   /* tile size: the parameter, or smaller when the estimate says it would not fit */
   int T = cnnfx_params_int(p, "tile");
   if (run->max_memory) {
-    double fit = sqrt(0.85 * (double)run->max_memory / d.bytes_per_px);
+    double fit = sqrt(MAX(0.0, 0.9 * (double)run->max_memory - d.mem_fixed) / d.bytes_per_px);
     if (fit < MIN_TILE) {
       g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_NOMEM,
                   "dream: --max-memory %zu MiB is too small for this model and layer (a %d px tile needs about "
                   "%.0f MiB)",
-                  run->max_memory >> 20, MIN_TILE, d.bytes_per_px * MIN_TILE * MIN_TILE / 1048576.0 / 0.85);
+                  run->max_memory >> 20, MIN_TILE,
+                  (d.mem_fixed + d.bytes_per_px * MIN_TILE * MIN_TILE) / 1048576.0 / 0.9);
       goto out;
     }
     T = MIN(T, (int)fit);
   }
   set_tile(&d, T);
+  g_debug("dream: tile memory %.1f MiB + %.0f bytes/px (probe), tile %d, margin %d, limit %zu MiB",
+          d.mem_fixed / 1048576.0, d.bytes_per_px, d.tile, d.margin, run->max_memory >> 20);
   if (guide && !guide_features(&d, guide, error)) goto out;
 
   /* octave sizes (octave 0 = the image) */
@@ -698,6 +715,7 @@ gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *
       src = NULL;
     }
   }
+  g_debug("dream: session peak %.1f MiB, final tile %d", cnnfx_session_peak_bytes(d.s) / 1048576.0, d.tile);
   if (run->progress) run->progress(1.0, "done", run->user);
   ok = TRUE;
   goto out;

@@ -67,7 +67,9 @@ static gboolean evaluate(Fool *f, const CnnfxTensor *rgb, int cls, CnnfxTensor *
     return FALSE;
   CnnfxTensor *out = cnnfx_session_get(f->s, net->output, error);
   if (!out) return FALSE;
-  if (out->dtype != CNNFX_F32 || out->numel < 2 || (out->ndim > 1 && out->dims[0] != 1)) {
+  int big = 0; /* a row of class scores: [K], [1,K], [1,K,1,1] */
+  for (int i = 0; i < out->ndim; i++) big += out->dims[i] > 1;
+  if (out->dtype != CNNFX_F32 || out->numel < 2 || big != 1) {
     g_autofree char *sh = cnnfx_shape_string(out);
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_SHAPE,
                 "fool: output '%s' of model %s has shape %s; a classifier with one row of class scores is needed",

@@ -3,68 +3,130 @@
 #include <math.h>
 #include <string.h>
 
+/* Separable resampling with a triangle (tent) filter: bilinear when enlarging, and when
+ * shrinking by a factor s the tent widens to s so every input pixel contributes (antialiased,
+ * like PIL's BILINEAR).  Half-pixel centres, weights renormalised at the borders. */
 typedef struct {
-  int i0, i1;
-  float w1;
-} Tap;
+  int *start, *count; /* per output index */
+  float *w;           /* count[i] weights from w[i * maxn] */
+  int maxn;
+} Taps;
 
-static void taps(int out, int in, Tap *t)
+static gboolean taps_make(int out, int in, Taps *t)
 {
-  double scale = (double)in / out;
+  double scale = (double)in / out, support = scale > 1 ? scale : 1.0;
+  t->maxn = (int)ceil(support) * 2 + 1;
+  t->start = g_try_new(int, out);
+  t->count = g_try_new(int, out);
+  t->w = g_try_new(float, (size_t)out * t->maxn);
+  if (!t->start || !t->count || !t->w) return FALSE;
   for (int i = 0; i < out; i++) {
-    double s = (i + 0.5) * scale - 0.5;
-    if (s < 0) s = 0;
-    int i0 = (int)s;
-    if (i0 > in - 1) i0 = in - 1;
-    int i1 = i0 + 1 < in ? i0 + 1 : in - 1;
-    t[i].i0 = i0;
-    t[i].i1 = i1;
-    t[i].w1 = (float)(s - i0);
+    double c = (i + 0.5) * scale;
+    int lo = MAX(0, (int)floor(c - support)), hi = MIN(in, (int)ceil(c + support));
+    double sum = 0;
+    int n = 0;
+    float *w = t->w + (size_t)i * t->maxn;
+    for (int j = lo; j < hi && n < t->maxn; j++) {
+      double x = fabs((j + 0.5 - c) / support);
+      double v = x < 1 ? 1 - x : 0;
+      w[n++] = (float)v;
+      sum += v;
+    }
+    if (sum <= 0) { /* degenerate: nearest */
+      lo = MIN(in - 1, MAX(0, (int)c));
+      n = 1;
+      w[0] = 1;
+      sum = 1;
+    }
+    for (int k = 0; k < n; k++) w[k] = (float)(w[k] / sum);
+    t->start[i] = lo;
+    t->count[i] = n;
   }
+  return TRUE;
 }
 
-void cnnfx_resize_bilinear(const float *src, int C, int H, int W, float *dst, int h, int w)
+static void taps_free(Taps *t)
 {
-  Tap *ty = g_new(Tap, h), *tx = g_new(Tap, w);
-  taps(h, H, ty);
-  taps(w, W, tx);
+  g_free(t->start);
+  g_free(t->count);
+  g_free(t->w);
+}
+
+/* dst[C,h,w] = Ry src Rx^T (rows then columns), adjoint = transpose. */
+static gboolean resample(const float *src, int C, int H, int W, float *dst, int h, int w, gboolean adjoint)
+{
+  Taps ty = {0}, tx = {0};
+  float *mid = NULL;
+  gboolean ok = FALSE;
+  if (!taps_make(h, H, &ty) || !taps_make(w, W, &tx)) goto out;
+  if (!adjoint) {
+    /* columns: [C,H,W] -> [C,H,w]; rows: [C,H,w] -> [C,h,w] */
+    mid = g_try_new(float, (size_t)C * H * w);
+    if (!mid) goto out;
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int c = 0; c < C; c++)
-    for (int y = 0; y < h; y++) {
-      const float *r0 = src + ((size_t)c * H + ty[y].i0) * W, *r1 = src + ((size_t)c * H + ty[y].i1) * W;
-      float wy = ty[y].w1;
-      float *d = dst + ((size_t)c * h + y) * w;
-      for (int x = 0; x < w; x++) {
-        float a = r0[tx[x].i0] + (r0[tx[x].i1] - r0[tx[x].i0]) * tx[x].w1;
-        float b = r1[tx[x].i0] + (r1[tx[x].i1] - r1[tx[x].i0]) * tx[x].w1;
-        d[x] = a + (b - a) * wy;
+    for (int c = 0; c < C; c++)
+      for (int y = 0; y < H; y++) {
+        const float *s = src + ((size_t)c * H + y) * W;
+        float *d = mid + ((size_t)c * H + y) * w;
+        for (int x = 0; x < w; x++) {
+          const float *wt = tx.w + (size_t)x * tx.maxn;
+          float a = 0;
+          for (int k = 0; k < tx.count[x]; k++) a += wt[k] * s[tx.start[x] + k];
+          d[x] = a;
+        }
       }
-    }
-  g_free(ty);
-  g_free(tx);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int c = 0; c < C; c++)
+      for (int y = 0; y < h; y++) {
+        float *d = dst + ((size_t)c * h + y) * w;
+        const float *wt = ty.w + (size_t)y * ty.maxn;
+        for (int x = 0; x < w; x++) d[x] = 0;
+        for (int k = 0; k < ty.count[y]; k++) {
+          const float *s = mid + ((size_t)c * H + ty.start[y] + k) * w;
+          for (int x = 0; x < w; x++) d[x] += wt[k] * s[x];
+        }
+      }
+  } else {
+    /* src is the gradient [C,h,w] of the small image; dst [C,H,W] accumulates. */
+    mid = g_try_new0(float, (size_t)C * H * w);
+    if (!mid) goto out;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++)
+      for (int y = 0; y < h; y++) {
+        const float *g = src + ((size_t)c * h + y) * w;
+        const float *wt = ty.w + (size_t)y * ty.maxn;
+        for (int k = 0; k < ty.count[y]; k++) {
+          float *d = mid + ((size_t)c * H + ty.start[y] + k) * w;
+          for (int x = 0; x < w; x++) d[x] += wt[k] * g[x];
+        }
+      }
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int c = 0; c < C; c++)
+      for (int y = 0; y < H; y++) {
+        const float *g = mid + ((size_t)c * H + y) * w;
+        float *d = dst + ((size_t)c * H + y) * W;
+        for (int x = 0; x < w; x++) {
+          const float *wt = tx.w + (size_t)x * tx.maxn;
+          for (int k = 0; k < tx.count[x]; k++) d[tx.start[x] + k] += wt[k] * g[x];
+        }
+      }
+  }
+  ok = TRUE;
+out:
+  g_free(mid);
+  taps_free(&ty);
+  taps_free(&tx);
+  return ok;
 }
 
-void cnnfx_resize_bilinear_adjoint(const float *gdst, int C, int h, int w, float *gsrc, int H, int W)
+gboolean cnnfx_resize_bilinear(const float *src, int C, int H, int W, float *dst, int h, int w)
 {
-  Tap *ty = g_new(Tap, h), *tx = g_new(Tap, w);
-  taps(h, H, ty);
-  taps(w, W, tx);
-#pragma omp parallel for schedule(static)
-  for (int c = 0; c < C; c++)
-    for (int y = 0; y < h; y++) {
-      float *r0 = gsrc + ((size_t)c * H + ty[y].i0) * W, *r1 = gsrc + ((size_t)c * H + ty[y].i1) * W;
-      float wy = ty[y].w1;
-      const float *g = gdst + ((size_t)c * h + y) * w;
-      for (int x = 0; x < w; x++) {
-        float gx0 = g[x] * (1 - tx[x].w1), gx1 = g[x] * tx[x].w1;
-        r0[tx[x].i0] += gx0 * (1 - wy);
-        r0[tx[x].i1] += gx1 * (1 - wy);
-        r1[tx[x].i0] += gx0 * wy;
-        r1[tx[x].i1] += gx1 * wy;
-      }
-    }
-  g_free(ty);
-  g_free(tx);
+  return resample(src, C, H, W, dst, h, w, FALSE);
+}
+
+gboolean cnnfx_resize_bilinear_adjoint(const float *gdst, int C, int h, int w, float *gsrc, int H, int W)
+{
+  return resample(gdst, C, H, W, gsrc, h, w, TRUE);
 }
 
 CnnfxTensor *cnnfx_tensor_resized(const CnnfxTensor *t, int h, int w, GError **error)
@@ -72,7 +134,11 @@ CnnfxTensor *cnnfx_tensor_resized(const CnnfxTensor *t, int h, int w, GError **e
   int C = (int)t->dims[t->ndim - 3], H = (int)t->dims[t->ndim - 2], W = (int)t->dims[t->ndim - 1];
   int64_t d[3] = {C, h, w};
   CnnfxTensor *r = cnnfx_tensor_new_f32(3, d, error);
-  if (r) cnnfx_resize_bilinear(cnnfx_f32(t), C, H, W, cnnfx_f32(r), h, w);
+  if (r && !cnnfx_resize_bilinear(cnnfx_f32(t), C, H, W, cnnfx_f32(r), h, w)) {
+    cnnfx_tensor_unref(r);
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_NOMEM, "out of memory resizing an image");
+    return NULL;
+  }
   return r;
 }
 

@@ -4,10 +4,12 @@
 
 #include "cnnfx-filters.h"
 
-/* Bilinear resize (half-pixel centres, like PyTorch align_corners=False), src [C,H,W] -> dst [C,h,w]. */
-void cnnfx_resize_bilinear(const float *src, int C, int H, int W, float *dst, int h, int w);
+/* Bilinear resize with half-pixel centres; antialiased when shrinking (the tent filter widens to
+ * the scale factor, so every source pixel counts).  src [C,H,W] -> dst [C,h,w].  FALSE only when
+ * out of memory. */
+gboolean cnnfx_resize_bilinear(const float *src, int C, int H, int W, float *dst, int h, int w);
 /* Adjoint of the resize above: accumulates gdst [C,h,w] into gsrc [C,H,W] (gsrc zeroed by caller). */
-void cnnfx_resize_bilinear_adjoint(const float *gdst, int C, int h, int w, float *gsrc, int H, int W);
+gboolean cnnfx_resize_bilinear_adjoint(const float *gdst, int C, int h, int w, float *gsrc, int H, int W);
 /* New tensor [C,h,w] resized from t [C,H,W] (or [1,C,H,W]). */
 CnnfxTensor *cnnfx_tensor_resized(const CnnfxTensor *t, int h, int w, GError **error);
 /* Circular shift of every channel by (dy, dx). */

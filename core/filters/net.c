@@ -82,7 +82,10 @@ gboolean cnnfx_net_grad_to_rgb(const CnnfxNet *n, const CnnfxTensor *gin, CnnfxT
   }
   if (tmp) {
     memset(cnnfx_f32(grgb), 0, grgb->numel * sizeof(float));
-    cnnfx_resize_bilinear_adjoint(g3, 3, h, w, cnnfx_f32(grgb), H, W);
+    if (!cnnfx_resize_bilinear_adjoint(g3, 3, h, w, cnnfx_f32(grgb), H, W)) {
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_NOMEM, "out of memory (resize adjoint)");
+      return FALSE;
+    }
   }
   return TRUE;
 }
