@@ -83,6 +83,10 @@ const char *cnnfx_model_node_op(const CnnfxModel *m, int i);
 const char *cnnfx_model_node_name(const CnnfxModel *m, int i);
 int cnnfx_model_node_n_outputs(const CnnfxModel *m, int i);
 const char *cnnfx_model_node_output(const CnnfxModel *m, int i, int k);
+int cnnfx_model_node_n_inputs(const CnnfxModel *m, int i);
+const char *cnnfx_model_node_input(const CnnfxModel *m, int i, int k); /* "" for an absent optional input */
+/* Index of the node that computes tensor `name`, or -1 (inputs, weights, unknown names). */
+int cnnfx_model_producer(const CnnfxModel *m, const char *name);
 /* Initializer (weight) lookup, NULL if absent.  Borrowed. */
 const CnnfxTensor *cnnfx_model_initializer(const CnnfxModel *m, const char *name);
 int cnnfx_model_opset(const CnnfxModel *m);
@@ -111,6 +115,9 @@ typedef struct {
   /* Tensor names whose values must be readable after forward (NULL-terminated).
    * Forward computes only what these (or, when NULL, the graph outputs) need. */
   const char *const *targets;
+  /* Intermediate tensors whose gradients backward keeps for cnnfx_session_grad() (Grad-CAM reads
+   * the gradient at a feature map).  NULL-terminated, may be NULL. */
+  const char *const *keep_grads;
   size_t mem_limit;          /* bytes; 0 = no limit except what malloc gives */
   const volatile int *cancel; /* optional: set to non-zero to stop at the next node */
 } CnnfxSessionOptions;
@@ -130,7 +137,8 @@ CnnfxTensor *cnnfx_session_get(CnnfxSession *s, const char *name, GError **error
 /* Backward from gradients given at any set of computed tensors (same shapes). */
 gboolean cnnfx_session_backward(CnnfxSession *s, int n, const char *const *names,
                                 CnnfxTensor *const *grads, GError **error);
-/* Gradient at a graph input (or at an initializer in CNNFX_GRAD_WEIGHTS mode). Borrowed. */
+/* Gradient at a graph input, at an initializer (CNNFX_GRAD_WEIGHTS mode) or at a tensor named in
+ * keep_grads.  Borrowed. */
 CnnfxTensor *cnnfx_session_grad(CnnfxSession *s, const char *name, GError **error);
 /* Replace an initializer's value for this session (training updates).  Same shape. */
 gboolean cnnfx_session_set_weight(CnnfxSession *s, const char *name, const CnnfxTensor *t, GError **error);

@@ -964,3 +964,15 @@ const CnnfxTensor *cnnfx_model_initializer(const CnnfxModel *m, const char *name
   return id >= 0 ? m->values[id].init : NULL;
 }
 int cnnfx_model_opset(const CnnfxModel *m) { return m->opset; }
+
+int cnnfx_model_node_n_inputs(const CnnfxModel *m, int i) { return m->nodes[i].n_in; }
+const char *cnnfx_model_node_input(const CnnfxModel *m, int i, int k)
+{
+  int v = m->nodes[i].in[k];
+  return v >= 0 ? m->values[v].name : "";
+}
+int cnnfx_model_producer(const CnnfxModel *m, const char *name)
+{
+  int id = cnnfx_model_value_id(m, name);
+  return id >= 0 ? m->values[id].producer : -1;
+}

@@ -22,6 +22,7 @@ struct CnnfxSession {
   gboolean *rg;            /* per value: requires grad */
   gboolean *keep;          /* per value: keep data after forward (targets) */
   gboolean *saved;         /* per value: needed by some backward */
+  gboolean *keep_grad;     /* per value: backward keeps its gradient */
   int *last_fwd;           /* per value: last active consumer (forward) */
   int *first_bwd;          /* per value: smallest node index whose backward reads it */
   int *target_ids;
@@ -65,6 +66,7 @@ void cnnfx_session_free(CnnfxSession *s)
   g_free(s->rg);
   g_free(s->keep);
   g_free(s->saved);
+  g_free(s->keep_grad);
   g_free(s->last_fwd);
   g_free(s->first_bwd);
   g_free(s->target_ids);
@@ -101,6 +103,7 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
   s->rg = g_new0(gboolean, nv + 1);
   s->keep = g_new0(gboolean, nv + 1);
   s->saved = g_new0(gboolean, nv + 1);
+  s->keep_grad = g_new0(gboolean, nv + 1);
   s->last_fwd = g_new(int, nv + 1);
   s->first_bwd = g_new(int, nv + 1);
   s->vals = g_new0(CnnfxTensor *, nv + 1);
@@ -138,6 +141,18 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
     }
   } else {
     g_array_append_vals(tg, m->outputs, m->n_outputs);
+  }
+  if (opts && opts->keep_grads) {
+    for (const char *const *t = opts->keep_grads; *t; t++) {
+      int id = cnnfx_model_value_id(m, *t);
+      if (id < 0) {
+        cnnfx_set_error(error, CNNFX_ERROR_ARG, "no tensor named '%s' in the model (see `cnnfx info`)", *t);
+        g_array_free(tg, TRUE);
+        cnnfx_session_free(s);
+        return NULL;
+      }
+      s->keep_grad[id] = TRUE;
+    }
   }
   s->n_targets = (int)tg->len;
   s->target_ids = (int *)g_array_free(tg, FALSE);
@@ -426,7 +441,7 @@ gboolean cnnfx_session_backward(CnnfxSession *s, int n_seeds, const char *const 
     /* Output gradients are consumed; saved activations whose earliest reader ran are freed. */
     for (int o = 0; o < n->n_out; o++) {
       int v = n->out[o];
-      if (v >= 0 && s->grads[v] && !m->values[v].is_input) {
+      if (v >= 0 && s->grads[v] && !m->values[v].is_input && !s->keep_grad[v]) {
         cnnfx_tensor_unref(s->grads[v]);
         s->grads[v] = NULL;
       }
@@ -444,8 +459,8 @@ gboolean cnnfx_session_backward(CnnfxSession *s, int n_seeds, const char *const 
 CnnfxTensor *cnnfx_session_grad(CnnfxSession *s, const char *name, GError **error)
 {
   int id = cnnfx_model_value_id(s->m, name);
-  if (id < 0 || !(s->m->values[id].is_input || s->m->values[id].init)) {
-    cnnfx_set_error(error, CNNFX_ERROR_ARG, "'%s' is not an input or weight of the model", name);
+  if (id < 0 || !(s->m->values[id].is_input || s->m->values[id].init || s->keep_grad[id])) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "'%s' is not an input or weight of the model, nor in keep_grads", name);
     return NULL;
   }
   if (!s->backward_done) {
