@@ -64,8 +64,10 @@ static CnnfxModel *load_onnx(const char *path, GError **error)
   return m;
 }
 
-static void set_default_preproc(CnnfxNet *n)
+static void set_default_preproc(CnnfxNet *n, const char *filter)
 {
+  /* Classifiers see the whole photo at the size they were exported with. */
+  gboolean classifier = !g_strcmp0(filter, "classify") || !g_strcmp0(filter, "fool") || !g_strcmp0(filter, "visualize");
   int64_t dims[CNNFX_MAX_DIMS];
   int nd = cnnfx_model_input_shape(n->model, 0, dims);
   n->pre.scale = 1;
@@ -84,7 +86,7 @@ static void set_default_preproc(CnnfxNet *n)
   if (nd == 4 && dims[2] > 0 && dims[3] > 0) {
     /* A declared static size: classifiers with Flatten+Gemm need it; fully convolutional
      * models exported at one size run at any size, so only pin it for small inputs. */
-    if (dims[2] <= 64) {
+    if (dims[2] <= 64 || classifier) {
       n->pre.fixed_h = (int)dims[2];
       n->pre.fixed_w = (int)dims[3];
     }
@@ -182,7 +184,7 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
   n->name = g_strdup(section ? section : path);
   n->input = g_strdup(cnnfx_model_input_name(n->model, 0));
   n->output = g_strdup(cnnfx_model_output_name(n->model, 0));
-  set_default_preproc(n);
+  set_default_preproc(n, filter);
   if (kf && !apply_section(n, kf, section, wdir, error)) return NULL;
   if (!kf) {
     /* A model given as a path may have a sidecar MODEL.ini with the same keys. */

@@ -29,8 +29,8 @@ void *cnnfx_mem_alloc(CnnfxMem *mem, size_t bytes, GError **error)
   if (bytes == 0) bytes = 1;
   if (mem && mem->limit && (bytes > mem->limit || mem->current > mem->limit - bytes)) {
     cnnfx_set_error(error, CNNFX_ERROR_NOMEM,
-                    "out of memory: need %zu MiB more, %zu MiB in use, limit %zu MiB",
-                    bytes >> 20, mem->current >> 20, mem->limit >> 20);
+                    "out of memory: need %.1f MiB more, %.1f MiB in use, limit %.1f MiB",
+                    bytes / 1048576.0, mem->current / 1048576.0, mem->limit / 1048576.0);
     return NULL;
   }
   void *p = NULL;

@@ -45,7 +45,7 @@ STD = np.array([0.229, 0.224, 0.225], np.float32)
 # Whole-image float buffers for a 6000x4000 photo: the CLI's decoded image (12 B/px), the image
 # tensor (12 B/px) and the gradient (12 B/px) = 864 MB; network tensors <= --max-memory (24 MiB);
 # libraries, tile buffers and JPEG codec rows: ~100 MB.
-BIG_RSS_BOUND_MB = 1050
+BIG_RSS_BOUND_MB = 1050  # MiB
 
 results = []
 
@@ -258,7 +258,7 @@ def test_big(a, d, spath):
     ch = np.abs(x - y).mean()
     check("big: 6000x4000 dreams with --max-memory 24", im.size == (6000, 4000) and ch > 0.5,
           f"{wall:.1f}s, mean |out-in| {ch:.2f}/255 on a crop")
-    check(f"big: peak RSS < {BIG_RSS_BOUND_MB} MB", rss < BIG_RSS_BOUND_MB, f"peak RSS {rss:.0f} MB")
+    check(f"big: peak RSS < {BIG_RSS_BOUND_MB} MiB", rss < BIG_RSS_BOUND_MB, f"peak RSS {rss:.0f} MiB")
 
 
 def test_cancel(a, d, gpath):

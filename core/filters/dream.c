@@ -30,7 +30,8 @@
  *   peak = N * (1 + max(1, 2/s^2)) + network tensors of one tile (bounded by run->max_memory)
  *          + ~40 bytes per tile pixel of tile buffers.
  * The octave bases are never stored: they are area-resampled from the image when needed. */
-#include "cnnfx-private.h"
+#include "cnnfx-filters.h"
+#include <cblas.h>
 #include "imgops.h"
 #include <math.h>
 #include <stdio.h>
@@ -292,7 +293,8 @@ static gboolean layer_seed(const Layer *L, const CnnfxTensor *a, CnnfxTensor *g,
   }
   for (size_t p0 = 0; p0 < P; p0 += chunk) {
     int m = (int)MIN(chunk, P - p0);
-    cnnfx_sgemm(TRUE, FALSE, m, N, L->C, 1.0f, x + p0, (int)P, L->guide, N, 0.0f, A, N);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, N, L->C, 1.0f, x + p0, (int)P, L->guide, N, 0.0f, A,
+                N);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < m; i++) {
       const float *r = A + (size_t)i * N;
@@ -474,10 +476,8 @@ static gboolean probe_run(Dream *d, const CnnfxTensor *image, int ph, int pw, GE
   if (!grgb) return FALSE;
   extract_tile(cnnfx_f32(image), H, W, 0, 0, 0, 0, ph, pw, cnnfx_f32(rgb));
   g_autoptr(CnnfxTensor) x = cnnfx_net_preprocess(d->net, rgb, error);
-  if (!x || !cnnfx_session_set_input(d->s, d->net->input, x, error) || !cnnfx_session_forward(d->s, error)) {
-    if (error && *error) g_prefix_error(error, "dream: ");
+  if (!x || !cnnfx_session_set_input(d->s, d->net->input, x, error) || !cnnfx_session_forward(d->s, error))
     return FALSE;
-  }
   CnnfxTensor **seeds = g_new0(CnnfxTensor *, d->n_layers + 1);
   gboolean ok = TRUE;
   for (int l = 0; l < d->n_layers && ok; l++) {
@@ -645,7 +645,11 @@ gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *
   CnnfxSessionOptions o = {.grad = CNNFX_GRAD_INPUT, .targets = d.names, .mem_limit = run->max_memory,
                            .cancel = run->cancel};
   if (!(d.s = cnnfx_session_new(net->model, run->backend, &o, error))) goto out;
-  if (!probe(&d, image, chans, error)) goto out;
+  if (!probe(&d, image, chans, error)) {
+    if (error && *error && (*error)->domain == CNNFX_ERROR && (*error)->code != CNNFX_ERROR_ARG)
+      g_prefix_error(error, "dream (trying the model on a 128 px crop): ");
+    goto out;
+  }
 
   /* tile size: the parameter, or smaller when the estimate says it would not fit */
   int T = cnnfx_params_int(p, "tile");

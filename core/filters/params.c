@@ -16,14 +16,14 @@
 
 static const CnnfxParam dream_params[] = {
   P_STRS("layer", "Layers", "Layer(s) whose activation is amplified (default: the model's dream layer)"),
-  P_STR("channel", NULL, "Channels", "Only these channels of the layer, e.g. 12 or 3,40 (default: all)"),
+  P_STR("channel", NULL, "Channels", "Only these channels of the layer, e.g. 12, 3,40 or 8-15 (default: all)"),
   P_INT("octaves", 1, 12, 4, "Octaves", "Number of scales, coarse to fine"),
   P_DBL("octave-scale", 1.05, 3.0, 1.4, "Octave scale", "Size ratio between octaves"),
   P_INT("iterations", 1, 1000, 10, "Iterations", "Gradient-ascent steps per octave"),
   P_DBL("step", 0.01, 20.0, 1.5, "Step size", "Step size (gradient normalised by its mean absolute value)"),
   P_INT("jitter", 0, 256, 32, "Jitter", "Random shift (roll) in pixels before each step"),
   P_BOOL("clip", 1, "Clip", "Keep pixel values in the valid range 0..1 after every step"),
-  P_FILE("guide", "Guide image", "Maximise the dot product with this image's features instead of their norm"),
+  P_FILE("guide", "Guide image", "Maximise the match with this image's features (best guide feature per position) instead of their norm"),
   P_INT("tile", 128, 4096, 512, "Tile size", "Largest tile processed at once; big photos are done in overlapping tiles"),
   P_END,
 };
