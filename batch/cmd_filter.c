@@ -130,11 +130,45 @@ static gboolean opt_cb(const char *name, const char *value, gpointer data, GErro
   for (const CnnfxParam *q = c->info->params; q->name; q++)
     if (!strcmp(q->name, n)) d = q;
   if (d && d->type == CNNFX_P_BOOL && !value) value = "1";
-  if (!cnnfx_params_set(c->params, n, value, error)) {
-    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s", (*error)->message);
+  g_autoptr(GError) e = NULL;
+  if (!cnnfx_params_set(c->params, n, value, &e)) {
+    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s", e->message);
     return FALSE;
   }
   return TRUE;
+}
+
+static gboolean is_bool_word(const char *s)
+{
+  static const char *const w[] = {"yes", "no", "true", "false", "on", "off", "1", "0", NULL};
+  for (int i = 0; w[i]; i++)
+    if (!g_ascii_strcasecmp(s, w[i])) return TRUE;
+  return FALSE;
+}
+
+/* GOption gives an optional argument the next word even when that is an input file
+ * ("--preserve-colors photo.jpg").  Rewrite yes/no flags first: "--flag" -> "--flag=yes",
+ * "--flag no" -> "--flag=no".  Returns a new argv (g_strfreev). */
+static char **normalise_bool_flags(const CnnfxFilterInfo *info, int argc, char **argv, int *argc_out)
+{
+  GPtrArray *a = g_ptr_array_new();
+  for (int i = 0; i < argc; i++) {
+    const CnnfxParam *d = NULL;
+    if (g_str_has_prefix(argv[i], "--") && !strchr(argv[i], '='))
+      for (const CnnfxParam *q = info->params; q->name; q++)
+        if (q->type == CNNFX_P_BOOL && !strcmp(q->name, argv[i] + 2)) d = q;
+    if (!d) {
+      g_ptr_array_add(a, g_strdup(argv[i]));
+    } else if (i + 1 < argc && is_bool_word(argv[i + 1])) {
+      g_ptr_array_add(a, g_strconcat(argv[i], "=", argv[i + 1], NULL));
+      i++;
+    } else {
+      g_ptr_array_add(a, g_strconcat(argv[i], "=yes", NULL));
+    }
+  }
+  *argc_out = (int)a->len;
+  g_ptr_array_add(a, NULL);
+  return (char **)g_ptr_array_free(a, FALSE);
 }
 
 static GOptionGroup *param_group(OptCtx *c, GPtrArray *keep)
@@ -207,6 +241,9 @@ int cmd_filter(int argc, char **argv)
   g_autoptr(CnnfxBackend) be = NULL;
   g_autoptr(CnnfxNet) net = NULL;
   int rc = 2;
+  g_auto(GStrv) args = normalise_bool_flags(info, argc, argv, &argc);
+  g_autofree char **argv_owned = g_memdup2(args, sizeof(char *) * (argc + 1)); /* GOption reorders argv */
+  argv = argv_owned;
   if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);
     goto out;
@@ -257,9 +294,10 @@ int cmd_filter(int argc, char **argv)
   app.run = (CnnfxRun){.backend = be, .seed = (guint64)seed, .cancel = &cancel_flag,
                        .max_memory = (size_t)(max_mem_mb ? max_mem_mb : 2048) << 20,
                        .progress = progress_cb, .user = &prog};
-  if (!cli_filter_prepare(&app, &err)) {
+  if (!cli_filter_prepare(&app, &err)) { /* bad style / guide images, missing options: nothing processed */
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);
     cli_filter_finish(&app, NULL);
+    rc = 2;
     goto out;
   }
   struct sigaction sa = {0}, old_int, old_term;

@@ -33,14 +33,29 @@ gboolean cli_filter_prepare(FilterApp *app, GError **error)
     }
     const char *const *st = cnnfx_params_strings(app->params, "style");
     app->n_styles = st ? (int)g_strv_length((char **)st) : 0;
+    if (!app->n_styles && !app->net->style_layers) {
+      /* a model without style layers and no style image: a feed-forward style network (-m style-mosaic) */
+      app->fast_net = TRUE;
+      return TRUE;
+    }
     if (!app->n_styles) {
-      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "style needs --style FILE (or --fast-model FILE)");
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
+                  "style needs --style FILE, or a fast-style network (--fast-model FILE, -m style-mosaic)");
+      return FALSE;
+    }
+    const char *const *bl = cnnfx_params_strings(app->params, "style-blend");
+    if (bl && *bl && (int)g_strv_length((char **)bl) != app->n_styles) {
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--style-blend has %u weights for %d style images",
+                  g_strv_length((char **)bl), app->n_styles);
       return FALSE;
     }
     app->styles = g_new0(CnnfxTensor *, app->n_styles + 1);
     for (int i = 0; i < app->n_styles; i++) {
       g_autoptr(CnnfxImage) img = cnnfx_image_load(st[i], error);
-      if (!img || !(app->styles[i] = cli_image_to_tensor(img, error))) return FALSE;
+      if (!img || !(app->styles[i] = cli_image_to_tensor(img, error))) {
+        g_prefix_error(error, "--style: ");
+        return FALSE;
+      }
     }
   }
   if (is_filter(app, "dream")) {
@@ -196,7 +211,8 @@ gboolean cli_filter_apply(FilterApp *app, CnnfxImage *img, const char *src, cons
   if (is_filter(app, "dream")) {
     ok = cnnfx_dream(app->net, app->params, &app->run, x, app->guide, error);
   } else if (is_filter(app, "style")) {
-    ok = app->fast ? cnnfx_fast_style(app->fast, &app->run, x, error)
+    ok = app->fast || app->fast_net
+           ? cnnfx_fast_style(app->fast ? app->fast : app->net->model, &app->run, x, error)
                    : cnnfx_style(app->net, app->params, &app->run, x, app->styles, app->n_styles, error);
   } else {
     g_autoptr(CnnfxTensor) v = cnnfx_visualize(app->net, app->params, &app->run, x, error);

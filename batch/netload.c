@@ -122,9 +122,16 @@ static gboolean apply_section(CnnfxNet *n, GKeyFile *kf, const char *g, const ch
     }
   }
   char **l;
-  if ((l = read_list(kf, g, "dream_layers"))) { g_strfreev(n->dream_layers); n->dream_layers = l; }
+  /* models.ini writes dream_layer / content_layer (one each); plural keys take lists */
+  if ((l = read_list(kf, g, "dream_layers")) || (l = read_list(kf, g, "dream_layer"))) {
+    g_strfreev(n->dream_layers);
+    n->dream_layers = l;
+  }
   if ((l = read_list(kf, g, "style_layers"))) { g_strfreev(n->style_layers); n->style_layers = l; }
-  if ((l = read_list(kf, g, "content_layers"))) { g_strfreev(n->content_layers); n->content_layers = l; }
+  if ((l = read_list(kf, g, "content_layers")) || (l = read_list(kf, g, "content_layer"))) {
+    g_strfreev(n->content_layers);
+    n->content_layers = l;
+  }
   if (g_key_file_has_key(kf, g, "cam_layer", NULL)) {
     g_free(n->cam_layer);
     n->cam_layer = g_key_file_get_string(kf, g, "cam_layer", NULL);

@@ -31,7 +31,8 @@ typedef struct {
   CnnfxTensor **styles;  /* style: loaded style images */
   int n_styles;
   CnnfxTensor *guide;    /* dream: guide image */
-  CnnfxModel *fast;      /* style: fast-style network */
+  CnnfxModel *fast;      /* style: fast-style network (--fast-model) */
+  gboolean fast_net;     /* style: the loaded net itself is a fast-style network */
   FILE *report;          /* classify / fool: CSV or JSON report */
   char *report_tmp, *report_path;
   int n_reported;

@@ -3,7 +3,7 @@
 
 Every adversarial result is checked the way a user would: the written PNG is loaded from
 disk (8-bit) and classified by torch with the same preprocessing as cnnfx (bilinear resize
-with half-pixel centres, no antialiasing; luma / mean / std), and, when `cnnfx classify`
+with half-pixel centres, antialiased when shrinking like PIL; luma / mean / std), and, when `cnnfx classify`
 works, by cnnfx too.  L-inf is an exact integer check on the 8-bit files.
 
 Models
@@ -83,7 +83,7 @@ class Ref:
     def probs(self, path):
         a = torch.from_numpy(load8(path).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
         if a.shape[2:] != (self.size, self.size):
-            a = F.interpolate(a, size=(self.size, self.size), mode="bilinear", align_corners=False)
+            a = F.interpolate(a, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
         if self.gray:
             a = sum(LUMA[c] * a[:, c:c + 1] for c in range(3))
             x = (a * self.scale - self.mean[0]) / self.std[0]

@@ -33,6 +33,7 @@
 #include "cnnfx-filters.h"
 #include <cblas.h>
 #include "imgops.h"
+#include "tiles.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@
 
 #define ALIGN 32     /* tile cores start at multiples of this (network stride phase) */
 #define MIN_SIDE 32  /* octaves smaller than this are skipped */
+#define MIN_IMAGE 8
 #define MIN_TILE 96
 #define GUIDE_MAX 512
 
@@ -337,45 +339,6 @@ static gboolean tile_grad(Dream *d, CnnfxTensor *rgb, CnnfxTensor *grgb, GError 
   return gx && cnnfx_net_grad_to_rgb(net, gx, grgb, error);
 }
 
-/* Split [0,n) into cores aligned to ALIGN so that core + 2M <= T.  Returns the count; b[0..k]. */
-static int split(int n, int T, int M, int **b)
-{
-  if (n <= T) {
-    *b = g_new(int, 2);
-    (*b)[0] = 0;
-    (*b)[1] = n;
-    return 1;
-  }
-  int nb = (n + ALIGN - 1) / ALIGN, cb = (T - 2 * M) / ALIGN;
-  int k = (nb + cb - 1) / cb;
-  *b = g_new(int, k + 1);
-  for (int i = 0; i <= k; i++) (*b)[i] = MIN(n, (int)((int64_t)i * nb / k) * ALIGN);
-  (*b)[k] = n;
-  return k;
-}
-
-/* Half-width of the linear blend across boundary i (1..k-1) between cores i-1 and i. */
-static int blend_radius(const int *b, int k, int i, int R)
-{
-  return MIN(R, MIN((b[i] - b[i - 1]) / 2, (b[i + 1] - b[i]) / 2));
-}
-
-/* Weights of tile i along one axis over its extent [e0, e1); the nonzero range goes to [*r0, *r1).
- * Neighbouring tiles' weights ramp linearly across each boundary and add up to 1 everywhere. */
-static void axis_weights(const int *b, int k, int i, int R, int e0, int e1, float *w, int *r0, int *r1)
-{
-  int rl = i > 0 ? blend_radius(b, k, i, R) : 0, rr = i < k - 1 ? blend_radius(b, k, i + 1, R) : 0;
-  *r0 = b[i] - rl;
-  *r1 = b[i + 1] + rr;
-  for (int y = e0; y < e1; y++) {
-    float v = 1;
-    if (y < b[i] - rl || y >= b[i + 1] + rr) v = 0;
-    else if (rl && y < b[i] + rl) v = (y - (b[i] - rl) + 0.5f) / (2.f * rl);
-    else if (rr && y >= b[i + 1] - rr) v = 1 - (y - (b[i + 1] - rr) + 0.5f) / (2.f * rr);
-    w[y - e0] = v;
-  }
-}
-
 static void report(Dream *d, double frac_of_step, double step_work, int tile, int n_tiles)
 {
   if (!d->run->progress) return;
@@ -390,23 +353,24 @@ static gboolean image_grad(Dream *d, const float *img, int H, int W, int dy, int
 {
   int T = d->tile, M = d->margin, R = d->margin / 4;
   g_autofree int *by = NULL, *bx = NULL;
-  int ny = split(H, T, M, &by), nx = split(W, T, M, &bx), n = ny * nx;
+  int ny = cnnfx_tiles_split(H, T, M, ALIGN, &by), nx = cnnfx_tiles_split(W, T, M, ALIGN, &bx), n = ny * nx;
   g_autofree float *wy = g_new(float, MIN(T, H)), *wx = g_new(float, MIN(T, W));
   memset(grad, 0, (size_t)3 * H * W * sizeof(float));
   for (int ty = 0; ty < ny; ty++)
     for (int tx = 0; tx < nx; tx++) {
       if (cancelled(d, error)) return FALSE;
-      int y0 = ny > 1 ? MAX(0, by[ty] - M) : 0, y1 = ny > 1 ? MIN(H, by[ty + 1] + M) : H;
-      int x0 = nx > 1 ? MAX(0, bx[tx] - M) : 0, x1 = nx > 1 ? MIN(W, bx[tx + 1] + M) : W;
-      int th = y1 - y0, tw = x1 - x0, ry0, ry1, rx0, rx1;
+      int y0, y1, x0, x1, ry0, ry1, rx0, rx1;
+      cnnfx_tiles_extent(by, ny, ty, M, H, &y0, &y1);
+      cnnfx_tiles_extent(bx, nx, tx, M, W, &x0, &x1);
+      int th = y1 - y0, tw = x1 - x0;
       int64_t dims[3] = {3, th, tw};
       g_autoptr(CnnfxTensor) rgb = cnnfx_tensor_new_f32(3, dims, error);
       g_autoptr(CnnfxTensor) grgb = rgb ? cnnfx_tensor_new_f32(3, dims, error) : NULL;
       if (!grgb) return FALSE;
       extract_tile(img, H, W, dy, dx, y0, x0, th, tw, cnnfx_f32(rgb));
       if (!tile_grad(d, rgb, grgb, error)) return FALSE;
-      axis_weights(by, ny, ty, R, y0, y1, wy, &ry0, &ry1);
-      axis_weights(bx, nx, tx, R, x0, x1, wx, &rx0, &rx1);
+      cnnfx_tiles_weights(by, ny, ty, R, y0, y1, wy, &ry0, &ry1);
+      cnnfx_tiles_weights(bx, nx, tx, R, x0, x1, wx, &rx0, &rx1);
       scatter_add(cnnfx_f32(grgb), th, tw, y0, x0, wy, wx, ry0, ry1, rx0, rx1, grad, H, W, dy, dx);
       report(d, (double)(ty * nx + tx + 1) / n, (double)H * W, ty * nx + tx + 1, n);
     }
@@ -608,9 +572,9 @@ gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *
     return FALSE;
   }
   const int H = (int)image->dims[image->ndim - 2], W = (int)image->dims[image->ndim - 1];
-  if (H < MIN_SIDE || W < MIN_SIDE) {
+  if (H < MIN_IMAGE || W < MIN_IMAGE) { /* smaller images run at one octave if the network takes them */
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_SHAPE, "dream: image %dx%d is too small (at least %d px a side)", W,
-                H, MIN_SIDE);
+                H, MIN_IMAGE);
     return FALSE;
   }
   const int octaves = cnnfx_params_int(p, "octaves"), iters = cnnfx_params_int(p, "iterations");
