@@ -96,13 +96,17 @@ static void set_default_preproc(CnnfxNet *n, const char *filter)
 /* Fill net fields from a manifest/offline section. */
 static gboolean apply_section(CnnfxNet *n, GKeyFile *kf, const char *g, const char *base_dir, GError **error)
 {
-  if (g_key_file_has_key(kf, g, "input", NULL)) {
+  /* input / output name tensors; in models.ini `input` is a description ("data_0 float[1,3,224,224]
+   * (zoo README)"), so a value that is no tensor of the model keeps the model's own first input */
+  g_autofree char *in = g_key_file_get_string(kf, g, "input", NULL);
+  g_autofree char *out = g_key_file_get_string(kf, g, "output", NULL);
+  if (in && cnnfx_model_has_value(n->model, in)) {
     g_free(n->input);
-    n->input = g_key_file_get_string(kf, g, "input", NULL);
+    n->input = g_steal_pointer(&in);
   }
-  if (g_key_file_has_key(kf, g, "output", NULL)) {
+  if (out && (cnnfx_model_has_value(n->model, out) || !strchr(out, ' '))) {
     g_free(n->output);
-    n->output = g_key_file_get_string(kf, g, "output", NULL);
+    n->output = g_steal_pointer(&out);
   }
   if (g_key_file_has_key(kf, g, "output_is_prob", NULL))
     n->output_is_prob = g_key_file_get_boolean(kf, g, "output_is_prob", NULL);
