@@ -135,6 +135,7 @@ extern const CnnfxOp *const cnnfx_ops_linalg[];
 extern const CnnfxOp *const cnnfx_ops_conv[];
 extern const CnnfxOp *const cnnfx_ops_pool[];
 extern const CnnfxOp *const cnnfx_ops_norm[];
+extern const CnnfxOp *const cnnfx_ops_resize[];
 
 /* Backend internals (backend.c) */
 const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type);
