@@ -43,6 +43,7 @@
  */
 #include "cnnfx-private.h"
 #include "imgops.h"
+#include "netutil.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,26 +80,6 @@ static CnnfxSession *new_session(const Ctx *c, const CnnfxModel *m, CnnfxGradMod
                            .mem_limit = c->run ? c->run->max_memory : 0,
                            .cancel = c->run ? c->run->cancel : NULL};
   return cnnfx_session_new(m, c->run ? c->run->backend : NULL, &o, error);
-}
-
-/* The logits behind a probability output: walk back through shape-only ops to a Softmax. */
-static const char *score_tensor(const CnnfxNet *net)
-{
-  if (!net->output_is_prob) return net->output;
-  const CnnfxModel *m = net->model;
-  int v = cnnfx_model_value_id(m, net->output);
-  for (int hops = 0; v >= 0 && hops < 8; hops++) {
-    int p = m->values[v].producer;
-    if (p < 0) break;
-    const CnnfxNode *n = &m->nodes[p];
-    if (n->n_in < 1 || n->in[0] < 0) break;
-    if (!strcmp(n->op_type, "Softmax")) return m->values[n->in[0]].name;
-    if (strcmp(n->op_type, "Reshape") && strcmp(n->op_type, "Flatten") && strcmp(n->op_type, "Squeeze") &&
-        strcmp(n->op_type, "Unsqueeze") && strcmp(n->op_type, "Identity"))
-      break;
-    v = n->in[0];
-  }
-  return net->output;
 }
 
 /* ---- derived model for the gradient at an inner tensor -------------------------------- */
@@ -272,33 +253,6 @@ static double gauss(GRand *r)
   double u1 = g_rand_double(r), u2 = g_rand_double(r);
   if (u1 < 1e-300) u1 = 1e-300;
   return sqrt(-2.0 * log(u1)) * cos(2.0 * G_PI * u2);
-}
-
-/* "class" parameter -> index */
-static gboolean parse_class(const CnnfxNet *net, const char *s, int n_classes, int *out, GError **error)
-{
-  int n_labels = net->labels ? (int)g_strv_length(net->labels) : 0;
-  for (int i = 0; i < n_labels && i < n_classes; i++)
-    if (!strcmp(net->labels[i], s)) return *out = i, TRUE;
-  for (int i = 0; i < n_labels && i < n_classes; i++)
-    if (!g_ascii_strcasecmp(net->labels[i], s)) return *out = i, TRUE;
-  /* ImageNet-style "tabby, tabby cat": any comma-separated synonym */
-  for (int i = 0; i < n_labels && i < n_classes; i++) {
-    if (!strchr(net->labels[i], ',')) continue;
-    g_auto(GStrv) syn = g_strsplit(net->labels[i], ",", -1);
-    for (char **q = syn; *q; q++)
-      if (!g_ascii_strcasecmp(g_strstrip(*q), s)) return *out = i, TRUE;
-  }
-  char *end;
-  long v = strtol(s, &end, 10);
-  if (end != s && *end == 0) {
-    if (v >= 0 && v < n_classes) return *out = (int)v, TRUE;
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--class %ld: the model has classes 0..%d", v, n_classes - 1);
-    return FALSE;
-  }
-  g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--class '%s': no such label (give a label or an index 0..%d)", s,
-              n_classes - 1);
-  return FALSE;
 }
 
 /* Last 4-D node output with spatial size > 1 computed by session s. */
@@ -514,18 +468,8 @@ gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRu
   }
 
   Ctx c = {.eff = *net, .run = run, .prog0 = 0, .prog1 = 0.3};
-  if (!c.eff.pre.fixed_h || !c.eff.pre.fixed_w) {
-    const CnnfxModel *m = net->model;
-    for (int i = 0; i < cnnfx_model_n_inputs(m); i++) {
-      int64_t d[CNNFX_MAX_DIMS];
-      if (strcmp(cnnfx_model_input_name(m, i), net->input) || cnnfx_model_input_shape(m, i, d) != 4) continue;
-      if (d[2] > 0 && d[3] > 0) {
-        c.eff.pre.fixed_h = (int)d[2];
-        c.eff.pre.fixed_w = (int)d[3];
-      }
-    }
-  }
-  c.score = score_tensor(net);
+  cnnfx_net_pin_input_size(&c.eff);
+  c.score = cnnfx_net_score_tensor(net);
 
   progress(&c, 0, "classify");
   g_autoptr(CnnfxTensor) x = cnnfx_net_preprocess(&c.eff, image, error);
@@ -592,7 +536,7 @@ gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRu
 
   int cls = order[0];
   const char *cs = cnnfx_params_string(p, "class");
-  if (cs && *cs && !parse_class(net, cs, n, &cls, error)) return FALSE;
+  if (cs && *cs && !cnnfx_net_parse_class(net, cs, n, &cls, error)) return FALSE;
   if (cancelled(&c, error)) return FALSE;
 
   c.prog0 = 0.3;

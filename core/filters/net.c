@@ -1,5 +1,7 @@
 /* Networks as the filters see them: a model plus how images go in. */
+#include "cnnfx-private.h"
 #include "imgops.h"
+#include "netutil.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,4 +112,66 @@ char *cnnfx_net_resolve_layer(const CnnfxNet *n, const char *spec, GError **erro
               "no layer '%s' in model %s (`cnnfx info MODEL` lists tensor names; OpType#N also works)", spec,
               n->name ? n->name : "");
   return NULL;
+}
+
+/* ---- classifier helpers (netutil.h) ------------------------------------------------------ */
+
+/* The logits behind a probability output: walk back through shape-only ops to a Softmax. */
+const char *cnnfx_net_score_tensor(const CnnfxNet *net)
+{
+  if (!net->output_is_prob) return net->output;
+  const CnnfxModel *m = net->model;
+  int v = cnnfx_model_value_id(m, net->output);
+  for (int hops = 0; v >= 0 && hops < 8; hops++) {
+    int p = m->values[v].producer;
+    if (p < 0) break;
+    const CnnfxNode *n = &m->nodes[p];
+    if (n->n_in < 1 || n->in[0] < 0) break;
+    if (!strcmp(n->op_type, "Softmax")) return m->values[n->in[0]].name;
+    if (strcmp(n->op_type, "Reshape") && strcmp(n->op_type, "Flatten") && strcmp(n->op_type, "Squeeze") &&
+        strcmp(n->op_type, "Unsqueeze") && strcmp(n->op_type, "Identity"))
+      break;
+    v = n->in[0];
+  }
+  return net->output;
+}
+
+gboolean cnnfx_net_parse_class(const CnnfxNet *net, const char *s, int n_classes, int *out, GError **error)
+{
+  int n_labels = net->labels ? (int)g_strv_length(net->labels) : 0;
+  for (int i = 0; i < n_labels && i < n_classes; i++)
+    if (!strcmp(net->labels[i], s)) return *out = i, TRUE;
+  for (int i = 0; i < n_labels && i < n_classes; i++)
+    if (!g_ascii_strcasecmp(net->labels[i], s)) return *out = i, TRUE;
+  /* ImageNet-style "tabby, tabby cat": any comma-separated synonym */
+  for (int i = 0; i < n_labels && i < n_classes; i++) {
+    if (!strchr(net->labels[i], ',')) continue;
+    g_auto(GStrv) syn = g_strsplit(net->labels[i], ",", -1);
+    for (char **q = syn; *q; q++)
+      if (!g_ascii_strcasecmp(g_strstrip(*q), s)) return *out = i, TRUE;
+  }
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (end != s && *end == 0) {
+    if (v >= 0 && v < n_classes) return *out = (int)v, TRUE;
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--class %ld: the model has classes 0..%d", v, n_classes - 1);
+    return FALSE;
+  }
+  g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--class '%s': no such label (give a label or an index 0..%d)", s,
+              n_classes - 1);
+  return FALSE;
+}
+
+void cnnfx_net_pin_input_size(CnnfxNet *eff)
+{
+  if (eff->pre.fixed_h && eff->pre.fixed_w) return;
+  const CnnfxModel *m = eff->model;
+  for (int i = 0; i < cnnfx_model_n_inputs(m); i++) {
+    int64_t d[CNNFX_MAX_DIMS];
+    if (strcmp(cnnfx_model_input_name(m, i), eff->input) || cnnfx_model_input_shape(m, i, d) != 4) continue;
+    if (d[2] > 0 && d[3] > 0) {
+      eff->pre.fixed_h = (int)d[2];
+      eff->pre.fixed_w = (int)d[3];
+    }
+  }
 }

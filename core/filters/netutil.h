@@ -1,0 +1,23 @@
+/* Internal helpers shared by the filters that read a classifier's scores (classify, visualize).
+ * Not installed; the implementations live in net.c. */
+#ifndef CNNFX_NETUTIL_H
+#define CNNFX_NETUTIL_H
+
+#include "cnnfx-filters.h"
+
+/* The tensor whose entries are the class scores to differentiate (logits): net->output, or for
+ * a probability output produced by a Softmax (possibly followed by Reshape / Flatten / Squeeze /
+ * Unsqueeze / Identity) the Softmax input.  Borrowed from the model. */
+const char *cnnfx_net_score_tensor(const CnnfxNet *net);
+
+/* A "class" parameter -> class index: an exact label, a label ignoring case, one of a label's
+ * comma-separated synonyms ("tabby, tabby cat") ignoring case, or an index 0..n_classes-1.
+ * Errors name the option (--class). */
+gboolean cnnfx_net_parse_class(const CnnfxNet *net, const char *s, int n_classes, int *out, GError **error);
+
+/* For a net without a fixed input size (pre.fixed_h/w unset) whose graph input declares a
+ * static H x W (the model zoo's [1,3,224,224]), set pre.fixed_h/w to it: classifiers run at the
+ * size they were trained at.  Works on a shallow copy of the caller's net. */
+void cnnfx_net_pin_input_size(CnnfxNet *eff);
+
+#endif
