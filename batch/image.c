@@ -1,6 +1,7 @@
 /* PNG and JPEG reading/writing for the front-ends. */
 #include "image.h"
 #include <errno.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -425,6 +426,10 @@ gboolean cnnfx_image_save(const CnnfxImage *img, const char *path, int depth, in
                 g_strerror(errno));
     return FALSE;
   }
+  /* mkstemp makes 0600; outputs get the usual 0666 less the umask, like any file a program writes */
+  mode_t um = umask(0);
+  umask(um);
+  if (fchmod(fd, 0666 & ~um) != 0) g_debug("fchmod %s: %s", tmpl, g_strerror(errno));
   FILE *f = fdopen(fd, "wb");
   if (!f) {
     close(fd);

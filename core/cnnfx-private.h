@@ -8,15 +8,27 @@
 
 /* ---- memory accounting ------------------------------------------------------ */
 
+#define CNNFX_MEM_CACHE 48
+
 typedef struct CnnfxMem {
   size_t limit;    /* 0 = unlimited */
   size_t current;
   size_t peak;
+  /* Freed big blocks kept for reuse (sessions run the same shapes again and again: reusing a
+   * block saves the page faults of fresh memory).  Off unless `cache` is set; the cache never
+   * holds more than the peak, and with a limit, current + cached stays within it. */
+  gboolean cache;
+  int n_cached;
+  size_t cached;
+  void *cache_p[CNNFX_MEM_CACHE];
+  size_t cache_n[CNNFX_MEM_CACHE];
 } CnnfxMem;
 
 /* Checked allocation, counted against mem (may be NULL).  Sets CNNFX_ERROR_NOMEM. */
 void *cnnfx_mem_alloc(CnnfxMem *mem, size_t bytes, GError **error);
 void cnnfx_mem_free(CnnfxMem *mem, void *p, size_t bytes);
+/* Release the cached blocks (a session's end). */
+void cnnfx_mem_clear(CnnfxMem *mem);
 /* Scratch buffers (im2col, transforms): counted, 64-byte aligned. */
 float *cnnfx_scratch_f32(CnnfxMem *mem, size_t n, GError **error);
 void cnnfx_scratch_free(CnnfxMem *mem, float *p, size_t n);

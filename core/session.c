@@ -78,6 +78,7 @@ void cnnfx_session_free(CnnfxSession *s)
   g_free(s->a_gout);
   g_free(s->a_gin);
   g_free(s->a_need);
+  cnnfx_mem_clear(&s->mem);
   g_free(s);
 }
 
@@ -96,6 +97,7 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
   if (opts) s->opts = *opts;
   s->opts.targets = NULL; /* copied below as ids */
   s->mem.limit = s->opts.mem_limit;
+  s->mem.cache = TRUE;
   s->exec.mem = &s->mem;
   s->exec.n_threads = cnnfx_backend_threads(b);
   s->ops = g_new0(const CnnfxOp *, nn + 1);

@@ -2,6 +2,7 @@
 #include "cnnfx-private.h"
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 G_DEFINE_QUARK(cnnfx-error-quark, cnnfx_error)
@@ -24,6 +25,37 @@ gboolean cnnfx_dims_numel(int ndim, const int64_t *dims, size_t *numel)
   return TRUE;
 }
 
+#define CACHE_MIN ((size_t)64 << 10) /* smaller blocks: malloc's own free lists do well */
+
+/* Big blocks: 2 MiB aligned and marked for transparent huge pages (far fewer page faults on
+ * first touch of large activations). */
+static size_t block_align(size_t bytes)
+{
+  return bytes >= ((size_t)4 << 20) ? ((size_t)2 << 20) : 64;
+}
+
+static void cache_drop(CnnfxMem *mem, int i)
+{
+  free(mem->cache_p[i]);
+  mem->cached -= mem->cache_n[i];
+  mem->n_cached--;
+  memmove(mem->cache_p + i, mem->cache_p + i + 1, (size_t)(mem->n_cached - i) * sizeof(void *));
+  memmove(mem->cache_n + i, mem->cache_n + i + 1, (size_t)(mem->n_cached - i) * sizeof(size_t));
+}
+
+void cnnfx_mem_clear(CnnfxMem *mem)
+{
+  while (mem && mem->n_cached) cache_drop(mem, mem->n_cached - 1);
+}
+
+static void account(CnnfxMem *mem, size_t bytes)
+{
+  if (mem) {
+    mem->current += bytes;
+    if (mem->current > mem->peak) mem->peak = mem->current;
+  }
+}
+
 void *cnnfx_mem_alloc(CnnfxMem *mem, size_t bytes, GError **error)
 {
   if (bytes == 0) bytes = 1;
@@ -33,23 +65,42 @@ void *cnnfx_mem_alloc(CnnfxMem *mem, size_t bytes, GError **error)
                     bytes / 1048576.0, mem->current / 1048576.0, mem->limit / 1048576.0);
     return NULL;
   }
-  void *p = NULL;
-  /* Big blocks: 2 MiB aligned and marked for transparent huge pages (far fewer page faults
-   * on first touch of large activations). */
-  size_t align = bytes >= ((size_t)4 << 20) ? ((size_t)2 << 20) : 64;
+  size_t align = block_align(bytes);
   size_t rounded = (bytes + align - 1) & ~(align - 1);
-  if (rounded < bytes || posix_memalign(&p, align, rounded) != 0 || !p) {
-    cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory: cannot allocate %zu MiB",
-                    bytes >> 20);
+  if (rounded < bytes) {
+    cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory: cannot allocate %zu MiB", bytes >> 20);
     return NULL;
+  }
+  if (mem && mem->cache && rounded >= CACHE_MIN) {
+    for (int i = mem->n_cached - 1; i >= 0; i--)
+      if (mem->cache_n[i] == rounded) { /* newest first */
+        void *p = mem->cache_p[i];
+        mem->cached -= rounded;
+        mem->n_cached--;
+        memmove(mem->cache_p + i, mem->cache_p + i + 1, (size_t)(mem->n_cached - i) * sizeof(void *));
+        memmove(mem->cache_n + i, mem->cache_n + i + 1, (size_t)(mem->n_cached - i) * sizeof(size_t));
+        account(mem, bytes);
+        return p;
+      }
+    /* keep live + cached within the limit: drop the oldest cached blocks first */
+    while (mem->n_cached && mem->limit && mem->current + mem->cached + rounded > mem->limit) cache_drop(mem, 0);
+  }
+  void *p = NULL;
+  if (posix_memalign(&p, align, rounded) != 0 || !p) {
+    p = NULL;
+    if (mem && mem->n_cached) { /* give the cache back and try once more */
+      cnnfx_mem_clear(mem);
+      if (posix_memalign(&p, align, rounded) != 0) p = NULL;
+    }
+    if (!p) {
+      cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory: cannot allocate %zu MiB", bytes >> 20);
+      return NULL;
+    }
   }
 #ifdef MADV_HUGEPAGE
   if (align > 64) madvise(p, rounded, MADV_HUGEPAGE);
 #endif
-  if (mem) {
-    mem->current += bytes;
-    if (mem->current > mem->peak) mem->peak = mem->current;
-  }
+  account(mem, bytes);
   return p;
 }
 
@@ -58,6 +109,16 @@ void cnnfx_mem_free(CnnfxMem *mem, void *p, size_t bytes)
   if (!p) return;
   if (bytes == 0) bytes = 1;
   if (mem) mem->current -= MIN(bytes, mem->current);
+  size_t align = block_align(bytes), rounded = (bytes + align - 1) & ~(align - 1);
+  if (mem && mem->cache && rounded >= CACHE_MIN && rounded <= mem->peak) {
+    while (mem->n_cached && (mem->n_cached == CNNFX_MEM_CACHE || mem->cached + rounded > mem->peak))
+      cache_drop(mem, 0);
+    mem->cache_p[mem->n_cached] = p;
+    mem->cache_n[mem->n_cached] = rounded;
+    mem->n_cached++;
+    mem->cached += rounded;
+    return;
+  }
   free(p);
 }
 
