@@ -58,15 +58,6 @@ typedef struct {
   double prog0, prog1;     /* progress span of the current stage */
 } Ctx;
 
-static gboolean cancelled(const Ctx *c, GError **error)
-{
-  if (c->run && c->run->cancel && *c->run->cancel) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_CANCELLED, "cancelled");
-    return TRUE;
-  }
-  return FALSE;
-}
-
 static void progress(const Ctx *c, double f, const char *what)
 {
   if (c->run && c->run->progress) c->run->progress(c->prog0 + (c->prog1 - c->prog0) * f, what, c->run->user);
@@ -426,7 +417,7 @@ static CnnfxTensor *saliency(Ctx *c, const CnnfxParams *p, const CnnfxTensor *im
     guint32 seed[2] = {(guint32)(c->run ? c->run->seed : 0), (guint32)((c->run ? c->run->seed : 0) >> 32)};
     g_autoptr(GRand) rng = g_rand_new_with_seed_array(seed, 2);
     for (int t = 0; t < n; t++) {
-      if (cancelled(c, error)) return NULL;
+      if (cnnfx_run_cancelled(c->run, error)) return NULL;
       g_autofree char *what = g_strdup_printf("SmoothGrad sample %d/%d", t + 1, n);
       progress(c, (double)t / n, what);
       for (size_t i = 0; i < base->numel; i++) nz[i] = b[i] + (float)(sigma * gauss(rng));
@@ -537,7 +528,7 @@ gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRu
   int cls = order[0];
   const char *cs = cnnfx_params_string(p, "class");
   if (cs && *cs && !cnnfx_net_parse_class(net, cs, n, &cls, error)) return FALSE;
-  if (cancelled(&c, error)) return FALSE;
+  if (cnnfx_run_cancelled(c.run, error)) return FALSE;
 
   c.prog0 = 0.3;
   c.prog1 = 1.0;

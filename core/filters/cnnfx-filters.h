@@ -114,6 +114,9 @@ typedef struct {
   gpointer user;
 } CnnfxRun;
 
+/* TRUE (and CNNFX_ERROR_CANCELLED) once the run's cancel flag is raised. */
+gboolean cnnfx_run_cancelled(const CnnfxRun *run, GError **error);
+
 /* Result of classify / fool */
 typedef struct {
   int index;

@@ -70,15 +70,6 @@ typedef struct {
   int octave, n_octaves, iter, n_iters;
 } Dream;
 
-static gboolean cancelled(const Dream *d, GError **error)
-{
-  if (d->run->cancel && *d->run->cancel) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_CANCELLED, "cancelled");
-    return TRUE;
-  }
-  return FALSE;
-}
-
 /* "12", "3,40", "8-15,20" -> sorted unique list */
 static GArray *parse_channels(const char *s, GError **error)
 {
@@ -358,7 +349,7 @@ static gboolean image_grad(Dream *d, const float *img, int H, int W, int dy, int
   memset(grad, 0, (size_t)3 * H * W * sizeof(float));
   for (int ty = 0; ty < ny; ty++)
     for (int tx = 0; tx < nx; tx++) {
-      if (cancelled(d, error)) return FALSE;
+      if (cnnfx_run_cancelled(d->run, error)) return FALSE;
       int y0, y1, x0, x1, ry0, ry1, rx0, rx1;
       cnnfx_tiles_extent(by, ny, ty, M, H, &y0, &y1);
       cnnfx_tiles_extent(bx, nx, tx, M, W, &x0, &x1);

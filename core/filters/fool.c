@@ -34,15 +34,6 @@ typedef struct {
   int done, total;
 } Fool;
 
-static gboolean cancelled(const Fool *f, GError **error)
-{
-  if (f->run->cancel && *f->run->cancel) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_CANCELLED, "cancelled");
-    return TRUE;
-  }
-  return FALSE;
-}
-
 static void progress(Fool *f, const char *what)
 {
   if (!f->run->progress) return;
@@ -61,7 +52,7 @@ static const char *label_of(const Fool *f, int i)
 static gboolean evaluate(Fool *f, const CnnfxTensor *rgb, int cls, CnnfxTensor *grgb, GError **error)
 {
   const CnnfxNet *net = f->net;
-  if (cancelled(f, error)) return FALSE;
+  if (cnnfx_run_cancelled(f->run, error)) return FALSE;
   g_autoptr(CnnfxTensor) x = cnnfx_net_preprocess(net, rgb, error);
   if (!x || !cnnfx_session_set_input(f->s, net->input, x, error) || !cnnfx_session_forward(f->s, error))
     return FALSE;

@@ -175,3 +175,12 @@ void cnnfx_net_pin_input_size(CnnfxNet *eff)
     }
   }
 }
+
+gboolean cnnfx_run_cancelled(const CnnfxRun *run, GError **error)
+{
+  if (run && run->cancel && *run->cancel) {
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_CANCELLED, "cancelled");
+    return TRUE;
+  }
+  return FALSE;
+}

@@ -85,15 +85,6 @@ typedef struct {
   double ls, lc, ltv;
 } Style;
 
-static gboolean cancelled(const Style *st, GError **error)
-{
-  if (st->run->cancel && *st->run->cancel) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_CANCELLED, "cancelled");
-    return TRUE;
-  }
-  return FALSE;
-}
-
 static void report(Style *st, const char *phase)
 {
   if (!st->run->progress) return;
@@ -359,7 +350,7 @@ static gboolean gram_pass(Style *st, const float *img, int h, int w, GError **er
     Tile t;
     grid_tile(&g, h, w, st->margin, i, &t);
     g_autoptr(CnnfxTensor) rgb = NULL;
-    ok = !cancelled(st, error) && (rgb = cut(img, h, w, &t, error)) && forward(st, st->fs, rgb, error);
+    ok = !cnnfx_run_cancelled(st->run, error) && (rgb = cut(img, h, w, &t, error)) && forward(st, st->fs, rgb, error);
     for (int l = 0; l < st->ns && ok; l++) {
       CnnfxTensor *a = cnnfx_session_get(st->fs, st->sl[l].name, error);
       ok = a && gram_add(&st->sl[l], a, &t, error);
@@ -387,7 +378,7 @@ static gboolean content_setup(Style *st, GError **error)
     Tile t;
     grid_tile(&g, st->h, st->w, st->margin, i, &t);
     g_autoptr(CnnfxTensor) rgb = NULL;
-    ok = !cancelled(st, error) && (rgb = cut(st->content, st->h, st->w, &t, error)) && forward(st, st->fc, rgb, error);
+    ok = !cnnfx_run_cancelled(st->run, error) && (rgb = cut(st->content, st->h, st->w, &t, error)) && forward(st, st->fc, rgb, error);
     for (int l = 0; l < st->nc && ok; l++) {
       CnnfxTensor *a = cnnfx_session_get(st->fc, st->cl[l].name, error);
       int C, fh, fw, f0, f1, g0, g1;
@@ -530,7 +521,7 @@ static gboolean evaluate(Style *st, const float *x, double *f, float *g, GError 
     Tile t;
     grid_tile(&grid, h, w, st->margin, i, &t);
     g_autoptr(CnnfxTensor) rgb = NULL, crgb = NULL;
-    if (cancelled(st, error) || !(rgb = cut(x, h, w, &t, error))) {
+    if (cnnfx_run_cancelled(st->run, error) || !(rgb = cut(x, h, w, &t, error))) {
       ok = FALSE;
       break;
     }
@@ -1169,8 +1160,7 @@ gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor 
       cnnfx_tiles_extent(bx, nx, tx, M, W, &x0, &x1);
       int th = y1 - y0, tw = x1 - x0;
       int64_t d[4] = {1, 3, th, tw};
-      if (run->cancel && *run->cancel) {
-        g_set_error(&e, CNNFX_ERROR, CNNFX_ERROR_CANCELLED, "cancelled");
+      if (cnnfx_run_cancelled(run, &e)) {
         tiles_ok = FALSE;
         break;
       }

@@ -65,15 +65,6 @@ typedef struct {
   const CnnfxRun *run;
 } Viz;
 
-static gboolean cancelled(const Viz *v, GError **error)
-{
-  if (v->run && v->run->cancel && *v->run->cancel) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_CANCELLED, "cancelled");
-    return TRUE;
-  }
-  return FALSE;
-}
-
 static void progress(const Viz *v, double f, const char *what)
 {
   if (v->run && v->run->progress) v->run->progress(f, what, v->run->user);
@@ -475,7 +466,7 @@ static CnnfxTensor *viz_class(Viz *v, const CnnfxTensor *image, GError **error)
   double s_start = z[cls], s_last = s_start;
 
   for (int t = 0; t < iters; t++) {
-    if (cancelled(v, error)) return NULL;
+    if (cnnfx_run_cancelled(v->run, error)) return NULL;
     if (v->run && v->run->progress) {
       char what[64];
       g_snprintf(what, sizeof what, "class %d, step %d/%d", cls, t + 1, iters);
