@@ -21,14 +21,20 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
   ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     meson test -C "$A" --print-errorlogs --num-processes 1 --suite unit --suite ops --suite fuzz || rc=1
 fi
+fuzz=skipped
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
-  sh tests/fuzz/smoke.sh "$B" --time 60 || rc=1
+  if bash tests/fuzz/smoke.sh "$B" --time 60; then fuzz=passed; else fuzz=failed; rc=1; fi
 fi
 
-/usr/bin/python3 - "$B" "$A" <<'PY'
+/usr/bin/python3 - "$fuzz" "$B" "$A" <<'PY'
 import json, os, sys
 p = f = 0
-for d in sys.argv[1:]:
+fuzz = sys.argv[1]
+if fuzz == "passed": p += 1
+if fuzz == "failed":
+    f += 1
+    print("failed: libFuzzer smoke run (tests/fuzz/smoke.sh)")
+for d in sys.argv[2:]:
     log = os.path.join(d, "meson-logs", "testlog.json")
     if not os.path.exists(log):
         continue
