@@ -488,8 +488,10 @@ int cmd_check_grad(int argc, char **argv)
 {
   gint seed = 1, samples = 64;
   double eps = 1e-2, rtol = 1e-2, atol = 1e-3;
+  g_autofree char *shape = NULL;
   GOptionEntry entries[] = {
     {"seed", 0, 0, G_OPTION_ARG_INT, &seed, "Random seed", "N"},
+    {"shape", 0, 0, G_OPTION_ARG_STRING, &shape, "Shape of the first input when the model's is dynamic", "N,C,H,W"},
     {"eps", 0, 0, G_OPTION_ARG_DOUBLE, &eps, "Finite-difference step (default 1e-2)", "E"},
     {"rtol", 0, 0, G_OPTION_ARG_DOUBLE, &rtol, "Relative tolerance (default 1e-2)", "R"},
     {"atol", 0, 0, G_OPTION_ARG_DOUBLE, &atol, "Absolute tolerance (default 1e-3)", "A"},
@@ -518,6 +520,7 @@ int cmd_check_grad(int argc, char **argv)
     int64_t dims[CNNFX_MAX_DIMS];
     int nd = cnnfx_model_input_shape(m, i, dims);
     const char *nm = cnnfx_model_input_name(m, i);
+    if (i == 0 && shape && !cli_parse_shape(shape, &nd, dims, &err)) goto fail;
     for (int k = 0; k < nd; k++)
       if (dims[k] < 0) nd = -1;
     if (nd < 0) {

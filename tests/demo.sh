@@ -22,6 +22,9 @@ echo "== core: ONNX conformance tests of Conv, pooling, BatchNorm, LRN"
 $C check-onnx /usr/share/libonnx-testdata/data/node/test_conv_with_strides_padding \
   /usr/share/libonnx-testdata/data/node/test_maxpool_2d_ceil /usr/share/libonnx-testdata/data/node/test_lrn \
   /usr/share/libonnx-testdata/data/node/test_batchnorm_example
-echo "== core: gradients of the shipped classifier against finite differences"
+echo "== core: analytic gradients (Conv, LRN, MaxPool) against central finite differences"
+N=/usr/share/libonnx-testdata/data/node
+for t in test_conv_with_strides_padding test_lrn test_maxpool_2d_ceil; do $C check-grad $N/$t/model.onnx; done
+echo "== core: the shipped classifier, every tensor with its shape"
 $C info weights/fashion_lenet.onnx --shape 1,1,28,28 | head -8
 echo "outputs in $OUT/"
