@@ -234,8 +234,10 @@ int cmd_filter(int argc, char **argv)
   g_autoptr(GOptionContext) ctx = g_option_context_new(summary);
   g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func(g_free);
   OptCtx oc = {params, info};
-  g_option_context_add_main_entries(ctx, common, NULL);
-  g_option_context_add_group(ctx, param_group(&oc, keep));
+  /* one group for the common flags and the filter's own, so `--help` lists them all */
+  GOptionGroup *main_group = param_group(&oc, keep);
+  g_option_group_add_entries(main_group, common);
+  g_option_context_set_main_group(ctx, main_group);
   g_autoptr(GError) err = NULL;
   g_autoptr(GPtrArray) jobs = g_ptr_array_new_with_free_func(job_free);
   g_autoptr(CnnfxBackend) be = NULL;

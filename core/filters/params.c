@@ -38,7 +38,7 @@ static const CnnfxParam style_params[] = {
   P_DBL("tv-weight", 0, 1e6, 1e-2, "Total variation", "Weight of the total-variation smoothness loss"),
   P_CHOICE("init", "content", "content|noise", "Start from", "Start from the content image or from noise"),
   P_CHOICE("optimizer", "lbfgs", "lbfgs|adam", "Optimizer", "L-BFGS (default) or Adam"),
-  P_INT("iterations", 1, 10000, 100, "Iterations", "Optimisation steps (at the finest scale)"),
+  P_INT("iterations", 1, 10000, 100, "Iterations", "Optimisation steps per scale"),
   P_DBL("learning-rate", 1e-4, 1.0, 0.02, "Learning rate", "Adam step size (image in 0..1 units)"),
   P_DBL("style-scale", 0.1, 4.0, 1.0, "Style scale", "Resize style images by this factor relative to the content"),
   P_BOOL("preserve-colors", 0, "Keep colours", "Transfer luminance only; keep the content's colours"),
