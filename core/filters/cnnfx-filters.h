@@ -99,6 +99,8 @@ char *cnnfx_net_resolve_layer(const CnnfxNet *n, const char *spec, GError **erro
 
 /* Image <-> network input */
 CnnfxTensor *cnnfx_net_preprocess(const CnnfxNet *n, const CnnfxTensor *rgb, GError **error);
+/* Preprocess an RGB image, bind it as the net's input of session s and run forward. */
+gboolean cnnfx_net_forward(const CnnfxNet *n, CnnfxSession *s, const CnnfxTensor *rgb, GError **error);
 /* Map a gradient w.r.t. the network input back to a gradient w.r.t. the RGB image (chain rule). */
 gboolean cnnfx_net_grad_to_rgb(const CnnfxNet *n, const CnnfxTensor *gin, CnnfxTensor *grgb, GError **error);
 

@@ -312,9 +312,7 @@ static gboolean layer_seed(const Layer *L, const CnnfxTensor *a, CnnfxTensor *g,
 static gboolean tile_grad(Dream *d, CnnfxTensor *rgb, CnnfxTensor *grgb, GError **error)
 {
   const CnnfxNet *net = d->net;
-  g_autoptr(CnnfxTensor) x = cnnfx_net_preprocess(net, rgb, error);
-  if (!x || !cnnfx_session_set_input(d->s, net->input, x, error) || !cnnfx_session_forward(d->s, error))
-    return FALSE;
+  if (!cnnfx_net_forward(net, d->s, rgb, error)) return FALSE;
   CnnfxTensor **seeds = g_new0(CnnfxTensor *, d->n_layers + 1);
   gboolean ok = TRUE;
   for (int l = 0; l < d->n_layers && ok; l++) {
@@ -430,9 +428,7 @@ static gboolean probe_run(Dream *d, const CnnfxTensor *image, int ph, int pw, GE
   g_autoptr(CnnfxTensor) grgb = rgb ? cnnfx_tensor_new_f32(3, dims, error) : NULL;
   if (!grgb) return FALSE;
   extract_tile(cnnfx_f32(image), H, W, 0, 0, 0, 0, ph, pw, cnnfx_f32(rgb));
-  g_autoptr(CnnfxTensor) x = cnnfx_net_preprocess(d->net, rgb, error);
-  if (!x || !cnnfx_session_set_input(d->s, d->net->input, x, error) || !cnnfx_session_forward(d->s, error))
-    return FALSE;
+  if (!cnnfx_net_forward(d->net, d->s, rgb, error)) return FALSE;
   CnnfxTensor **seeds = g_new0(CnnfxTensor *, d->n_layers + 1);
   gboolean ok = TRUE;
   for (int l = 0; l < d->n_layers && ok; l++) {

@@ -53,9 +53,7 @@ static gboolean evaluate(Fool *f, const CnnfxTensor *rgb, int cls, CnnfxTensor *
 {
   const CnnfxNet *net = f->net;
   if (cnnfx_run_cancelled(f->run, error)) return FALSE;
-  g_autoptr(CnnfxTensor) x = cnnfx_net_preprocess(net, rgb, error);
-  if (!x || !cnnfx_session_set_input(f->s, net->input, x, error) || !cnnfx_session_forward(f->s, error))
-    return FALSE;
+  if (!cnnfx_net_forward(net, f->s, rgb, error)) return FALSE;
   CnnfxTensor *out = cnnfx_session_get(f->s, net->output, error);
   if (!out) return FALSE;
   int big = 0; /* a row of class scores: [K], [1,K], [1,K,1,1] */

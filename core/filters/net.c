@@ -55,6 +55,12 @@ CnnfxTensor *cnnfx_net_preprocess(const CnnfxNet *n, const CnnfxTensor *rgb, GEr
   return x;
 }
 
+gboolean cnnfx_net_forward(const CnnfxNet *n, CnnfxSession *s, const CnnfxTensor *rgb, GError **error)
+{
+  g_autoptr(CnnfxTensor) x = cnnfx_net_preprocess(n, rgb, error);
+  return x && cnnfx_session_set_input(s, n->input, x, error) && cnnfx_session_forward(s, error);
+}
+
 gboolean cnnfx_net_grad_to_rgb(const CnnfxNet *n, const CnnfxTensor *gin, CnnfxTensor *grgb, GError **error)
 {
   const CnnfxPreproc *p = &n->pre;

@@ -265,12 +265,6 @@ static CnnfxTensor *cut(const float *img, int h, int w, const Tile *t, GError **
   return r;
 }
 
-static gboolean forward(const Style *st, CnnfxSession *s, const CnnfxTensor *rgb, GError **error)
-{
-  g_autoptr(CnnfxTensor) x = cnnfx_net_preprocess(st->net, rgb, error);
-  return x && cnnfx_session_set_input(s, st->net->input, x, error) && cnnfx_session_forward(s, error);
-}
-
 /* Copy the core region of feature map a [C, fh, fw] into buf [C, n]; returns n. */
 static size_t core_pack(const float *a, int C, int fh, int fw, int f0, int f1, int g0, int g1, float *buf)
 {
@@ -350,7 +344,8 @@ static gboolean gram_pass(Style *st, const float *img, int h, int w, GError **er
     Tile t;
     grid_tile(&g, h, w, st->margin, i, &t);
     g_autoptr(CnnfxTensor) rgb = NULL;
-    ok = !cnnfx_run_cancelled(st->run, error) && (rgb = cut(img, h, w, &t, error)) && forward(st, st->fs, rgb, error);
+    ok = !cnnfx_run_cancelled(st->run, error) && (rgb = cut(img, h, w, &t, error)) &&
+         cnnfx_net_forward(st->net, st->fs, rgb, error);
     for (int l = 0; l < st->ns && ok; l++) {
       CnnfxTensor *a = cnnfx_session_get(st->fs, st->sl[l].name, error);
       ok = a && gram_add(&st->sl[l], a, &t, error);
@@ -378,7 +373,8 @@ static gboolean content_setup(Style *st, GError **error)
     Tile t;
     grid_tile(&g, st->h, st->w, st->margin, i, &t);
     g_autoptr(CnnfxTensor) rgb = NULL;
-    ok = !cnnfx_run_cancelled(st->run, error) && (rgb = cut(st->content, st->h, st->w, &t, error)) && forward(st, st->fc, rgb, error);
+    ok = !cnnfx_run_cancelled(st->run, error) && (rgb = cut(st->content, st->h, st->w, &t, error)) &&
+         cnnfx_net_forward(st->net, st->fc, rgb, error);
     for (int l = 0; l < st->nc && ok; l++) {
       CnnfxTensor *a = cnnfx_session_get(st->fc, st->cl[l].name, error);
       int C, fh, fw, f0, f1, g0, g1;
@@ -526,11 +522,11 @@ static gboolean evaluate(Style *st, const float *x, double *f, float *g, GError 
       break;
     }
     if (n > 1 && st->nc && st->cw > 0 &&
-        (!(crgb = cut(st->content, h, w, &t, error)) || !forward(st, st->fc, crgb, error))) {
+        (!(crgb = cut(st->content, h, w, &t, error)) || !cnnfx_net_forward(st->net, st->fc, crgb, error))) {
       ok = FALSE;
       break;
     }
-    if (!forward(st, st->s, rgb, error)) {
+    if (!cnnfx_net_forward(st->net, st->s, rgb, error)) {
       ok = FALSE;
       break;
     }
@@ -825,7 +821,7 @@ static gboolean setup_tile_size(Style *st, int h, int w, GError **error)
     int ph = MIN(h, 64 << k), pw = MIN(w, 64 << k);
     Tile t = {0, ph, 0, pw, 0, ph, 0, pw, 1, 1};
     g_autoptr(CnnfxTensor) rgb = cut(img, h, w, &t, error);
-    if (!rgb || !forward(st, st->s, rgb, error)) return FALSE;
+    if (!rgb || !cnnfx_net_forward(st->net, st->s, rgb, error)) return FALSE;
     CnnfxTensor **seeds = g_new0(CnnfxTensor *, st->n_all + 1);
     gboolean ok = TRUE;
     double seed_bytes = 0;
