@@ -221,20 +221,6 @@ static int mod(int a, int n)
   return a < 0 ? a + n : a;
 }
 
-/* tile[c,i,j] = img[c, (y0+i-dy) mod H, (x0+j-dx) mod W]: a window of the rolled image. */
-static void extract_tile(const float *img, int H, int W, int dy, int dx, int y0, int x0, int th, int tw, float *tile)
-{
-  int sx0 = mod(x0 - dx, W), first = MIN(tw, W - sx0);
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int c = 0; c < 3; c++)
-    for (int i = 0; i < th; i++) {
-      const float *s = img + ((size_t)c * H + mod(y0 + i - dy, H)) * W;
-      float *d = tile + ((size_t)c * th + i) * tw;
-      memcpy(d, s + sx0, (size_t)first * sizeof(float));
-      if (tw > first) memcpy(d + first, s, (size_t)(tw - first) * sizeof(float));
-    }
-}
-
 /* grad[c, (y-dy) mod H, (x-dx) mod W] += wy[y-y0] * wx[x-x0] * tg[c, y-y0, x-x0] over [ry0,ry1) x [rx0,rx1) */
 static void scatter_add(const float *tg, int th, int tw, int y0, int x0, const float *wy, const float *wx, int ry0,
                         int ry1, int rx0, int rx1, float *grad, int H, int W, int dy, int dx)
@@ -356,7 +342,7 @@ static gboolean image_grad(Dream *d, const float *img, int H, int W, int dy, int
       g_autoptr(CnnfxTensor) rgb = cnnfx_tensor_new_f32(3, dims, error);
       g_autoptr(CnnfxTensor) grgb = rgb ? cnnfx_tensor_new_f32(3, dims, error) : NULL;
       if (!grgb) return FALSE;
-      extract_tile(img, H, W, dy, dx, y0, x0, th, tw, cnnfx_f32(rgb));
+      cnnfx_tiles_extract(img, H, W, dy, dx, y0, x0, th, tw, cnnfx_f32(rgb));
       if (!tile_grad(d, rgb, grgb, error)) return FALSE;
       cnnfx_tiles_weights(by, ny, ty, R, y0, y1, wy, &ry0, &ry1);
       cnnfx_tiles_weights(bx, nx, tx, R, x0, x1, wx, &rx0, &rx1);
@@ -427,7 +413,7 @@ static gboolean probe_run(Dream *d, const CnnfxTensor *image, int ph, int pw, GE
   g_autoptr(CnnfxTensor) rgb = cnnfx_tensor_new_f32(3, dims, error);
   g_autoptr(CnnfxTensor) grgb = rgb ? cnnfx_tensor_new_f32(3, dims, error) : NULL;
   if (!grgb) return FALSE;
-  extract_tile(cnnfx_f32(image), H, W, 0, 0, 0, 0, ph, pw, cnnfx_f32(rgb));
+  cnnfx_tiles_extract(cnnfx_f32(image), H, W, 0, 0, 0, 0, ph, pw, cnnfx_f32(rgb));
   if (!cnnfx_net_forward(d->net, d->s, rgb, error)) return FALSE;
   CnnfxTensor **seeds = g_new0(CnnfxTensor *, d->n_layers + 1);
   gboolean ok = TRUE;

@@ -198,10 +198,10 @@ static gboolean feat_dims(const CnnfxTensor *a, const char *name, int *C, int *f
                 name, sh);
     return FALSE;
   }
-  *C = (int)a->dims[a->ndim == 2 ? 1 : a->ndim - 3];
-  *fh = a->ndim >= 4 ? (int)a->dims[a->ndim - 2] : 1;
-  *fw = a->ndim >= 3 ? (int)a->dims[a->ndim - 1] : 1;
-  if (a->ndim == 3) *fh = (int)a->dims[1], *fw = (int)a->dims[2];
+  int nd = a->ndim; /* [N,C] vectors, [C,H,W], [1,C,H,W] */
+  *C = (int)a->dims[nd == 2 ? 1 : nd - 3];
+  *fh = nd >= 3 ? (int)a->dims[nd - 2] : 1;
+  *fw = nd >= 3 ? (int)a->dims[nd - 1] : 1;
   return TRUE;
 }
 
@@ -258,10 +258,7 @@ static CnnfxTensor *cut(const float *img, int h, int w, const Tile *t, GError **
   int64_t d[3] = {3, th, tw};
   CnnfxTensor *r = cnnfx_tensor_new_f32(3, d, error);
   if (!r) return NULL;
-  float *o = cnnfx_f32(r);
-  for (int c = 0; c < 3; c++)
-    for (int y = 0; y < th; y++)
-      memcpy(o + ((size_t)c * th + y) * tw, img + ((size_t)c * h + t->y0 + y) * w + t->x0, (size_t)tw * sizeof(float));
+  cnnfx_tiles_extract(img, h, w, 0, 0, t->y0, t->x0, th, tw, cnnfx_f32(r));
   return r;
 }
 
@@ -330,8 +327,6 @@ static void gram_finish(SLayer *L, float *G)
   double inv = L->P > 0 ? 1.0 / L->P : 0;
   for (size_t i = 0; i < (size_t)L->C * L->C; i++) G[i] = (float)(L->acc[i] * inv);
 }
-
-static gboolean setup_tile_size(Style *st, int h, int w, GError **error);
 
 /* Pass A over an image: Gram matrices of the style layers (into acc / P). */
 static gboolean gram_pass(Style *st, const float *img, int h, int w, GError **error)
@@ -887,11 +882,8 @@ static gboolean style_targets(Style *st, CnnfxTensor *const *styles, const doubl
     if (!gram_pass(st, cnnfx_f32(rs), h, w, error)) return FALSE;
     for (int l = 0; l < st->ns; l++) {
       SLayer *L = &st->sl[l];
-      float *G = g_try_malloc((size_t)L->C * L->C * sizeof(float));
-      if (!G) return nomem(error, "Gram matrix");
-      gram_finish(L, G);
-      for (size_t i = 0; i < (size_t)L->C * L->C; i++) L->A[i] += (float)blend[k] * G[i];
-      g_free(G);
+      gram_finish(L, L->G); /* L->G is scratch until the optimiser's first evaluation */
+      for (size_t i = 0; i < (size_t)L->C * L->C; i++) L->A[i] += (float)blend[k] * L->G[i];
     }
   }
   for (int l = 0; l < st->ns; l++) {

@@ -1,5 +1,6 @@
 /* Tiling helpers, see tiles.h. */
 #include "tiles.h"
+#include <string.h>
 
 int cnnfx_tiles_split(int n, int T, int margin, int align, int **b)
 {
@@ -41,4 +42,23 @@ void cnnfx_tiles_weights(const int *b, int k, int i, int R, int e0, int e1, floa
     else if (rr && y >= b[i + 1] - rr) v = 1 - (y - (b[i + 1] - rr) + 0.5f) / (2.f * rr);
     w[y - e0] = v;
   }
+}
+
+static int mod(int a, int n)
+{
+  a %= n;
+  return a < 0 ? a + n : a;
+}
+
+void cnnfx_tiles_extract(const float *img, int H, int W, int dy, int dx, int y0, int x0, int th, int tw, float *tile)
+{
+  int sx0 = mod(x0 - dx, W), first = MIN(tw, W - sx0);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int c = 0; c < 3; c++)
+    for (int i = 0; i < th; i++) {
+      const float *s = img + ((size_t)c * H + mod(y0 + i - dy, H)) * W;
+      float *d = tile + ((size_t)c * th + i) * tw;
+      memcpy(d, s + sx0, (size_t)first * sizeof(float));
+      if (tw > first) memcpy(d + first, s, (size_t)(tw - first) * sizeof(float));
+    }
 }

@@ -17,4 +17,8 @@ void cnnfx_tiles_extent(const int *b, int k, int i, int margin, int n, int *e0, 
  * inner boundary; the nonzero range goes to [*r0, *r1). */
 void cnnfx_tiles_weights(const int *b, int k, int i, int R, int e0, int e1, float *w, int *r0, int *r1);
 
+/* tile[c,i,j] = img[c, (y0+i-dy) mod H, (x0+j-dx) mod W] for a [3,H,W] image: a th x tw window of
+ * the image rolled by (dy, dx) (no roll: a plain crop). */
+void cnnfx_tiles_extract(const float *img, int H, int W, int dy, int dx, int y0, int x0, int th, int tw, float *tile);
+
 #endif

@@ -5,28 +5,18 @@ models() yields (name, onnx.ModelProto): small graphs whose float graph input X 
 `cnnfx check-grad`; roi / scales / sizes are initializers (they carry no gradient).  Every name
 starts with "resize_" so that `tests/gradcheck/run.py --only resize` selects exactly these.
 """
+import os
+import sys
+
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
-F = TensorProto.FLOAT
-
-
-def _model(name, nodes, inputs, outputs, inits=(), opset=13):
-    g = helper.make_graph(
-        nodes, name,
-        [helper.make_tensor_value_info(n, F, s) for n, s in inputs],
-        [helper.make_tensor_value_info(n, F, None) for n in outputs],
-        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits],
-    )
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_shape import _model, i64  # noqa: E402  (the shared model builders)
 
 
 def f32(*v):
     return np.array(v, dtype=np.float32)
-
-
-def i64(*v):
-    return np.array(v, dtype=np.int64)
 
 
 EMPTY = np.zeros([0], np.float32)
