@@ -24,16 +24,35 @@ typedef enum {
   CNNFX_P_FILE,     /* a path (front-end loads it) */
   CNNFX_P_FILES,    /* repeatable path (style images) */
   CNNFX_P_STRINGS,  /* repeatable / comma-separated text (layers with weights) */
+  CNNFX_P_COLOR,    /* "#rrggbb" (def_str) */
+  CNNFX_P_LAYER,    /* an image / drawable (GIMP: another open layer; CLI: a FILE) */
+  CNNFX_P_CLASS,    /* a class label or index of the loaded model (dynamic choice) */
+  CNNFX_P_MODEL_LAYER, /* a tensor name / OpType#N of the loaded model (dynamic choice) */
 } CnnfxParamType;
 
+typedef enum {
+  CNNFX_SCOPE_BOTH = 0, /* CLI flag and GIMP argument */
+  CNNFX_SCOPE_CLI,      /* CLI only (output format, 16-bit...) */
+  CNNFX_SCOPE_GUI,      /* GIMP only (e.g. "as new layer") */
+} CnnfxParamScope;
+
+/* One parameter.  The first nine fields are positional (the P_* macros of params.c fill them);
+ * the rest default to 0 / NULL. */
 typedef struct {
   const char *name;     /* CLI flag --name, GIMP argument name; NULL ends a table */
   CnnfxParamType type;
   double min, max, def; /* INT / DOUBLE / BOOL (def 0/1) */
-  const char *def_str;  /* STRING / CHOICE / FILE default, may be NULL */
-  const char *choices;  /* CHOICE: "a|b|c" */
+  const char *def_str;  /* STRING / CHOICE / FILE / COLOR default, may be NULL */
+  const char *choices;  /* CHOICE: nicks "a|b|c" (CLI values, Script-Fu strings) */
   const char *label;    /* short, translatable (N_()) */
   const char *help;     /* one sentence, translatable (N_()) */
+  /* presentation */
+  const char *choice_labels; /* CHOICE: translatable labels "A|B|C", same order as choices (N_()) */
+  double step, page;    /* INT / DOUBLE: spin increments (0 = derived from the range) */
+  gboolean log_scale;   /* slider on a logarithmic scale */
+  const char *group;    /* N_("Basic") (NULL) or N_("Advanced") ... */
+  CnnfxParamScope scope;
+  const char *sensitive_if; /* GUI sensitivity: "param" (true / non-empty) or "param=v1|v2" or "param!=v" */
 } CnnfxParam;
 
 typedef struct {
@@ -42,6 +61,10 @@ typedef struct {
   const char *help;
   const CnnfxParam *params;
 } CnnfxFilterInfo;
+
+/* Parameters every filter shares (model, device, seed, memory bound, preprocessing of a model
+ * given as a path...), one table for all filters; NULL-name terminated. */
+const CnnfxParam *cnnfx_common_params(void);
 
 /* The five filters' tables, and lookup by name. */
 const CnnfxFilterInfo *cnnfx_filter_info(const char *name);

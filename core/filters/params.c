@@ -91,6 +91,16 @@ static const CnnfxParam visualize_params[] = {
   P_END,
 };
 
+/* Shared by every filter (filled in as the CLI's common flags move onto the table). */
+static const CnnfxParam common_params[] = {
+  P_END,
+};
+
+const CnnfxParam *cnnfx_common_params(void)
+{
+  return common_params;
+}
+
 static const CnnfxFilterInfo filters[] = {
   {"dream", N_("Deep Dream"), N_("Amplify what a network layer sees in the image"), dream_params},
   {"style", N_("Style Transfer"), N_("Repaint the image in the style of another (Gatys et al.)"), style_params},
