@@ -4,15 +4,18 @@
 #include <string.h>
 
 #define N_(s) (s)
-#define P_INT(n, lo, hi, d, lab, h) {n, CNNFX_P_INT, lo, hi, d, NULL, NULL, N_(lab), N_(h)}
-#define P_DBL(n, lo, hi, d, lab, h) {n, CNNFX_P_DOUBLE, lo, hi, d, NULL, NULL, N_(lab), N_(h)}
-#define P_BOOL(n, d, lab, h) {n, CNNFX_P_BOOL, 0, 1, d, NULL, NULL, N_(lab), N_(h)}
-#define P_STR(n, d, lab, h) {n, CNNFX_P_STRING, 0, 0, 0, d, NULL, N_(lab), N_(h)}
-#define P_STRS(n, lab, h) {n, CNNFX_P_STRINGS, 0, 0, 0, NULL, NULL, N_(lab), N_(h)}
-#define P_CHOICE(n, d, ch, lab, h) {n, CNNFX_P_CHOICE, 0, 0, 0, d, ch, N_(lab), N_(h)}
-#define P_FILE(n, lab, h) {n, CNNFX_P_FILE, 0, 0, 0, NULL, NULL, N_(lab), N_(h)}
-#define P_FILES(n, lab, h) {n, CNNFX_P_FILES, 0, 0, 0, NULL, NULL, N_(lab), N_(h)}
-#define P_END {NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL}
+/* Designated initialisers: the presentation fields (choice_labels, step, group, scope...) can follow
+ * any entry, e.g. P_DBL(...), .group = N_("Advanced") is not possible in a macro call, so the macros
+ * take them as trailing designated initialisers: P_DBL(..., .log_scale = TRUE). */
+#define P_INT(n, lo, hi, d, lab, h, ...) {.name = n, .type = CNNFX_P_INT, .min = lo, .max = hi, .def = d, .label = N_(lab), .help = N_(h), __VA_ARGS__}
+#define P_DBL(n, lo, hi, d, lab, h, ...) {.name = n, .type = CNNFX_P_DOUBLE, .min = lo, .max = hi, .def = d, .label = N_(lab), .help = N_(h), __VA_ARGS__}
+#define P_BOOL(n, d, lab, h, ...) {.name = n, .type = CNNFX_P_BOOL, .min = 0, .max = 1, .def = d, .label = N_(lab), .help = N_(h), __VA_ARGS__}
+#define P_STR(n, d, lab, h, ...) {.name = n, .type = CNNFX_P_STRING, .def_str = d, .label = N_(lab), .help = N_(h), __VA_ARGS__}
+#define P_STRS(n, lab, h, ...) {.name = n, .type = CNNFX_P_STRINGS, .label = N_(lab), .help = N_(h), __VA_ARGS__}
+#define P_CHOICE(n, d, ch, lab, h, ...) {.name = n, .type = CNNFX_P_CHOICE, .def_str = d, .choices = ch, .label = N_(lab), .help = N_(h), __VA_ARGS__}
+#define P_FILE(n, lab, h, ...) {.name = n, .type = CNNFX_P_FILE, .label = N_(lab), .help = N_(h), __VA_ARGS__}
+#define P_FILES(n, lab, h, ...) {.name = n, .type = CNNFX_P_FILES, .label = N_(lab), .help = N_(h), __VA_ARGS__}
+#define P_END {.name = NULL}
 
 static const CnnfxParam dream_params[] = {
   P_STRS("layer", "Layers", "Layer(s) whose activation is amplified (default: the model's dream layer)"),
@@ -235,6 +238,10 @@ gboolean cnnfx_params_set(CnnfxParams *p, const char *name, const char *value, G
   }
   case CNNFX_P_STRING:
   case CNNFX_P_FILE:
+  case CNNFX_P_COLOR:
+  case CNNFX_P_LAYER:
+  case CNNFX_P_CLASS:
+  case CNNFX_P_MODEL_LAYER:
     g_free(p->v[i].str);
     p->v[i].str = g_strdup(value);
     return TRUE;
