@@ -24,5 +24,6 @@ int cmd_filter(int argc, char **argv);
 int cmd_man(int argc, char **argv);  /* argv[0] names the filter */
 int cmd_models(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

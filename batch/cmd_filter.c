@@ -8,6 +8,7 @@
 #include "cnnfx-filters.h"
 #include "image.h"
 #include "netload.h"
+#include "shard.h"
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <signal.h>
@@ -216,7 +217,8 @@ int cmd_filter(int argc, char **argv)
   char *model = NULL, *device = NULL, *outdir = NULL, *labels = NULL;
   gint64 seed = 0, max_mem_mb = 0;
   gboolean overwrite = FALSE, recurse = FALSE, quiet = FALSE, depth16 = FALSE;
-  int quality = 92;
+  int quality = 92, shard_count = 0;
+  g_autofree char *shard = NULL;
   GOptionEntry common[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &outdir, "Output folder (required; mirrors the input tree)", "OUTDIR"},
     {"model", 'm', 0, G_OPTION_ARG_STRING, &model, "Model name (see `cnnfx models list`) or ONNX file; default: the offline default", "NAME|PATH"},
@@ -229,6 +231,8 @@ int cmd_filter(int argc, char **argv)
     {"jpeg-quality", 0, 0, G_OPTION_ARG_INT, &quality, "JPEG output quality (default 92)", "Q"},
     {"16bit", 0, 0, G_OPTION_ARG_NONE, &depth16, "Write 16-bit PNG (default: the input's depth)", NULL},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress bar", NULL},
+    {"shard", 0, 0, G_OPTION_ARG_STRING, &shard, "Process only shard K of N (1-based; by path hash; default: from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)", "K/N"},
+    {"shard-count", 0, 0, G_OPTION_ARG_INT, &shard_count, "Number of shards N with JOB_COMPLETION_INDEX (default: CNNFX_SHARD_COUNT)", "N"},
     G_OPTION_ENTRY_NULL};
   g_autofree char *summary = g_strdup_printf("INPUT... -o OUTDIR — %s", info->help);
   g_autoptr(GOptionContext) ctx = g_option_context_new(summary);
@@ -277,6 +281,10 @@ int cmd_filter(int argc, char **argv)
               ((Job *)jobs->pdata[i])->rel);
       goto out;
     }
+  if (!cli_shard_filter(jobs, G_STRUCT_OFFSET(Job, rel), shard, shard_count, outdir, quiet, &err)) {
+    fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);
+    goto out;
+  }
   be = cnnfx_backend_new(device ? device : "auto", &err);
   if (!be) {
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);

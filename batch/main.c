@@ -24,6 +24,7 @@ static const Command commands[] = {
   {"bench", cmd_bench, "time forward / forward+backward passes"},
   {"grad", cmd_grad, "write the gradient of 0.5*||tap||^2 w.r.t. the input"},
   {"check-grad", cmd_check_grad, "check gradients against finite differences"},
+  {"report", cmd_report, "merge per-image reports of (sharded) runs: cnnfx report merge OUTDIR"},
   {"man", cmd_man, "print the manual page (roff)"},
 };
 
