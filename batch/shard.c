@@ -90,7 +90,7 @@ gboolean cli_shard_resolve(const char *spec, int count, const char *const *env, 
       }
       k = (id - min) / step + 1;
     } else {
-      k = id % n + 1; /* any N consecutive task ids map onto 1..N */
+      k = ((id - 1) % n + n) % n + 1; /* ids 1..N give K = id; any N consecutive ids map onto 1..N */
     }
     return set_shard(out, k, n, "SLURM_ARRAY_TASK_ID", error);
   }
