@@ -10,4 +10,5 @@ $SUDO apt-get install -y --no-install-recommends \
   libglib2.0-dev libopenblas-dev libpng-dev libjpeg-dev libcurl4-openssl-dev \
   clang libclang-rt-14-dev \
   python3 python3-numpy python3-pil python3-torch python3-torchvision python3-onnx \
-  libonnx-testdata dataset-fashion-mnist darknet
+  libonnx-testdata dataset-fashion-mnist darknet \
+  munge slurm-wlm python3-yaml yamllint
