@@ -2,18 +2,21 @@
 # A real Slurm job array over a folder of photos: this test starts munged, slurmctld and slurmd
 # on localhost (Debian's slurm-wlm and munge) in a temporary configuration of its own (own key,
 # sockets, state and spool folders, free TCP ports), submits
-#   sbatch --array=1-3 --wait  (each task: cnnfx classify -r PHOTOS -o OUT, no --shard)
-# and checks that the three tasks took shards 1/3, 2/3, 3/3 from SLURM_ARRAY_TASK_ID, that every
+#   sbatch --array=1-3 --wait cnnfx-array.sbatch
+# with the Slurm recipe of docs/scale-out.md exactly as written there (each task: one
+# `cnnfx classify -r PHOTOS -o OUT`, no --shard), and checks that the three tasks took shards 1/3,
+# 2/3, 3/3 from SLURM_ARRAY_TASK_ID, that every
 # photo was processed exactly once (one report each, one "-> OUT" line in all task logs together),
 # that each task's photos are those of the documented hash split (= --shard K/3), and that
 # `cnnfx report merge` finds every shard complete.  It stops exactly the daemons it started (by
 # PID) and removes its folder.  Exit 77 with "skipped: <why>" where slurm cannot be started
 # (not installed, daemons fail to come up); exit 1 when it runs and something is wrong.
 #
-# Usage: tests/test_slurm.sh BUILD/batch/cnnfx [--keep]
+# Usage: tests/test_slurm.sh BUILD/batch/cnnfx docs/scale-out.md [--keep]
 set -u
-CNNFX=$(readlink -f "${1:?usage: test_slurm.sh CNNFX [--keep]}")
-KEEP=${2:-}
+CNNFX=$(readlink -f "${1:?usage: test_slurm.sh CNNFX DOCS [--keep]}")
+DOCS=${2:?usage: test_slurm.sh CNNFX DOCS [--keep]}
+KEEP=${3:-}
 PY=/usr/bin/python3
 SBIN=/usr/sbin:/sbin:/usr/bin:/bin
 
@@ -23,10 +26,11 @@ pass() { echo "PASS $*"; }
 
 T=""
 PIDS=""
-JOB=""
+CTLD_UP=""
 FAILED=0
 cleanup() {
-  [ -n "$JOB" ] && SLURM_CONF="$T/slurm.conf" scancel "$JOB" 2>/dev/null
+  # jobs of our private cluster only (its own slurm.conf), e.g. after a timeout
+  [ -n "$CTLD_UP" ] && SLURM_CONF="$T/slurm.conf" scancel --user="$(id -un)" 2>/dev/null && sleep 1
   # stop what we started, newest first, by PID; wait up to 10 s each, then SIGKILL
   for p in $PIDS; do
     kill -TERM "$p" 2>/dev/null || continue
@@ -39,7 +43,7 @@ cleanup() {
     if [ -n "$KEEP" ]; then echo "kept $T"; else rm -rf "$T"; fi
   fi
 }
-trap 'cleanup; exit 130' INT TERM
+trap 'cleanup; exit 130' INT TERM HUP PIPE
 
 for prog in munged slurmctld slurmd; do
   PATH=$PATH:$SBIN command -v "$prog" >/dev/null || skip "$prog not installed (apt-get install slurm-wlm munge)"
@@ -118,6 +122,7 @@ export SLURM_CONF="$T/slurm.conf"
 
 "$SLURMCTLD" -D -c -f "$SLURM_CONF" >"$T/log/slurmctld.out" 2>&1 &
 PIDS="$! $PIDS"
+CTLD_UP=1
 "$SLURMD" -D -f "$SLURM_CONF" -N "$HOST" >"$T/log/slurmd.out" 2>&1 &
 PIDS="$! $PIDS"
 up=""
@@ -147,22 +152,27 @@ for i, f in enumerate(fs[:7]):
         im.transpose(Image.FLIP_LEFT_RIGHT).save(os.path.join(d, "sub", f"f{i:02d}.jpg"), quality=90)
 EOF
 
-# --- the job array ----------------------------------------------------------------------------
-cat >"$T/job.sh" <<EOF
-#!/bin/sh
-#SBATCH --job-name=cnnfx-shard
-#SBATCH --ntasks=1
-#SBATCH --cpus-per-task=1
-# each array task: one cnnfx process, its shard taken from SLURM_ARRAY_TASK_ID
-export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
-exec "$CNNFX" classify -r "$T/photos" -o "$T/out"
+# --- the job array: the recipe of docs/scale-out.md ----------------------------------------------
+$PY - "$DOCS" >"$T/cnnfx-array.sbatch" <<'EOF'
+import re, sys
+for m in re.finditer(r"^```[a-z]*\n(.*?)^```", open(sys.argv[1]).read(), re.M | re.S):
+    if re.search(r"^# recipe: slurm\b", m[1], re.M):
+        sys.stdout.write(m[1])
+        break
+else:
+    sys.exit(1)
 EOF
-out=$(cd "$T" && timeout 240 sbatch --parsable --array=1-3 --wait -o "$T/log/task-%a.out" -e "$T/log/task-%a.err" \
-  "$T/job.sh" 2>&1)
+if [ $? = 0 ] && grep -q '^#SBATCH --array' "$T/cnnfx-array.sbatch"; then
+  pass "Slurm recipe found in $DOCS"
+else
+  fail "no '# recipe: slurm' block with #SBATCH --array in $DOCS"; cleanup; exit 1
+fi
+# the recipe's cnnfx is this build, its folders are ours; 1 CPU a task fits this small node
+export PATH="$(dirname "$CNNFX"):$PATH" PHOTOS="$T/photos" OUT="$T/out" OMP_WAIT_POLICY=passive
+out=$(cd "$T" && timeout 240 sbatch --parsable --array=1-3 --cpus-per-task=1 --wait -o "$T/log/task-%a.out" \
+  -e "$T/log/task-%a.err" "$T/cnnfx-array.sbatch" 2>&1)
 rc=$?
-JOB=$(printf '%s\n' "$out" | head -n 1 | cut -d';' -f1)
-[ $rc = 0 ] && pass "sbatch --array=1-3 --wait: exit 0 (job $JOB)" || fail "sbatch --array=1-3 --wait: exit $rc: $out"
-JOB=""
+[ $rc = 0 ] && pass "sbatch --array=1-3 --wait: exit 0 (job $out)" || fail "sbatch --array=1-3 --wait: exit $rc: $out"
 
 $PY - "$T" "$CNNFX" <<'EOF' || FAILED=1
 import hashlib, os, re, subprocess, sys
