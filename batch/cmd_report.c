@@ -116,6 +116,12 @@ static gboolean parse_int(const char *s, int *v)
 
 static gboolean read_classify_csv(const char *rel, const char *text, GPtrArray *rows, GError **error)
 {
+  gsize quotes = 0;
+  for (const char *c = text; *c; c++) quotes += *c == '"';
+  if (quotes % 2) {
+    g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "unterminated quoted field");
+    return FALSE;
+  }
   g_autoptr(GPtrArray) t = csv_parse(text);
   for (guint i = 1; i < t->len; i++) {
     char **f = t->pdata[i];
@@ -212,7 +218,7 @@ static void find_reports(const char *root, const char *dir, GPtrArray *out)
   if (!d) return;
   const char *e;
   while ((e = g_dir_read_name(d))) {
-    if (e[0] == '.' || (dir == root && is_own_output(e))) continue;
+    if (e[0] == '.' || is_own_output(e)) continue;
     g_autofree char *p = g_build_filename(dir, e, NULL);
     if (g_file_test(p, G_FILE_TEST_IS_DIR)) find_reports(root, p, out);
     else if (g_str_has_suffix(e, ".csv") || g_str_has_suffix(e, ".json") || g_str_has_suffix(e, ".fool.txt"))

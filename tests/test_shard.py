@@ -259,6 +259,11 @@ def main():
     check(sorted((r["file"], r["rank"], r["label"]) for r in jrows) ==
           sorted((r["file"], r["rank"], r["label"]) for r in per), "JSON reports merged into the same table",
           p.stdout + p.stderr)
+    with open(os.path.join(jout, "broken.csv"), "w") as f:
+        f.write('file,rank,index,label,probability\n"x.jpg",1,2,"unterminated,0.5\n')
+    p = run(cnnfx, ["report", "merge", jout])
+    check(p.returncode == 1 and "broken.csv: unterminated quoted field" in p.stderr,
+          "report merge: an unreadable report is named, exit 1", p.stderr)
     fout = os.path.join(tmp, "fool")
     fsrc = sorted(glob.glob(os.path.join(src, "p0[0-3].jpg")))
     # two workers with different budgets: epsilon 8 fools this model, epsilon 1 does not (a mixed rate)
