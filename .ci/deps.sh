@@ -11,4 +11,4 @@ $SUDO apt-get install -y --no-install-recommends \
   clang libclang-rt-14-dev \
   python3 python3-numpy python3-pil python3-torch python3-torchvision python3-onnx \
   libonnx-testdata dataset-fashion-mnist darknet \
-  munge slurm-wlm python3-yaml yamllint
+  munge parallel slurm-wlm python3-yaml yamllint
