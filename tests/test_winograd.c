@@ -121,6 +121,8 @@ int main(int argc, char **argv)
     {1, 64, 150, 150, 32, 1, 1, 1, 1, 1}, /* several tile blocks */
     {3, 2, 96, 100, 3, 0, 0, 2, 2, 1},
     {1, 600, 9, 9, 500, 1, 1, 1, 1, 1},  /* K processed in chunks */
+    {1, 16, 17, 19, 24, 1, 1, 1, 1, 1},  /* tests/gradcheck conv3x3_s1_wino */
+    {1, 24, 17, 19, 16, 1, 1, 1, 1, 0},  /* its adjoint */
   };
   int passed = 0, failed = 0;
   for (CnnfxSimd lv = CNNFX_SIMD_BASELINE; lv <= CNNFX_SIMD_AVX512; lv++) {
