@@ -40,7 +40,7 @@ gboolean cnnfx_simd_parse(const char *s, CnnfxSimd *level, GError **error)
   return FALSE;
 }
 
-static gboolean cpu_has_avx2(void)
+G_GNUC_UNUSED static gboolean cpu_has_avx2(void)
 {
 #ifdef CNNFX_X86
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -49,7 +49,7 @@ static gboolean cpu_has_avx2(void)
 #endif
 }
 
-static gboolean cpu_has_avx512(void)
+G_GNUC_UNUSED static gboolean cpu_has_avx512(void)
 {
 #ifdef CNNFX_X86
   return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
