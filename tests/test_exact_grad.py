@@ -10,7 +10,8 @@ error of a kink may take the other branch (see test_torchvision.py), which alone
 ~1e-3 whatever the arithmetic.  So the reference runs the exported ONNX graph in torch with the
 ReLU masks and max-pool argmax of cnnfx's own forward pass (test_torchvision's interpreter), in
 float64 and in float32: then
-  * exact mode must be within max(1e-4, 2*e32) of the float64 reference,
+  * exact mode must be within max(1e-4, 2*e32) of the float64 reference (the issue's bound), and
+    within max(1e-6, 3*e32) (so that a Winograd layer left on, ~1e-5, fails),
   * fast mode's error is printed (docs/benchmarks.md quotes it) and must stay below 1e-2.
 The plain errors (branches not aligned) are printed too.
 Prints "PASS/FAIL model ..." lines and "N passed, M failed"; exit 1 on failure.
@@ -110,10 +111,13 @@ def main():
             if res["exact"]:
                 err, e32, plain = res["exact"]
                 tol = max(1e-4, 2 * e32)
-                ok_exact = err <= tol
+                # The issue's bound (1e-4) would also admit Winograd's error (~1e-5): exact mode must
+                # moreover be float32 arithmetic, within 3x (and 1e-6) of torch-f32's own error.
+                tight = max(1e-6, 3 * e32)
+                ok_exact = err <= tol and err <= tight
                 print(f"{'PASS' if ok_exact else 'FAIL'} {name} {size}x{size} exact: cnnfx --exact vs float64 "
-                      f"{err:.2e} (limit {tol:.2e} = max(1e-4, 2 x torch-f32 {e32:.2e}), same ReLU/max-pool "
-                      f"branches); without aligning branches cnnfx {plain:.2e}, torch-f32 {e32_plain:.2e}")
+                      f"{err:.2e} (limit {tol:.2e} = max(1e-4, 2 x torch-f32 {e32:.2e}), and {tight:.2e} = max(1e-6, "
+                      f"3 x torch-f32); same ReLU/max-pool branches); without aligning branches cnnfx {plain:.2e}, torch-f32 {e32_plain:.2e}")
             if res["fast"]:
                 err, e32, plain = res["fast"]
                 ok_fast = err <= FAST_MAX
