@@ -15,6 +15,12 @@ gboolean cli_parse_shape(const char *s, int *ndim, int64_t *dims, GError **error
 void cli_fill_uniform(CnnfxTensor *t, GRand *r, double lo, double hi);
 CnnfxTensor *cli_make_input(const CnnfxModel *m, int i, const char *shape, GError **error);
 
+/* A backend set up the way the front-end was started: SIMD level (CNNFX_SIMD, read once in main),
+ * OpenMP wait policy, and exact mode as asked. */
+CnnfxBackend *cli_backend_new(const char *name, gboolean exact, GError **error);
+/* `cnnfx --version` / `cnnfx info --system`: CPU, SIMD level of cnnfx's kernels, BLAS and its core. */
+void cli_print_system(void);
+
 int cmd_check_onnx(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -285,7 +285,7 @@ int cmd_filter(int argc, char **argv)
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);
     goto out;
   }
-  be = cnnfx_backend_new(device ? device : "auto", &err);
+  be = cli_backend_new(device ? device : "auto", FALSE, &err);
   if (!be) {
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);
     goto out;

@@ -171,7 +171,7 @@ int cmd_check_onnx(int argc, char **argv)
     return 2;
   if (argc < 2) return cli_usage_error("check-onnx needs at least one DIR");
   g_autoptr(GError) err = NULL;
-  g_autoptr(CnnfxBackend) be = cnnfx_backend_new(device ? device : "cpu", &err);
+  g_autoptr(CnnfxBackend) be = cli_backend_new(device ? device : "cpu", FALSE, &err);
   g_free(device);
   if (!be) return cli_usage_error(err->message);
   int failed = 0;
@@ -261,14 +261,43 @@ CnnfxTensor *cli_make_input(const CnnfxModel *m, int i, const char *shape, GErro
   return cnnfx_tensor_new_f32(nd, dims, error);
 }
 
+void cli_print_system(void)
+{
+  g_autofree char *cpu = cnnfx_cpu_model();
+  g_autoptr(GString) sup = g_string_new(NULL);
+  for (CnnfxSimd l = CNNFX_SIMD_BASELINE; l <= CNNFX_SIMD_AVX512; l++)
+    if (cnnfx_cpu_supports(l)) g_string_append_printf(sup, " %s", cnnfx_simd_name(l));
+  g_autoptr(GError) err = NULL;
+  g_autoptr(CnnfxBackend) be = cli_backend_new("cpu", FALSE, &err);
+  CnnfxBlasInfo bi;
+  cnnfx_blas_check(&bi);
+  printf("cpu: %s\nsimd-supported:%s\n", cpu, sup->str);
+  printf("kernels: %s\n", be ? cnnfx_simd_name(cnnfx_backend_get_simd(be)) : err->message);
+  printf("blas: %s\nblas-config: %s\nblas-core: %s\nblas-threads: %d\n", bi.name, bi.config, bi.core, bi.threads);
+  const char *ct = g_getenv("OPENBLAS_CORETYPE");
+  if (bi.generic)
+    printf("blas-status: GENERIC kernels on a CPU with AVX2%s%s%s\n", bi.suggest ? " (OPENBLAS_CORETYPE=" : "",
+           bi.suggest ? bi.suggest : "", bi.suggest ? " would fix it)" : "");
+  else
+    printf("blas-status: ok\n");
+  if (ct) printf("blas-coretype-env: %s\n", ct);
+}
+
 int cmd_info(int argc, char **argv)
 {
   char *shape = NULL;
+  gboolean sys = FALSE;
   GOptionEntry entries[] = {
     {"shape", 0, 0, G_OPTION_ARG_STRING, &shape, "Input shape for shape inference, e.g. 1,3,224,224", "N,C,H,W"},
+    {"system", 0, 0, G_OPTION_ARG_NONE, &sys, "Print the CPU, the SIMD level of cnnfx's kernels and the BLAS core", NULL},
     G_OPTION_ENTRY_NULL};
   if (!cli_parse(&argc, &argv, "MODEL.onnx — list inputs, outputs and every tensor with its shape", entries))
     return 2;
+  if (sys) {
+    cli_print_system();
+    g_free(shape);
+    if (argc == 1) return 0;
+  }
   if (argc != 2) return cli_usage_error("info needs exactly one MODEL.onnx");
   g_autoptr(GError) err = NULL;
   g_autoptr(CnnfxModel) m = cli_load_model(argv[1], &err);
@@ -277,8 +306,8 @@ int cmd_info(int argc, char **argv)
     return 1;
   }
   printf("model %s: opset %d, %d nodes\n", argv[1], cnnfx_model_opset(m), cnnfx_model_n_nodes(m));
-  g_autoptr(CnnfxBackend) be = cnnfx_backend_new("cpu", NULL);
-  g_autoptr(CnnfxSession) s = cnnfx_session_new(m, be, NULL, &err);
+  g_autoptr(CnnfxBackend) be = cli_backend_new("cpu", FALSE, &err);
+  g_autoptr(CnnfxSession) s = be ? cnnfx_session_new(m, be, NULL, &err) : NULL;
   gboolean ran = s != NULL;
   for (int i = 0; ran && i < cnnfx_model_n_inputs(m); i++) {
     g_autoptr(CnnfxTensor) t = cli_make_input(m, i, shape, &err);
@@ -342,7 +371,7 @@ static gboolean bench_step(CnnfxSession *s, const CnnfxModel *m, gboolean grad, 
 int cmd_bench(int argc, char **argv)
 {
   char *shape = NULL, *device = NULL;
-  gboolean grad = FALSE;
+  gboolean grad = FALSE, exact = FALSE;
   int runs = 5;
   gint64 max_mem_mb = 0;
   GOptionEntry entries[] = {
@@ -351,11 +380,12 @@ int cmd_bench(int argc, char **argv)
     {"device", 0, 0, G_OPTION_ARG_STRING, &device, "cpu|cuda|auto", "DEV"},
     {"runs", 0, 0, G_OPTION_ARG_INT, &runs, "Timed runs after one warm-up (default 5)", "N"},
     {"max-memory", 0, 0, G_OPTION_ARG_INT64, &max_mem_mb, "Memory limit in MiB (error when exceeded)", "MB"},
+    {"exact", 0, 0, G_OPTION_ARG_NONE, &exact, "No Winograd or other approximate kernels", NULL},
     G_OPTION_ENTRY_NULL};
   if (!cli_parse(&argc, &argv, "MODEL.onnx — time forward (and backward) passes", entries)) return 2;
   if (argc != 2 || runs < 1) return cli_usage_error("bench needs exactly one MODEL.onnx and --runs >= 1");
   g_autoptr(GError) err = NULL;
-  g_autoptr(CnnfxBackend) be = cnnfx_backend_new(device ? device : "auto", &err);
+  g_autoptr(CnnfxBackend) be = cli_backend_new(device ? device : "auto", exact, &err);
   g_free(device);
   if (!be) return cli_usage_error(err->message);
   g_autoptr(CnnfxModel) m = cli_load_model(argv[1], &err);
@@ -413,10 +443,12 @@ int cmd_grad(int argc, char **argv)
 {
   char *input = NULL, *outp = NULL;
   char **taps = NULL;
+  gboolean exact = FALSE;
   GOptionEntry entries[] = {
     {"input", 0, 0, G_OPTION_ARG_FILENAME, &input, "Input tensor (TensorProto .pb)", "FILE"},
     {"tap", 0, 0, G_OPTION_ARG_STRING_ARRAY, &taps, "Tensor(s) whose 0.5*||t||^2 is differentiated (default: output 0)", "NAME"},
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &outp, "Where to write the input gradient (TensorProto)", "FILE"},
+    {"exact", 0, 0, G_OPTION_ARG_NONE, &exact, "No Winograd or other approximate kernels", NULL},
     G_OPTION_ENTRY_NULL};
   if (!cli_parse(&argc, &argv, "MODEL.onnx — gradient of 0.5*sum ||tap||^2 w.r.t. the first input", entries))
     return 2;
@@ -434,7 +466,7 @@ int cmd_grad(int argc, char **argv)
   const char *def_tap[] = {cnnfx_model_output_name(m, 0), NULL};
   const char *const *t = taps ? (const char *const *)taps : def_tap;
   CnnfxSessionOptions o = {.grad = CNNFX_GRAD_INPUT, .targets = t};
-  be = cnnfx_backend_new("auto", &err);
+  be = cli_backend_new("auto", exact, &err);
   if (!be || !(s = cnnfx_session_new(m, be, &o, &err))) goto out;
   {
     g_autoptr(CnnfxTensor) x = cli_load_tensor_pb(input, &err);
@@ -488,6 +520,7 @@ int cmd_check_grad(int argc, char **argv)
 {
   gint seed = 1, samples = 64;
   double eps = 1e-2, rtol = 1e-2, atol = 1e-3;
+  gboolean exact = FALSE;
   g_autofree char *shape = NULL;
   GOptionEntry entries[] = {
     {"seed", 0, 0, G_OPTION_ARG_INT, &seed, "Random seed", "N"},
@@ -496,6 +529,7 @@ int cmd_check_grad(int argc, char **argv)
     {"rtol", 0, 0, G_OPTION_ARG_DOUBLE, &rtol, "Relative tolerance (default 1e-2)", "R"},
     {"atol", 0, 0, G_OPTION_ARG_DOUBLE, &atol, "Absolute tolerance (default 1e-3)", "A"},
     {"samples", 0, 0, G_OPTION_ARG_INT, &samples, "Elements checked per input (default 64)", "N"},
+    {"exact", 0, 0, G_OPTION_ARG_NONE, &exact, "No Winograd or other approximate kernels", NULL},
     G_OPTION_ENTRY_NULL};
   if (!cli_parse(&argc, &argv, "MODEL.onnx — check analytic input gradients against central differences", entries))
     return 2;
@@ -507,11 +541,11 @@ int cmd_check_grad(int argc, char **argv)
     return 1;
   }
   int ni = cnnfx_model_n_inputs(m), no = cnnfx_model_n_outputs(m);
-  g_autoptr(CnnfxBackend) be = cnnfx_backend_new("cpu", NULL);
+  g_autoptr(CnnfxBackend) be = cli_backend_new("cpu", exact, &err);
   CnnfxSessionOptions og = {.grad = CNNFX_GRAD_INPUT};
   GradCheck gc = {m, NULL, g_new0(CnnfxTensor *, ni + 1), g_new0(CnnfxTensor *, no + 1)};
-  g_autoptr(CnnfxSession) sg = cnnfx_session_new(m, be, &og, &err);
-  g_autoptr(CnnfxSession) sf = cnnfx_session_new(m, be, NULL, &err);
+  g_autoptr(CnnfxSession) sg = be ? cnnfx_session_new(m, be, &og, &err) : NULL;
+  g_autoptr(CnnfxSession) sf = be ? cnnfx_session_new(m, be, NULL, &err) : NULL;
   g_autoptr(GRand) r = g_rand_new_with_seed((guint32)seed);
   int failed = 0, checked = 0;
   gc.fwd = sf;

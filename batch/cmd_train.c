@@ -329,7 +329,7 @@ int cmd_train(int argc, char **argv)
 
   if (!eval_only && !load_idx(dir, "train", limit, &train, &err)) goto done;
   if (!load_idx(dir, "t10k", test_limit, &test, &err)) goto done;
-  if (!(be = cnnfx_backend_new(backend_name ? backend_name : "cpu", &err))) goto done;
+  if (!(be = cli_backend_new(backend_name ? backend_name : "cpu", FALSE, &err))) goto done;
 
   if (eval_only) {
     CnnfxSessionOptions so = {.grad = CNNFX_GRAD_NONE};

@@ -53,14 +53,70 @@ static void usage(FILE *f)
   fprintf(f, "\n'cnnfx COMMAND --help' shows a command's options.\n");
 }
 
-int main(int argc, char **argv)
+/* Chosen once at start (CNNFX_SIMD, OMP_WAIT_POLICY) and passed to every backend. */
+static CnnfxSimd cli_simd = CNNFX_SIMD_AUTO;
+static gboolean cli_passive_wait = FALSE;
+
+CnnfxBackend *cli_backend_new(const char *name, gboolean exact, GError **error)
 {
-  /* OpenMP regions alternate with OpenBLAS's own threads; libgomp's default busy-waiting makes
-   * the two fight for the cores (3-7x slower measured on 2 cores).  libgomp reads the policy when
-   * it loads, so set it and start again once. */
+  CnnfxBackend *b = cnnfx_backend_new(name, error);
+  if (!b) return NULL;
+  cnnfx_backend_set_exact(b, exact);
+  cnnfx_backend_set_passive_wait(b, cli_passive_wait);
+  if (!strcmp(cnnfx_backend_name(b), "cpu") && !cnnfx_backend_set_simd(b, cli_simd, error)) {
+    cnnfx_backend_free(b);
+    return NULL;
+  }
+  return b;
+}
+
+/* Settings that the OpenMP runtime and OpenBLAS read only when they load: set them and start again,
+ * once (CNNFX_RESTARTED guards against loops; a user's own setting is never overridden).
+ * - OMP_WAIT_POLICY=passive: OpenMP regions alternate with OpenBLAS's own threads; libgomp's default
+ *   busy-waiting makes the two fight for the cores (3-7x slower measured on 2 cores).
+ * - OPENBLAS_CORETYPE: an OpenBLAS older than the CPU runs its generic SSE3 kernels ("Prescott"),
+ *   4-5x slower than the AVX2 / AVX-512 ones it has; name the right core for this CPU. */
+static void restart_tuned(char **argv)
+{
+  if (g_getenv("CNNFX_RESTARTED")) {
+    g_unsetenv("CNNFX_RESTARTED"); /* children start clean */
+    return;
+  }
+  gboolean again = FALSE;
   if (!g_getenv("OMP_WAIT_POLICY")) {
     g_setenv("OMP_WAIT_POLICY", "passive", TRUE);
-    execv("/proc/self/exe", argv); /* on failure: carry on with the default policy */
+    again = TRUE;
+  }
+  CnnfxBlasInfo bi;
+  cnnfx_blas_check(&bi);
+  if (bi.generic && bi.suggest && bi.dynamic_arch && !g_getenv("OPENBLAS_CORETYPE")) {
+    g_setenv("OPENBLAS_CORETYPE", bi.suggest, TRUE);
+    again = TRUE;
+  }
+  if (again) {
+    g_setenv("CNNFX_RESTARTED", "1", TRUE);
+    execv("/proc/self/exe", argv); /* on failure: carry on as we are */
+    g_unsetenv("CNNFX_RESTARTED");
+  }
+}
+
+int main(int argc, char **argv)
+{
+  restart_tuned(argv);
+  const char *wp = g_getenv("OMP_WAIT_POLICY");
+  cli_passive_wait = wp && !g_ascii_strcasecmp(wp, "passive");
+  const char *simd = g_getenv("CNNFX_SIMD");
+  if (simd && *simd) {
+    g_autoptr(GError) serr = NULL;
+    if (!cnnfx_simd_parse(simd, &cli_simd, &serr)) {
+      fprintf(stderr, "cnnfx: CNNFX_SIMD: %s\n", serr->message);
+      return 2;
+    }
+    if (!cnnfx_cpu_supports(cli_simd)) {
+      fprintf(stderr, "cnnfx: CNNFX_SIMD=%s: this CPU or build cannot run it (best: %s)\n", simd,
+              cnnfx_simd_name(cnnfx_cpu_simd()));
+      return 2;
+    }
   }
   /* Big tensors are freed and allocated again every iteration; glibc would hand each one back to
    * the kernel (mmap/munmap) and fault it in again.  Keep them in the heap (30% less time on a
@@ -78,6 +134,7 @@ int main(int argc, char **argv)
   }
   if (!strcmp(argv[1], "--version")) {
     printf("cnnfx 0.1.0\n");
+    cli_print_system();
     return 0;
   }
   for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)

@@ -27,6 +27,14 @@ mkdir -p "$work"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+# CPU, SIMD level of cnnfx's own kernels, OpenBLAS and the core (kernel set) it runs.  cnnfx restarts
+# itself with OPENBLAS_CORETYPE when OpenBLAS runs generic kernels on this CPU; do the same for
+# sgemm_peak and PyTorch so that all three use the same BLAS kernels.
+"$cnnfx" info --system | sed 's/^/  /'
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  fix=$("$cnnfx" info --system | sed -n 's/^blas-coretype-env: //p')
+  [ -n "$fix" ] && export OPENBLAS_CORETYPE="$fix" && echo "  (OPENBLAS_CORETYPE=$fix for the whole benchmark)"
+fi
 
 # 1. models
 [ -f "$work/vgg19_relu5_1.onnx" ] && [ -f "$work/googlenet_inception4c.onnx" ] ||
@@ -36,7 +44,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*
 glib_flags=$(pkg-config --cflags --libs glib-2.0)
 blas_flags=$(pkg-config --cflags --libs openblas 2>/dev/null || echo -lopenblas)
 gcc -O2 "$here/sgemm_peak.c" -o "$work/sgemm_peak" $blas_flags
-gcc -std=c11 -D_GNU_SOURCE -O2 -march=native -fopenmp -I"$root/core" "$here/bench_winograd.c" \
+gcc -std=c11 -D_GNU_SOURCE -O2 -fopenmp -I"$root/core" "$here/bench_winograd.c" \
   -o "$work/bench_winograd" "$build/core/libcnnfx.a" $glib_flags $blas_flags -lm
 
 # 3. sgemm peak

@@ -48,8 +48,8 @@ int main(int argc, char **argv)
   }
   qsort(t, runs, sizeof t[0], cmp_double);
   const double flop = 2.0 * n * (double)n * n;
-  printf("sgemm %dx%dx%d threads=%d: median %.1f ms = %.1f GFLOP/s, best %.1f GFLOP/s\n", n, n, n,
-         openblas_get_num_threads(), t[runs / 2] * 1e3, flop / t[runs / 2] * 1e-9, flop / t[0] * 1e-9);
+  printf("sgemm %dx%dx%d core=%s threads=%d: median %.1f ms = %.1f GFLOP/s, best %.1f GFLOP/s\n", n, n, n,
+         openblas_get_corename(), openblas_get_num_threads(), t[runs / 2] * 1e3, flop / t[runs / 2] * 1e-9, flop / t[0] * 1e-9);
   free(a);
   free(b);
   free(c);

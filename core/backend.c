@@ -14,15 +14,60 @@ typedef struct {
 struct CnnfxBackend {
   const CnnfxBackendIface *iface;
   int n_threads;
+  CnnfxSimd simd;      /* never AUTO */
+  gboolean exact;
+  gboolean passive_wait;
 };
 
 static char *cpu_describe(const CnnfxBackend *b)
 {
-  return g_strdup_printf("cpu: OpenBLAS %s, %d threads (OpenMP %d)", openblas_get_config(),
-                         openblas_get_num_threads(), b->n_threads);
+  CnnfxBlasInfo bi;
+  cnnfx_blas_check(&bi);
+  return g_strdup_printf("cpu: %s %s (core %s%s), %d threads (OpenMP %d), kernels %s%s", bi.name, bi.config,
+                         bi.core, bi.generic ? ", GENERIC on this CPU" : "", bi.threads, b->n_threads,
+                         cnnfx_simd_name(b->simd), b->exact ? ", exact" : "");
 }
 
 static const CnnfxBackendIface cpu_iface = {"cpu", cnnfx_op_lookup, cpu_describe};
+
+/* The operator compiled for `level` where one exists, else the common one. */
+static const CnnfxOp *simd_table_find(const CnnfxOp *const *t, const char *op_type)
+{
+  for (; *t; t++)
+    if (!strcmp((*t)->name, op_type)) return *t;
+  return NULL;
+}
+
+static const CnnfxOp *cpu_op(CnnfxSimd level, const char *op_type)
+{
+#ifdef CNNFX_HAVE_SIMD_VARIANTS
+  const CnnfxOp *const *const avx2[] = {cnnfx_ops_conv_avx2, cnnfx_ops_pool_avx2, cnnfx_ops_activation_avx2,
+                                        cnnfx_ops_elementwise_avx2, cnnfx_ops_norm_avx2};
+  const CnnfxOp *const *const avx512[] = {cnnfx_ops_conv_avx512, cnnfx_ops_pool_avx512,
+                                          cnnfx_ops_activation_avx512, cnnfx_ops_elementwise_avx512,
+                                          cnnfx_ops_norm_avx512};
+  const CnnfxOp *const *const *tabs = level == CNNFX_SIMD_AVX512 ? avx512 : level == CNNFX_SIMD_AVX2 ? avx2 : NULL;
+  for (size_t i = 0; tabs && i < G_N_ELEMENTS(avx2); i++) {
+    const CnnfxOp *op = simd_table_find(tabs[i], op_type);
+    if (op) return op;
+  }
+#endif
+  return cnnfx_op_lookup(op_type);
+}
+
+gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int C, int H, int W, const float *w,
+                                int K, const float *bias, int pad_t, int pad_l, int OH, int OW, float *out,
+                                GError **error)
+{
+  const CnnfxSimd level = x && x->simd != CNNFX_SIMD_AUTO ? x->simd : cnnfx_cpu_simd();
+#ifdef CNNFX_HAVE_SIMD_VARIANTS
+  if (level == CNNFX_SIMD_AVX512)
+    return cnnfx_conv3x3_winograd_avx512(x, in, N, C, H, W, w, K, bias, pad_t, pad_l, OH, OW, out, error);
+  if (level == CNNFX_SIMD_AVX2)
+    return cnnfx_conv3x3_winograd_avx2(x, in, N, C, H, W, w, K, bias, pad_t, pad_l, OH, OW, out, error);
+#endif
+  return cnnfx_conv3x3_winograd_baseline(x, in, N, C, H, W, w, K, bias, pad_t, pad_l, OH, OW, out, error);
+}
 
 CnnfxBackend *cnnfx_backend_new(const char *name, GError **error)
 {
@@ -30,6 +75,7 @@ CnnfxBackend *cnnfx_backend_new(const char *name, GError **error)
     CnnfxBackend *b = g_new0(CnnfxBackend, 1);
     b->iface = &cpu_iface;
     b->n_threads = omp_get_max_threads();
+    b->simd = cnnfx_cpu_simd();
     return b;
   }
   if (!strcmp(name, "cuda")) {
@@ -57,7 +103,45 @@ char *cnnfx_backend_describe(const CnnfxBackend *b)
 
 const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type)
 {
+  if (b->iface == &cpu_iface) return cpu_op(b->simd, op_type);
   return b->iface->lookup(op_type);
+}
+
+void cnnfx_backend_set_exact(CnnfxBackend *b, gboolean exact)
+{
+  b->exact = !!exact;
+}
+
+gboolean cnnfx_backend_get_exact(const CnnfxBackend *b)
+{
+  return b->exact;
+}
+
+void cnnfx_backend_set_passive_wait(CnnfxBackend *b, gboolean passive)
+{
+  b->passive_wait = !!passive;
+}
+
+gboolean cnnfx_backend_get_passive_wait(const CnnfxBackend *b)
+{
+  return b->passive_wait;
+}
+
+gboolean cnnfx_backend_set_simd(CnnfxBackend *b, CnnfxSimd level, GError **error)
+{
+  if (level == CNNFX_SIMD_AUTO) level = cnnfx_cpu_simd();
+  if (!cnnfx_cpu_supports(level)) {
+    cnnfx_set_error(error, CNNFX_ERROR_BACKEND, "this CPU or build cannot run the %s kernels (best: %s)",
+                    cnnfx_simd_name(level), cnnfx_simd_name(cnnfx_cpu_simd()));
+    return FALSE;
+  }
+  b->simd = level;
+  return TRUE;
+}
+
+CnnfxSimd cnnfx_backend_get_simd(const CnnfxBackend *b)
+{
+  return b->simd;
 }
 
 int cnnfx_backend_threads(const CnnfxBackend *b)

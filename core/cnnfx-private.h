@@ -108,6 +108,9 @@ int cnnfx_model_value_id(const CnnfxModel *m, const char *name); /* -1 if absent
 typedef struct {
   CnnfxMem *mem;
   int n_threads;
+  CnnfxSimd simd;       /* kernel set of the backend (AUTO: the best this CPU runs) */
+  gboolean exact;       /* no Winograd / approximate kernels */
+  gboolean passive_wait; /* OpenMP threads sleep when idle (OMP_WAIT_POLICY=passive) */
 } CnnfxExec;
 
 /* Bits for CnnfxOp.saves: which tensors backward reads (the rest may be freed). */
@@ -153,6 +156,19 @@ extern const CnnfxOp *const cnnfx_ops_resize[];
 const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type);
 int cnnfx_backend_threads(const CnnfxBackend *b);
 
+/* Operator tables compiled for AVX2 and AVX-512 (core/meson.build builds ops_*.c and winograd.c once
+ * per level with the table names suffixed).  Only on x86 builds (CNNFX_HAVE_SIMD_VARIANTS). */
+#ifdef CNNFX_HAVE_SIMD_VARIANTS
+#define CNNFX_SIMD_TABLES(sfx)                                                                             \
+  extern const CnnfxOp *const cnnfx_ops_elementwise##sfx[];                                                \
+  extern const CnnfxOp *const cnnfx_ops_activation##sfx[];                                                 \
+  extern const CnnfxOp *const cnnfx_ops_conv##sfx[];                                                       \
+  extern const CnnfxOp *const cnnfx_ops_pool##sfx[];                                                       \
+  extern const CnnfxOp *const cnnfx_ops_norm##sfx[];
+CNNFX_SIMD_TABLES(_avx2)
+CNNFX_SIMD_TABLES(_avx512)
+#endif
+
 /* Attribute helpers */
 const CnnfxAttr *cnnfx_attr(const CnnfxNode *n, const char *name);
 int64_t cnnfx_attr_int(const CnnfxNode *n, const char *name, int64_t def);
@@ -185,6 +201,15 @@ void cnnfx_reduce_to(const float *g, int gndim, const int64_t *gdims, float *t, 
 gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int C, int H, int W,
                                 const float *w, int K, const float *bias, int pad_t, int pad_l,
                                 int OH, int OW, float *out, GError **error);
+/* The same compiled for each SIMD level; cnnfx_conv3x3_winograd picks one by x->simd. */
+#define CNNFX_WINOGRAD_DECL(name)                                                                          \
+  gboolean name(const CnnfxExec *x, const float *in, int N, int C, int H, int W, const float *w, int K,      \
+                const float *bias, int pad_t, int pad_l, int OH, int OW, float *out, GError **error);
+CNNFX_WINOGRAD_DECL(cnnfx_conv3x3_winograd_baseline)
+#ifdef CNNFX_HAVE_SIMD_VARIANTS
+CNNFX_WINOGRAD_DECL(cnnfx_conv3x3_winograd_avx2)
+CNNFX_WINOGRAD_DECL(cnnfx_conv3x3_winograd_avx512)
+#endif
 /* Heuristic: is Winograd worth it for this layer on this machine? */
 gboolean cnnfx_winograd_wins(int C, int K, int OH, int OW);
 

@@ -100,6 +100,43 @@ CnnfxBackend *cnnfx_backend_new(const char *name, GError **error);
 void cnnfx_backend_free(CnnfxBackend *b);
 const char *cnnfx_backend_name(const CnnfxBackend *b);
 char *cnnfx_backend_describe(const CnnfxBackend *b); /* versions, threads: g_free() it */
+
+/* Exact mode: no Winograd or other approximate kernels (input gradients then agree with float64
+ * as closely as plain float32 arithmetic does).  Off by default.  Sessions made afterwards use it. */
+void cnnfx_backend_set_exact(CnnfxBackend *b, gboolean exact);
+gboolean cnnfx_backend_get_exact(const CnnfxBackend *b);
+/* Tell the backend that the process's OpenMP threads wait passively (OMP_WAIT_POLICY=passive, as the
+ * cnnfx command sets it): OpenMP loops between BLAS calls then pay.  Off by default. */
+void cnnfx_backend_set_passive_wait(CnnfxBackend *b, gboolean passive);
+gboolean cnnfx_backend_get_passive_wait(const CnnfxBackend *b);
+
+/* Vector instruction set of cnnfx's own CPU kernels, chosen once per backend. */
+typedef enum {
+  CNNFX_SIMD_AUTO = 0,     /* the best this CPU runs */
+  CNNFX_SIMD_BASELINE = 1, /* plain x86-64 (SSE2) or the target's baseline */
+  CNNFX_SIMD_AVX2 = 2,     /* AVX2 + FMA */
+  CNNFX_SIMD_AVX512 = 3,   /* AVX-512 F/BW/VL/DQ/CD */
+} CnnfxSimd;
+const char *cnnfx_simd_name(CnnfxSimd level);                         /* "auto", "baseline", "avx2", "avx512" */
+gboolean cnnfx_simd_parse(const char *s, CnnfxSimd *level, GError **error);
+CnnfxSimd cnnfx_cpu_simd(void);                                       /* best level built and supported here */
+gboolean cnnfx_cpu_supports(CnnfxSimd level);
+char *cnnfx_cpu_model(void);                                          /* "AMD EPYC ...": g_free() it */
+/* Force a level for sessions made afterwards (AUTO = best).  FALSE + error if this CPU cannot run it. */
+gboolean cnnfx_backend_set_simd(CnnfxBackend *b, CnnfxSimd level, GError **error);
+CnnfxSimd cnnfx_backend_get_simd(const CnnfxBackend *b);            /* the level in use, never AUTO */
+
+/* The BLAS linked in and the kernels it runs. */
+typedef struct {
+  const char *name;        /* "OpenBLAS" */
+  const char *config;      /* openblas_get_config() */
+  const char *core;        /* kernel set in use: openblas_get_corename() */
+  int threads;
+  gboolean dynamic_arch;   /* core selectable at load time (OPENBLAS_CORETYPE) */
+  gboolean generic;        /* runs generic / pre-AVX2 kernels on a CPU that has AVX2 */
+  const char *suggest;     /* when generic: the OPENBLAS_CORETYPE this CPU should use, else NULL */
+} CnnfxBlasInfo;
+void cnnfx_blas_check(CnnfxBlasInfo *info);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxBackend, cnnfx_backend_free)
 
 /* ---- sessions: one run of a model ------------------------------------------ */

@@ -265,11 +265,11 @@ static inline void scatter_seg(float *restrict row, const float *restrict src, i
 /* im2col / col2im alternate with (multithreaded OpenBLAS) sgemm calls band after band.  With
  * libgomp's default wait policy its idle workers keep spinning while OpenBLAS runs, which on a
  * 2-core machine made convolutions 3-7x slower than doing im2col on the calling thread; with
- * OMP_WAIT_POLICY=passive the OpenMP version is the fastest.  So: parallel only when passive. */
-static gboolean band_parallel(void)
+ * OMP_WAIT_POLICY=passive the OpenMP version is the fastest.  So: parallel only when the backend's
+ * creator says its OpenMP threads wait passively (cnnfx_backend_set_passive_wait). */
+static gboolean band_parallel(const CnnfxExec *x)
 {
-  const char *p = g_getenv("OMP_WAIT_POLICY");
-  return p && !g_ascii_strcasecmp(p, "passive");
+  return x->passive_wait;
 }
 
 /* col[r, p - p0] for rows r = ((c*KD + kd)*KH + kh)*KW + kw and flattened output positions
@@ -607,7 +607,7 @@ static gboolean geo_fwd(const CnnfxExec *x, const Geo *g, const float *img, cons
     return TRUE;
   }
 #ifndef CNNFX_NO_WINOGRAD
-  if (is_3x3_s1(g)) {
+  if (!x->exact && is_3x3_s1(g)) {
     const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2];
     const int64_t eb = OH + 2 - IH - g->p[1], er = OW + 2 - IW - g->p[2];
     if (g->p[1] >= 0 && g->p[2] >= 0 && eb >= 0 && er >= 0 && cnnfx_winograd_wins((int)g->Ci, (int)g->Co, (int)OH, (int)OW))
@@ -623,7 +623,7 @@ static gboolean geo_fwd(const CnnfxExec *x, const Geo *g, const float *img, cons
   } else {
     const int64_t nbmax = band_cols(g);
     const size_t ncol = (size_t)(CiKK * nbmax);
-    const gboolean par = band_parallel();
+    const gboolean par = band_parallel(x);
     float *col = cnnfx_scratch_f32(x->mem, ncol, error);
     if (!col) return FALSE;
     for (int64_t nn = 0; nn < g->N; nn++)
@@ -653,7 +653,7 @@ static gboolean geo_adj(const CnnfxExec *x, const Geo *g, const float *out, cons
     return TRUE;
   }
 #ifndef CNNFX_NO_WINOGRAD
-  if (is_3x3_s1(g)) {
+  if (!x->exact && is_3x3_s1(g)) {
     /* Convolution of out with the flipped kernel, in/out channels swapped, pad 2 - p. */
     const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2];
     const int64_t pt = 2 - g->p[1], pl = 2 - g->p[2];
@@ -690,7 +690,7 @@ static gboolean geo_adj(const CnnfxExec *x, const Geo *g, const float *out, cons
   for (size_t i = 0; i < total; i++) img[i] = 0.f;
   const int64_t nbmax = band_cols(g);
   const size_t ncol = (size_t)(CiKK * nbmax);
-  const gboolean par = band_parallel();
+  const gboolean par = band_parallel(x);
   float *col = cnnfx_scratch_f32(x->mem, ncol, error);
   if (!col) return FALSE;
   for (int64_t nn = 0; nn < g->N; nn++)
@@ -728,7 +728,7 @@ static gboolean geo_wgrad(const CnnfxExec *x, const Geo *g, const float *img, co
   }
   const int64_t nbmax = band_cols(g);
   const size_t ncol = (size_t)(CiKK * nbmax);
-  const gboolean par = band_parallel();
+  const gboolean par = band_parallel(x);
   float *col = cnnfx_scratch_f32(x->mem, ncol, error);
   if (!col) return FALSE;
   for (int64_t nn = 0; nn < g->N; nn++)

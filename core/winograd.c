@@ -37,11 +37,7 @@ typedef float v16 __attribute__((vector_size(64)));
 #define WG_MR 8                         /* GEMM register block: output channels */
 #define WG_NR 48                        /* GEMM register block: tiles (3 vectors) */
 
-static size_t wg_vm_budget(void)         /* floats for V + M of one block */
-{
-  const char *e = g_getenv("WG_VM");
-  return e ? (size_t)g_ascii_strtoull(e, NULL, 10) : ((size_t)3 << 20);
-}
+#define WG_VM_BUDGET ((size_t)3 << 20)   /* floats for V + M of one block */
 
 static inline v16 ld16(const float *p)
 {
@@ -434,7 +430,7 @@ gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int 
   const int Kp_all = (K + WG_MR - 1) / WG_MR * WG_MR;
   int Kc = (int)MIN((int64_t)Kp_all, (int64_t)(WG_U_BUDGET / (size_t)MAX(g.C, 1)) / WG_MR * WG_MR);
   Kc = MAX(Kc, WG_MR);
-  int64_t T = (int64_t)(wg_vm_budget() / (36 * ((size_t)g.C + (size_t)Kc)));
+  int64_t T = (int64_t)(WG_VM_BUDGET / (36 * ((size_t)g.C + (size_t)Kc)));
   T = MIN(T, (ntiles + WG_NR - 1) / WG_NR * WG_NR);
   T = MAX(T / WG_NR * WG_NR, WG_NR);
 

@@ -10,6 +10,7 @@ typedef struct {
 } Case;
 
 static guint32 rng_state = 12345u;
+static CnnfxSimd test_simd = CNNFX_SIMD_AUTO; /* kernel set under test */
 
 static float frand(void)
 {
@@ -54,7 +55,7 @@ static gboolean run_case(const Case *t, int n_threads)
   direct(t, OH, OW, x, w, t->bias ? b : NULL, ref);
 
   CnnfxMem mem = {0};
-  CnnfxExec ex = {.mem = &mem, .n_threads = n_threads};
+  CnnfxExec ex = {.mem = &mem, .n_threads = n_threads, .simd = test_simd};
   GError *err = NULL;
   gboolean ok = cnnfx_conv3x3_winograd(&ex, x, t->N, t->C, t->H, t->W, w, t->K, t->bias ? b : NULL, t->pt, t->pl,
                                        OH, OW, y, &err);
@@ -75,8 +76,8 @@ static gboolean run_case(const Case *t, int n_threads)
       fprintf(stderr, "  scratch leak: %zu bytes\n", mem.current);
       ok = FALSE;
     }
-    printf("%s N=%d C=%d H=%d W=%d K=%d pads=(%d,%d,%d,%d) bias=%d threads=%d -> %dx%d  rel.err %.2e  peak %.1f MiB\n",
-           ok ? "ok  " : "FAIL", t->N, t->C, t->H, t->W, t->K, t->pt, t->pl, t->pb, t->pr, t->bias, n_threads, OH,
+    printf("%s %s N=%d C=%d H=%d W=%d K=%d pads=(%d,%d,%d,%d) bias=%d threads=%d -> %dx%d  rel.err %.2e  peak %.1f MiB\n",
+           ok ? "ok  " : "FAIL", cnnfx_simd_name(test_simd), t->N, t->C, t->H, t->W, t->K, t->pt, t->pl, t->pb, t->pr, t->bias, n_threads, OH,
            OW, rel, mem.peak / 1048576.0);
   }
   g_free(x);
@@ -87,10 +88,18 @@ static gboolean run_case(const Case *t, int n_threads)
   return ok;
 }
 
+/* Usage: test_winograd [SRCDIR] — every case with each SIMD level this CPU runs (CNNFX_SIMD=LEVEL: that
+ * level only, as the command-line front-end reads it). */
 int main(int argc, char **argv)
 {
   (void)argc;
   (void)argv;
+  CnnfxSimd only = CNNFX_SIMD_AUTO;
+  const char *env = g_getenv("CNNFX_SIMD");
+  if (env && *env && !cnnfx_simd_parse(env, &only, NULL)) {
+    printf("FAIL: bad CNNFX_SIMD=%s\n", env);
+    return 1;
+  }
   static const Case cases[] = {
     {1, 1, 3, 3, 1, 0, 0, 0, 0, 0},      /* single output pixel */
     {1, 1, 1, 1, 1, 1, 1, 1, 1, 1},      /* 1x1 image, pad 1 */
@@ -112,15 +121,25 @@ int main(int argc, char **argv)
     {1, 64, 150, 150, 32, 1, 1, 1, 1, 1}, /* several tile blocks */
     {3, 2, 96, 100, 3, 0, 0, 2, 2, 1},
     {1, 600, 9, 9, 500, 1, 1, 1, 1, 1},  /* K processed in chunks */
+    {1, 16, 17, 19, 24, 1, 1, 1, 1, 1},  /* tests/gradcheck conv3x3_s1_wino */
+    {1, 24, 17, 19, 16, 1, 1, 1, 1, 0},  /* its adjoint */
   };
   int passed = 0, failed = 0;
-  for (size_t i = 0; i < G_N_ELEMENTS(cases); i++)
-    for (int thr = 1; thr <= 2; thr++) {
-      if (run_case(&cases[i], thr))
-        passed++;
-      else
-        failed++;
+  for (CnnfxSimd lv = CNNFX_SIMD_BASELINE; lv <= CNNFX_SIMD_AVX512; lv++) {
+    if (only != CNNFX_SIMD_AUTO && lv != only) continue;
+    if (!cnnfx_cpu_supports(lv)) {
+      printf("skipped level %s: not supported by this CPU or build\n", cnnfx_simd_name(lv));
+      continue;
     }
+    test_simd = lv;
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++)
+      for (int thr = 1; thr <= 2; thr++) {
+        if (run_case(&cases[i], thr))
+          passed++;
+        else
+          failed++;
+      }
+  }
   /* Output count <= 0, or no channels: nothing to do / bias only. */
   {
     CnnfxExec ex = {.mem = NULL, .n_threads = 1};
