@@ -156,7 +156,7 @@ int cmd_filter(int argc, char **argv)
     {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Random seed (default 0)", "N"},
     {"overwrite", 0, 0, G_OPTION_ARG_NONE, &overwrite, "Replace existing outputs (default: skip them, so a run can resume)", NULL},
     {"recursive", 'r', 0, G_OPTION_ARG_NONE, &recurse, "Recurse into sub-folders", NULL},
-    {"max-memory", 0, 0, G_OPTION_ARG_INT64, &max_mem_mb, "Tensor memory bound in MiB; big images are tiled to fit (default: 2048)", "MB"},
+    {"max-memory", 0, 0, G_OPTION_ARG_INT64, &max_mem_mb, "Tensor memory bound in MiB; big images are tiled to fit (default: 2048); decoding an image may use up to the larger of this and 2048", "MB"},
     /* batch safety (jobs.c / image.c): declared image sizes above this are refused before decoding */
     {"max-pixels", 0, 0, G_OPTION_ARG_INT64, &max_pixels, "Refuse images declaring more pixels than this (default 178956970, like Pillow; decompression-bomb guard)", "N"},
     {"jpeg-quality", 0, 0, G_OPTION_ARG_INT, &quality, "JPEG output quality (default 92)", "Q"},

@@ -494,7 +494,11 @@ static gboolean commit(FilterApp *app, const char *main_out, GError **error)
 
 static CnnfxImageLoadOptions load_options(const FilterApp *app, const CliJobsOptions *o)
 {
-  CnnfxImageLoadOptions lo = {.max_pixels = o->max_pixels, .max_bytes = (gint64)app->run.max_memory};
+  /* Decoding is counted against the memory bound too, with the default (2 GiB) as its floor:
+   * --max-memory bounds the network tensors, which are tiled, so a photo may need more for its
+   * whole-image buffers than a small --max-memory (24 MiB tiles of a 6000x4000 photo). */
+  CnnfxImageLoadOptions lo = {.max_pixels = o->max_pixels,
+                              .max_bytes = MAX((gint64)app->run.max_memory, (gint64)2048 << 20)};
   /* classify without a heat map or labels image only needs the network's input size: decode
    * JPEG reduced (DCT scaling), keeping twice the input size for a clean resize */
   if (!strcmp(app->info->name, "classify") && app->net &&
