@@ -195,9 +195,44 @@ static void png_warn_fn(png_structp p, png_const_charp msg)
   (void)msg;
 }
 
+/* libpng allocates an ancillary chunk (eXIf, tEXt...) at its declared length before reading
+ * it, whatever png_set_chunk_malloc_max says: a 60-byte file declaring a 1 GB eXIf costs 1 GB.
+ * So the reader follows the chunk structure itself and refuses a non-IDAT chunk above 8 MiB
+ * (an eXIf above 1 MiB) before libpng sees its header. */
+typedef struct {
+  FILE *f;
+  int phase;      /* 0 signature, 1 chunk header, 2 chunk body + CRC */
+  guint64 left;   /* bytes left in the current phase */
+  guint8 hdr[8];
+} PngReader;
+
+static void png_read_cb(png_structp png, png_bytep data, size_t n)
+{
+  PngReader *r = png_get_io_ptr(png);
+  if (fread(data, 1, n, r->f) != n) png_error(png, "unexpected end of file");
+  for (size_t i = 0; i < n;) {
+    size_t take = (size_t)MIN((guint64)(n - i), r->left);
+    if (r->phase == 1) memcpy(r->hdr + (8 - r->left), data + i, take);
+    i += take;
+    r->left -= take;
+    if (r->left) continue;
+    if (r->phase == 1) {
+      guint32 len = (guint32)r->hdr[0] << 24 | (guint32)r->hdr[1] << 16 | (guint32)r->hdr[2] << 8 | r->hdr[3];
+      gboolean idat = !memcmp(r->hdr + 4, "IDAT", 4), exif = !memcmp(r->hdr + 4, "eXIf", 4);
+      if (len > 0x7fffffffu || (!idat && len > (exif ? 1u << 20 : 8u << 20))) png_error(png, "chunk data is too large");
+      r->phase = 2;
+      r->left = (guint64)len + 4;
+    } else {
+      r->phase = 1;
+      r->left = 8;
+    }
+  }
+}
+
 static CnnfxImage *load_png(FILE *f, const char *path, const CnnfxImageLoadOptions *o, GError **error)
 {
   PngErr e = {.msg = ""};
+  PngReader rd = {.f = f, .phase = 0, .left = 8};
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &e, png_err_fn, png_warn_fn);
   png_infop info = png ? png_create_info_struct(png) : NULL;
   CnnfxImage *volatile img = NULL;
@@ -219,7 +254,12 @@ static CnnfxImage *load_png(FILE *f, const char *path, const CnnfxImageLoadOptio
    * their number, so a zlib bomb in a text chunk cannot grow without limit */
   png_set_chunk_malloc_max(png, 8 << 20);
   png_set_chunk_cache_max(png, 1000);
-  png_init_io(png, f);
+  /* text, colour-profile and palette-suggestion chunks are never used here: skip them unread
+   * (a forged length in one of them would otherwise be allocated before it is read) */
+  static const png_byte skip[] = {'t', 'E', 'X', 't', 0, 'z', 'T', 'X', 't', 0, 'i', 'T', 'X', 't', 0,
+                                  'i', 'C', 'C', 'P', 0, 's', 'P', 'L', 'T', 0, 'h', 'I', 'S', 'T', 0};
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, skip, (int)(sizeof skip / 5));
+  png_set_read_fn(png, &rd, png_read_cb);
   png_read_info(png, info);
   png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
   int ct = png_get_color_type(png, info), bd = png_get_bit_depth(png, info);
