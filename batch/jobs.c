@@ -100,7 +100,8 @@ static gint str_cmp(gconstpointer a, gconstpointer b)
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void walk(CliJobList *l, const char *root, const char *dir, gboolean recurse, GHashTable *seen_dirs)
+/* dir: the folder to read; prefix: its path relative to the input root ("" at the root). */
+static void walk(CliJobList *l, const char *dir, const char *prefix, gboolean recurse, GHashTable *seen_dirs)
 {
   g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
   if (!d) return;
@@ -109,9 +110,10 @@ static void walk(CliJobList *l, const char *root, const char *dir, gboolean recu
   while ((e = g_dir_read_name(d)))
     if (e[0] != '.') g_ptr_array_add(names, g_strdup(e)); /* hidden files: ours (claims, temporaries) or private */
   g_ptr_array_sort(names, str_cmp);
-  size_t rl = strlen(root);
   for (guint i = 0; i < names->len; i++) {
-    g_autofree char *p = g_build_filename(dir, (char *)names->pdata[i], NULL);
+    const char *name = names->pdata[i];
+    g_autofree char *p = g_build_filename(dir, name, NULL);
+    g_autofree char *rel = *prefix ? g_strconcat(prefix, "/", name, NULL) : g_strdup(name);
     struct stat st;
     if (stat(p, &st) != 0) continue; /* dangling symlink */
     if (S_ISDIR(st.st_mode)) {
@@ -119,10 +121,8 @@ static void walk(CliJobList *l, const char *root, const char *dir, gboolean recu
       if (l->have_outdir && st.st_dev == l->out_dev && st.st_ino == l->out_ino) continue; /* never read outputs */
       char *key = id_key(st.st_dev, st.st_ino);
       if (!g_hash_table_add(seen_dirs, key)) continue; /* met before: symlink loop or second path */
-      walk(l, root, p, recurse, seen_dirs);
+      walk(l, p, rel, recurse, seen_dirs);
     } else if (S_ISREG(st.st_mode)) {
-      const char *rel = p + rl;
-      while (*rel == '/') rel++;
       add_file(l, p, rel, &st, FALSE);
     }
   }
@@ -150,7 +150,7 @@ CliJobList *cli_jobs_collect(char **inputs, int n, gboolean recurse, const char 
     if (stat(in, &st) == 0 && S_ISDIR(st.st_mode)) {
       char *key = id_key(st.st_dev, st.st_ino);
       if (!g_hash_table_add(seen_dirs, key)) continue;
-      walk(l, in, in, recurse, seen_dirs);
+      walk(l, in, "", recurse, seen_dirs);
     } else if (stat(in, &st) == 0 && S_ISREG(st.st_mode)) {
       g_autofree char *base = g_path_get_basename(in);
       add_file(l, in, base, &st, TRUE);
@@ -517,6 +517,7 @@ void cli_jobs_run(CliJobList *l, FilterApp *app, const CliJobsOptions *o, CliJob
   app->say = say_cb;
   app->say_user = &bar;
   CnnfxImageLoadOptions lo = load_options(app, o);
+  gint64 started = g_get_real_time(); /* microseconds */
   g_autoptr(GHashTable) dir_cache =
     g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_ptr_array_unref);
   for (guint i = 0; i < l->jobs->len && !(o->cancel && *o->cancel); i++) {
@@ -543,9 +544,15 @@ void cli_jobs_run(CliJobList *l, FilterApp *app, const CliJobsOptions *o, CliJob
       continue;
     }
     remove_stale_temps(dir_cache, j);
-    if (!app->overwrite && g_file_test(main_out, G_FILE_TEST_EXISTS)) {
+    struct stat ms;
+    gboolean exists = stat(main_out, &ms) == 0;
+    gint64 mtime = exists ? (gint64)ms.st_mtim.tv_sec * G_USEC_PER_SEC + ms.st_mtim.tv_nsec / 1000 : 0;
+    if (exists && (!app->overwrite || mtime > started)) {
+      /* resume: finished before (the main output is renamed last); with --overwrite, an item
+       * another worker on this folder finished after this run started is not done twice */
       unclaim(cp, fd);
-      r->skipped++; /* resume: finished before (the main output is renamed last) */
+      if (app->overwrite) r->busy++;
+      else r->skipped++;
       continue;
     }
     if (bar.tty) bar_draw(&bar, 0, NULL);
@@ -577,7 +584,7 @@ void cli_jobs_summary(const CliJobList *l, const CliJobsResult *r, const char *f
   g_autoptr(GString) s = g_string_new(NULL);
   g_string_append_printf(s, "cnnfx %s: %d done, %d failed", filter, r->done, r->failed);
   if (r->skipped) g_string_append_printf(s, ", %d already done (skipped; --overwrite redoes them)", r->skipped);
-  if (r->busy) g_string_append_printf(s, ", %d being processed by another worker", r->busy);
+  if (r->busy) g_string_append_printf(s, ", %d done by another worker", r->busy);
   if (l->n_not_images) g_string_append_printf(s, ", %d skipped (not images)", l->n_not_images);
   if (l->n_duplicates) g_string_append_printf(s, ", %d duplicates skipped (same file twice)", l->n_duplicates);
   if (l->n_own_outputs) g_string_append_printf(s, ", %d earlier outputs not read as inputs", l->n_own_outputs);
