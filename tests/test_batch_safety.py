@@ -72,7 +72,11 @@ def run(args, timeout=120, env=None, cwd=None):
         th.join()
     p.returncode = 0  # reaped by wait4
     rc = status if status == -9999 else (os.waitstatus_to_exitcode(status))
-    return rc, out[0].decode(errors="replace"), err[0].decode(errors="replace"), ru.ru_maxrss / 1024, time.time() - t
+    e = err[0].decode(errors="replace")
+    marks = [m for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "-CRITICAL **") if m in e]
+    if marks:
+        check(False, f"no sanitizer report / GLib critical: cnnfx {' '.join(args[:1])}", e)
+    return rc, out[0].decode(errors="replace"), e, ru.ru_maxrss / 1024, time.time() - t
 
 
 def tree_hash(root):
