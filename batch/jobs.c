@@ -405,7 +405,10 @@ static int claim(const char *path, gboolean *busy, GError **error)
 {
   *busy = FALSE;
   for (int tries = 0; tries < 10; tries++) {
-    int fd = g_open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* O_NOFOLLOW: a symlink planted under the claim's name is never followed; nothing is
+     * ever written into the claim file (its lock is the claim) */
+    int fd = g_open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0 && errno == ELOOP && g_unlink(path) == 0) continue; /* a symlink is no claim of ours */
     if (fd < 0) {
       int e = errno;
       g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(e), "cannot create %s: %s", path, g_strerror(e));
@@ -423,12 +426,7 @@ static int claim(const char *path, gboolean *busy, GError **error)
     }
     /* the holder before us may have removed the file between our open and lock: retry */
     struct stat a, b;
-    if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-      char pid[32];
-      int n = g_snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-      if (ftruncate(fd, 0) == 0 && write(fd, pid, (size_t)n) < 0) g_debug("claim %s: %s", path, g_strerror(errno));
-      return fd;
-    }
+    if (fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) return fd;
     close(fd);
   }
   g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "cannot claim %s", path);

@@ -176,6 +176,13 @@ def t_output_is_input():
     rc, out, err, _, _ = run(["dream", "-q", "--overwrite"] + QUICK_DREAM + [os.path.join(d, "a.jpg"), "-o", o])
     check(tree_hash(d).get("a.jpg") == before["a.jpg"] and rc == 1 and "would replace" in err,
           "output symlinked to the input: refused, input intact", f"rc={rc} {err}")
+    # symlinks planted at a side output's and at the claim's name, pointing at the input
+    o2 = new_dir("symout2")
+    os.symlink(os.path.join(d, "a.jpg"), os.path.join(o2, ".a.csv.cnnfx-claim"))
+    os.symlink(os.path.join(d, "b.png"), os.path.join(o2, "a.heatmap.jpg"))
+    rc, out, err, _, _ = run(["classify", "-q", "--overwrite", os.path.join(d, "a.jpg"), os.path.join(d, "b.png"), "-o", o2])
+    check(tree_hash(d).get("a.jpg") == before["a.jpg"] and tree_hash(d).get("b.png") == before["b.png"] and rc == 1
+          and "would replace" in err, "symlinked side output and claim: inputs intact, refused", f"rc={rc} {err}")
     # the output folder is a symlink to the input folder
     link = os.path.join(A.tmp, "outlink")
     if os.path.lexists(link):
