@@ -408,6 +408,7 @@ typedef struct {
   struct jpeg_error_mgr pub;
   jmp_buf jb;
   char msg[JMSG_LENGTH_MAX];
+  gboolean pixels_done; /* every scanline read: a missing EOI marker after them is harmless */
 } JpegErr;
 
 static void jpeg_err_exit(j_common_ptr c)
@@ -425,8 +426,8 @@ static void jpeg_no_output(j_common_ptr c)
 /* Warnings: a file that ends early (libjpeg pads it with grey) is an error, not a result. */
 static void jpeg_emit(j_common_ptr c, int level)
 {
-  if (level == -1 && c->err->msg_code == JWRN_JPEG_EOF) {
-    JpegErr *e = (JpegErr *)c->err;
+  JpegErr *e = (JpegErr *)c->err;
+  if (level == -1 && c->err->msg_code == JWRN_JPEG_EOF && !e->pixels_done) {
     g_strlcpy(e->msg, "truncated file: the image data ends early", sizeof e->msg);
     longjmp(e->jb, 1);
   }
@@ -436,6 +437,7 @@ static CnnfxImage *load_jpeg(FILE *f, const char *path, const CnnfxImageLoadOpti
 {
   struct jpeg_decompress_struct ci;
   JpegErr e;
+  e.pixels_done = FALSE;
   CnnfxImage *volatile img = NULL;
   JSAMPLE *volatile row = NULL;
   ci.err = jpeg_std_error(&e.pub);
@@ -502,6 +504,7 @@ static CnnfxImage *load_jpeg(FILE *f, const char *path, const CnnfxImageLoadOpti
     float *dst = img->px + y * ci.output_width * 3;
     for (size_t i = 0; i < (size_t)ci.output_width * 3; i++) dst[i] = row[i] / 255.0f;
   }
+  e.pixels_done = TRUE;
   int orient = 1;
   for (jpeg_saved_marker_ptr mk = ci.marker_list; mk; mk = mk->next)
     if (mk->marker == JPEG_APP0 + 1 && mk->data_length > 6 && !memcmp(mk->data, "Exif\0\0", 6) && !img->exif) {

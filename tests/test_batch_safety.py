@@ -466,6 +466,10 @@ def t_truncated_jpeg():
     open(p, "wb").write(data[:len(data) // 3])
     rc, out, err, _, _ = run(["classify", "-q", p, "-o", os.path.join(A.tmp, "trunc-out")])
     check(rc == 1 and err.startswith(p + ": ") and "truncated" in err, "truncated JPEG: failed with the reason", f"rc={rc} {err}")
+    q = os.path.join(d, "noeoi.jpg")  # every pixel present, only the end marker missing: fine
+    open(q, "wb").write(data[:-2])
+    rc, out, err, _, _ = run(["classify", "-q", q, "-o", os.path.join(A.tmp, "trunc-out")])
+    check(rc == 0, "JPEG missing only its end marker still loads", f"rc={rc} {err}")
 
 
 def t_json_names():
