@@ -408,7 +408,8 @@ typedef struct {
   struct jpeg_error_mgr pub;
   jmp_buf jb;
   char msg[JMSG_LENGTH_MAX];
-  gboolean pixels_done; /* every scanline read: a missing EOI marker after them is harmless */
+  j_decompress_ptr d;    /* decoding: where the data ran out */
+  int eof_row;           /* output row being decoded when the file ended, -1 if it did not */
 } JpegErr;
 
 static void jpeg_err_exit(j_common_ptr c)
@@ -423,21 +424,21 @@ static void jpeg_no_output(j_common_ptr c)
   (void)c;
 }
 
-/* Warnings: a file that ends early (libjpeg pads it with grey) is an error, not a result. */
+/* Warnings: a file that ends early (libjpeg pads it with grey) is an error, not a result;
+ * load_jpeg judges where it ended (a missing end marker after the last rows is harmless). */
 static void jpeg_emit(j_common_ptr c, int level)
 {
   JpegErr *e = (JpegErr *)c->err;
-  if (level == -1 && c->err->msg_code == JWRN_JPEG_EOF && !e->pixels_done) {
-    g_strlcpy(e->msg, "truncated file: the image data ends early", sizeof e->msg);
-    longjmp(e->jb, 1);
-  }
+  if (level == -1 && c->err->msg_code == JWRN_JPEG_EOF && e->eof_row < 0)
+    e->eof_row = e->d ? (int)e->d->output_scanline : 0;
 }
 
 static CnnfxImage *load_jpeg(FILE *f, const char *path, const CnnfxImageLoadOptions *o, GError **error)
 {
   struct jpeg_decompress_struct ci;
   JpegErr e;
-  e.pixels_done = FALSE;
+  e.d = &ci;
+  e.eof_row = -1;
   CnnfxImage *volatile img = NULL;
   JSAMPLE *volatile row = NULL;
   ci.err = jpeg_std_error(&e.pub);
@@ -504,7 +505,14 @@ static CnnfxImage *load_jpeg(FILE *f, const char *path, const CnnfxImageLoadOpti
     float *dst = img->px + y * ci.output_width * 3;
     for (size_t i = 0; i < (size_t)ci.output_width * 3; i++) dst[i] = row[i] / 255.0f;
   }
-  e.pixels_done = TRUE;
+  /* the entropy decoder reads ahead: the end of data may be met in the last MCU rows of a file
+   * that only lacks its end marker; earlier, rows were made up */
+  int tol = 2 * MAX(1, ci.max_v_samp_factor) * DCTSIZE;
+  if (e.eof_row >= 0 && e.eof_row + tol < (int)ci.output_height) {
+    g_snprintf(e.msg, sizeof e.msg, "truncated file: the image data ends at row %d of %u", e.eof_row,
+               ci.output_height);
+    longjmp(e.jb, 1);
+  }
   int orient = 1;
   for (jpeg_saved_marker_ptr mk = ci.marker_list; mk; mk = mk->next)
     if (mk->marker == JPEG_APP0 + 1 && mk->data_length > 6 && !memcmp(mk->data, "Exif\0\0", 6) && !img->exif) {
@@ -526,7 +534,7 @@ static CnnfxImage *load_jpeg(FILE *f, const char *path, const CnnfxImageLoadOpti
 static gboolean save_jpeg(const CnnfxImage *img, FILE *f, int quality, GError **error)
 {
   struct jpeg_compress_struct ci;
-  JpegErr e;
+  JpegErr e = {.d = NULL, .eof_row = -1};
   JSAMPLE *volatile row = NULL;
   ci.err = jpeg_std_error(&e.pub);
   e.pub.error_exit = jpeg_err_exit;
