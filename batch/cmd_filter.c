@@ -183,7 +183,7 @@ int cmd_filter(int argc, char **argv)
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);
     goto out;
   }
-  if (argc < 2 || !outdir) {
+  if (argc < 2 || !outdir || (argc == 2 && !strcmp(argv[1], "--"))) {
     fprintf(stderr, "cnnfx %s: need INPUT... and -o OUTDIR (see cnnfx %s --help)\n", info->name, info->name);
     goto out;
   }
