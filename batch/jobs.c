@@ -456,11 +456,18 @@ static void remove_stale_temps(GHashTable *dir_cache, const CliJob *j)
         if (e[0] == '.' && strlen(e) > 8) g_ptr_array_add(names, g_strdup(e));
       g_hash_table_insert(dir_cache, g_strdup(dir), names);
     }
-    for (guint i = 0; i < names->len; i++)
-      if (cnnfx_is_temp_name_of(names->pdata[i], base)) {
-        g_autofree char *p = g_build_filename(dir, (char *)names->pdata[i], NULL);
-        (void)g_unlink(p);
-      }
+    for (guint i = 0; i < names->len; i++) {
+      const char *nm = names->pdata[i];
+      if (!cnnfx_is_temp_name_of(nm, base)) continue;
+      /* a hidden ".a.csv.backup" of the user's is no temporary file: mkstemp's six random
+       * characters are almost never all lower-case letters */
+      const char *x = nm + strlen(nm) - 6;
+      gboolean word = TRUE;
+      for (int k = 0; k < 6; k++) word = word && g_ascii_islower(x[k]);
+      g_autofree char *p = g_build_filename(dir, nm, NULL);
+      struct stat st;
+      if (!word && lstat(p, &st) == 0 && S_ISREG(st.st_mode)) (void)g_unlink(p);
+    }
   }
 }
 

@@ -252,10 +252,14 @@ def t_resume_half_done():
     os.unlink(os.path.join(o, "p34.csv"))  # as after kill -9 / full disk before the report
     stale = os.path.join(o, ".p34.heatmap.jpg.Ab12Cd")
     open(stale, "wb").write(b"partial")
+    users = os.path.join(o, ".p34.heatmap.jpg.backup")  # looks like one, but is the user's
+    open(users, "wb").write(b"mine")
     rc, out, err, _, _ = run(["classify", "-q", d, "-o", o])
     check(rc == 0 and os.path.exists(os.path.join(o, "p34.csv")), "half-done item (side outputs, no report) is redone",
           f"rc={rc} {err}")
     check(not os.path.exists(stale), "stale temporary .NAME.XXXXXX removed")
+    check(os.path.exists(users), "a user's hidden .NAME.backup is left alone")
+    os.unlink(users)
     check(not leftovers(o), "no temporary or claim files left", leftovers(o))
 
 
