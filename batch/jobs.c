@@ -589,7 +589,7 @@ void cli_jobs_summary(const CliJobList *l, const CliJobsResult *r, const char *f
   g_autoptr(GString) s = g_string_new(NULL);
   g_string_append_printf(s, "cnnfx %s: %d done, %d failed", filter, r->done, r->failed);
   if (r->skipped) g_string_append_printf(s, ", %d already done (skipped; --overwrite redoes them)", r->skipped);
-  if (r->busy) g_string_append_printf(s, ", %d done by another worker", r->busy);
+  if (r->busy) g_string_append_printf(s, ", %d left to another worker on this folder", r->busy);
   if (l->n_not_images) g_string_append_printf(s, ", %d skipped (not images)", l->n_not_images);
   if (l->n_duplicates) g_string_append_printf(s, ", %d duplicates skipped (same file twice)", l->n_duplicates);
   if (l->n_own_outputs) g_string_append_printf(s, ", %d earlier outputs not read as inputs", l->n_own_outputs);

@@ -261,6 +261,22 @@ def t_resume_half_done():
     check(os.path.exists(users), "a user's hidden .NAME.backup is left alone")
     os.unlink(users)
     check(not leftovers(o), "no temporary or claim files left", leftovers(o))
+    # a dead worker's claim is free again; a live worker's claim is respected
+    import fcntl
+    os.unlink(os.path.join(o, "p34.csv"))
+    claim = os.path.join(o, ".p34.csv.cnnfx-claim")
+    open(claim, "w").close()
+    rc, out, err, _, _ = run(["classify", "-q", d, "-o", o])
+    check(rc == 0 and os.path.exists(os.path.join(o, "p34.csv")) and not os.path.exists(claim),
+          "a stale claim (dead worker) is taken over", f"rc={rc} {err}")
+    os.unlink(os.path.join(o, "p34.csv"))
+    fd = os.open(claim, os.O_RDONLY | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    rc, out, err, _, _ = run(["classify", d, "-o", o])
+    check(rc == 0 and not os.path.exists(os.path.join(o, "p34.csv")) and "another worker" in err,
+          "an item claimed by a live worker is left to it", f"rc={rc} {err}")
+    os.close(fd)
+    os.unlink(claim)
 
 
 def t_kill9_resume():
