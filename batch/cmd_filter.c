@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "cnnfx-filters.h"
 #include "image.h"
+#include "jobs.h"
 #include "netload.h"
 #include "shard.h"
 #include <errno.h>
@@ -22,45 +23,6 @@ static void on_sigint(int sig)
   (void)sig;
   if (cancel_flag) _exit(130); /* second Ctrl-C: temporary files are already unlinked or never renamed */
   cancel_flag = 1;
-}
-
-typedef struct {
-  char *src;      /* input file */
-  char *rel;      /* path relative to its input root, for mirroring */
-} Job;
-
-static void job_free(gpointer p)
-{
-  Job *j = p;
-  g_free(j->src);
-  g_free(j->rel);
-  g_free(j);
-}
-
-static gint job_cmp(gconstpointer a, gconstpointer b)
-{
-  return g_strcmp0((*(Job *const *)a)->rel, (*(Job *const *)b)->rel);
-}
-
-/* Collect files; folders give every non-hidden file (recursively with -r): a file that is not a
- * PNG or JPEG is reported as such, never silently dropped. */
-static void collect(const char *root, const char *dir, gboolean recurse, GPtrArray *jobs)
-{
-  g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
-  if (!d) return;
-  const char *e;
-  while ((e = g_dir_read_name(d))) {
-    if (e[0] == '.') continue;
-    g_autofree char *p = g_build_filename(dir, e, NULL);
-    if (g_file_test(p, G_FILE_TEST_IS_DIR)) {
-      if (recurse) collect(root, p, recurse, jobs);
-    } else if (g_file_test(p, G_FILE_TEST_IS_REGULAR)) {
-      Job *j = g_new0(Job, 1);
-      j->src = g_strdup(p);
-      j->rel = g_strdup(p + strlen(root) + (root[strlen(root) - 1] == '/' ? 0 : 1));
-      g_ptr_array_add(jobs, j);
-    }
-  }
 }
 
 /* Output name: OUTDIR/rel with the suffix inserted before the extension ("" = same name),
@@ -79,41 +41,6 @@ char *cli_output_path(const char *outdir, const char *rel, const char *suffix, c
   }
   g_autofree char *name = g_strconcat(r, suffix ? suffix : "", ext ? ext : old_ext, NULL);
   return g_build_filename(outdir, name, NULL);
-}
-
-static gboolean ensure_parent(const char *path, GError **error)
-{
-  g_autofree char *dir = g_path_get_dirname(path);
-  if (g_mkdir_with_parents(dir, 0755) != 0) {
-    g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno), "cannot create %s: %s", dir, g_strerror(errno));
-    return FALSE;
-  }
-  return TRUE;
-}
-
-/* ---- progress ----------------------------------------------------------------------- */
-
-typedef struct {
-  gboolean tty;
-  int file_i, n_files;
-  const char *name;
-  gint64 last;
-} Progress;
-
-static void progress_cb(double frac, const char *what, gpointer user)
-{
-  Progress *p = user;
-  if (!p->tty) return;
-  gint64 now = g_get_monotonic_time();
-  if (now - p->last < 100000 && frac < 1) return;
-  p->last = now;
-  int w = 30, fill = (int)(CLAMP(frac, 0, 1) * w);
-  char bar[64];
-  for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '-';
-  bar[w] = 0;
-  fprintf(stderr, "\r\033[K[%d/%d] %s [%s] %3.0f%% %s", p->file_i, p->n_files, p->name, bar, frac * 100,
-          what ? what : "");
-  fflush(stderr);
 }
 
 /* ---- GOption entries from the parameter table ---------------------------------------- */
@@ -155,6 +82,10 @@ static char **normalise_bool_flags(const CnnfxFilterInfo *info, int argc, char *
   GPtrArray *a = g_ptr_array_new();
   for (int i = 0; i < argc; i++) {
     const CnnfxParam *d = NULL;
+    if (!strcmp(argv[i], "--")) { /* end of options: the rest are inputs, verbatim */
+      for (; i < argc; i++) g_ptr_array_add(a, g_strdup(argv[i]));
+      break;
+    }
     if (g_str_has_prefix(argv[i], "--") && !strchr(argv[i], '='))
       for (const CnnfxParam *q = info->params; q->name; q++)
         if (q->type == CNNFX_P_BOOL && !strcmp(q->name, argv[i] + 2)) d = q;
@@ -215,7 +146,7 @@ int cmd_filter(int argc, char **argv)
   const CnnfxFilterInfo *info = cnnfx_filter_info(argv[0]);
   g_autoptr(CnnfxParams) params = cnnfx_params_new(info);
   char *model = NULL, *device = NULL, *outdir = NULL, *labels = NULL;
-  gint64 seed = 0, max_mem_mb = 0;
+  gint64 seed = 0, max_mem_mb = 0, max_pixels = 0;
   gboolean overwrite = FALSE, recurse = FALSE, quiet = FALSE, depth16 = FALSE;
   int quality = 92, shard_count = 0;
   g_autofree char *shard = NULL;
@@ -227,9 +158,11 @@ int cmd_filter(int argc, char **argv)
     {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Random seed (default 0)", "N"},
     {"overwrite", 0, 0, G_OPTION_ARG_NONE, &overwrite, "Replace existing outputs (default: skip them, so a run can resume)", NULL},
     {"recursive", 'r', 0, G_OPTION_ARG_NONE, &recurse, "Recurse into sub-folders", NULL},
-    {"max-memory", 0, 0, G_OPTION_ARG_INT64, &max_mem_mb, "Tensor memory bound in MiB; big images are tiled to fit (default: 2048)", "MB"},
+    {"max-memory", 0, 0, G_OPTION_ARG_INT64, &max_mem_mb, "Tensor memory bound in MiB; big images are tiled to fit (default: 2048); decoding an image may use up to the larger of this and 2048", "MB"},
+    /* batch safety (jobs.c / image.c): declared image sizes above this are refused before decoding */
+    {"max-pixels", 0, 0, G_OPTION_ARG_INT64, &max_pixels, "Refuse images declaring more pixels than this (default 178956970, like Pillow; decompression-bomb guard)", "N"},
     {"jpeg-quality", 0, 0, G_OPTION_ARG_INT, &quality, "JPEG output quality (default 92)", "Q"},
-    {"16bit", 0, 0, G_OPTION_ARG_NONE, &depth16, "Write 16-bit PNG (default: the input's depth)", NULL},
+    {"16bit", 0, 0, G_OPTION_ARG_NONE, &depth16, "Write 16-bit PNG (default: the input's depth); JPEG inputs then give PNG outputs (NAME.png)", NULL},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress bar", NULL},
     {"shard", 0, 0, G_OPTION_ARG_STRING, &shard, "Process only shard K of N (1-based; by path hash; default: from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)", "K/N"},
     {"shard-count", 0, 0, G_OPTION_ARG_INT, &shard_count, "Number of shards N with JOB_COMPLETION_INDEX (default: CNNFX_SHARD_COUNT)", "N"},
@@ -243,7 +176,7 @@ int cmd_filter(int argc, char **argv)
   g_option_group_add_entries(main_group, common);
   g_option_context_set_main_group(ctx, main_group);
   g_autoptr(GError) err = NULL;
-  g_autoptr(GPtrArray) jobs = g_ptr_array_new_with_free_func(job_free);
+  g_autoptr(CliJobList) jobs = NULL;
   g_autoptr(CnnfxBackend) be = NULL;
   g_autoptr(CnnfxNet) net = NULL;
   int rc = 2;
@@ -254,34 +187,24 @@ int cmd_filter(int argc, char **argv)
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);
     goto out;
   }
-  if (argc < 2 || !outdir) {
+  if (argc < 2 || !outdir || (argc == 2 && !strcmp(argv[1], "--"))) {
     fprintf(stderr, "cnnfx %s: need INPUT... and -o OUTDIR (see cnnfx %s --help)\n", info->name, info->name);
     goto out;
   }
-  if (max_mem_mb < 0 || quality < 1 || quality > 100) {
-    fprintf(stderr, "cnnfx %s: bad --max-memory or --jpeg-quality\n", info->name);
+  if (max_mem_mb < 0 || quality < 1 || quality > 100 || max_pixels < 0) {
+    fprintf(stderr, "cnnfx %s: bad --max-memory, --max-pixels or --jpeg-quality\n", info->name);
     goto out;
   }
-  /* Inputs */
-  for (int i = 1; i < argc; i++) {
-    if (g_file_test(argv[i], G_FILE_TEST_IS_DIR)) {
-      collect(argv[i], argv[i], recurse, jobs);
-    } else {
-      Job *j = g_new0(Job, 1);
-      j->src = g_strdup(argv[i]);
-      j->rel = g_path_get_basename(argv[i]);
-      g_ptr_array_add(jobs, j);
-    }
-  }
-  g_ptr_array_sort(jobs, job_cmp);
-  /* Two inputs mapping to the same output is a usage error: nothing would be deterministic. */
-  for (guint i = 1; i < jobs->len; i++)
-    if (!strcmp(((Job *)jobs->pdata[i])->rel, ((Job *)jobs->pdata[i - 1])->rel)) {
-      fprintf(stderr, "cnnfx %s: two inputs would write the same output '%s'\n", info->name,
-              ((Job *)jobs->pdata[i])->rel);
-      goto out;
-    }
-  if (!cli_shard_filter(jobs, G_STRUCT_OFFSET(Job, rel), shard, shard_count, outdir, quiet, &err)) {
+  /* Inputs and their outputs (jobs.c) */
+  FilterApp app = {
+    .info = info, .params = params, .outdir = outdir, .overwrite = overwrite, .depth16 = depth16,
+    .jpeg_quality = quality,
+  };
+  jobs = cli_jobs_collect(argv + 1, argc - 1, recurse, outdir);
+  cli_jobs_plan(jobs, &app);
+  /* this worker's shard of the planned list (planning sees every input, so renamed twins are
+   * the same on every shard) */
+  if (!cli_shard_filter(jobs->jobs, G_STRUCT_OFFSET(CliJob, rel), shard, shard_count, outdir, quiet, &err)) {
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);
     goto out;
   }
@@ -296,14 +219,9 @@ int cmd_filter(int argc, char **argv)
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);
     goto out;
   }
-  FilterApp app = {
-    .info = info, .params = params, .net = net, .outdir = outdir, .overwrite = overwrite,
-    .depth16 = depth16, .jpeg_quality = quality,
-  };
-  Progress prog = {.tty = !quiet && isatty(2), .n_files = (int)jobs->len};
+  app.net = net;
   app.run = (CnnfxRun){.backend = be, .seed = (guint64)seed, .cancel = &cancel_flag,
-                       .max_memory = (size_t)(max_mem_mb ? max_mem_mb : 2048) << 20,
-                       .progress = progress_cb, .user = &prog};
+                       .max_memory = (size_t)(max_mem_mb ? max_mem_mb : 2048) << 20};
   if (!cli_filter_prepare(&app, &err)) { /* bad style / guide images, missing options: nothing processed */
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);
     cli_filter_finish(&app, NULL);
@@ -314,30 +232,10 @@ int cmd_filter(int argc, char **argv)
   sa.sa_handler = on_sigint;
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
-  int failed = 0, done = 0, skipped = 0;
-  for (guint i = 0; i < jobs->len && !cancel_flag; i++) {
-    Job *j = jobs->pdata[i];
-    prog.file_i = (int)i + 1;
-    prog.name = j->rel;
-    g_autoptr(GError) e = NULL;
-    g_autofree char *main_out = cli_filter_main_output(&app, j->rel);
-    if (!overwrite && g_file_test(main_out, G_FILE_TEST_EXISTS)) {
-      skipped++;
-      continue; /* resume: finished before */
-    }
-    g_autoptr(CnnfxImage) img = cnnfx_image_load(j->src, &e);
-    gboolean ok = img && ensure_parent(main_out, &e) && cli_filter_apply(&app, img, j->src, j->rel, &e);
-    if (prog.tty) fprintf(stderr, "\r\033[K");
-    if (ok) {
-      done++;
-      if (!quiet) fprintf(stderr, "%s -> %s\n", j->src, main_out);
-    } else if (e && g_error_matches(e, CNNFX_ERROR, CNNFX_ERROR_CANCELLED)) {
-      break;
-    } else {
-      failed++;
-      fprintf(stderr, "%s: %s\n", j->src, e ? e->message : "failed");
-    }
-  }
+  CliJobsOptions jo = {.quiet = quiet, .max_pixels = max_pixels, .cancel = &cancel_flag};
+  CliJobsResult res;
+  cli_jobs_run(jobs, &app, &jo, &res);
+  int failed = res.failed, done = res.done;
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   cli_filter_finish(&app, &err);
@@ -350,7 +248,7 @@ int cmd_filter(int argc, char **argv)
     rc = 130;
     goto out;
   }
-  if (!quiet && skipped) fprintf(stderr, "%d already done (skipped; --overwrite redoes them)\n", skipped);
+  if (!quiet) cli_jobs_summary(jobs, &res, info->name);
   rc = failed ? 1 : 0;
 out:
   g_free(model);

@@ -35,6 +35,8 @@ int cmd_man(int argc, char **argv)
   puts(".TP\n\\fB\\-\\-overwrite\\fR\nReplace existing outputs.");
   puts(".TP\n\\fB\\-r\\fR, \\fB\\-\\-recursive\\fR\nRecurse into sub-folders.");
   puts(".TP\n\\fB\\-\\-max\\-memory\\fR MB\nTensor memory bound; big photos are processed in tiles to fit.");
+  puts(".TP\n\\fB\\-\\-max\\-pixels\\fR N\nRefuse images declaring more pixels than N before decoding (default "
+       "178956970, like Pillow): a decompression-bomb guard.");
   for (const CnnfxFilterInfo *const *f = cnnfx_filter_infos(); *f; f++) {
     printf(".SH %s (cnnfx %s)\n", (*f)->title, (*f)->name);
     roff_escape((*f)->help);

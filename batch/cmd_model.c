@@ -1,5 +1,7 @@
 /* cnnfx model tools: check-onnx, info, bench, grad, check-grad. */
 #include "cli.h"
+#include <signal.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,12 +285,27 @@ void cli_print_system(void)
   if (ct) printf("blas-coretype-env: %s\n", ct);
 }
 
+static volatile int info_timed_out;
+
+static void on_info_alarm(int sig)
+{
+  (void)sig;
+  info_timed_out = 1;
+}
+
+/* `info` runs the model once to learn every shape: a tiny hostile model (a Resize x800) must
+ * not take gigabytes and minutes, so that run is bounded like the filters: --max-memory
+ * (default 2048 MiB) and --time-limit (default 60 s); past them the shapes print as "?". */
 int cmd_info(int argc, char **argv)
 {
   char *shape = NULL;
+  gint64 max_mem_mb = 2048;
+  int time_limit = 60;
   gboolean sys = FALSE;
   GOptionEntry entries[] = {
     {"shape", 0, 0, G_OPTION_ARG_STRING, &shape, "Input shape for shape inference, e.g. 1,3,224,224", "N,C,H,W"},
+    {"max-memory", 0, 0, G_OPTION_ARG_INT64, &max_mem_mb, "Tensor memory bound in MiB for shape inference (default 2048)", "MB"},
+    {"time-limit", 0, 0, G_OPTION_ARG_INT, &time_limit, "Seconds allowed for shape inference (default 60)", "S"},
     {"system", 0, 0, G_OPTION_ARG_NONE, &sys, "Print the CPU, the SIMD level of cnnfx's kernels and the BLAS core", NULL},
     G_OPTION_ENTRY_NULL};
   if (!cli_parse(&argc, &argv, "MODEL.onnx — list inputs, outputs and every tensor with its shape", entries))
@@ -299,6 +316,7 @@ int cmd_info(int argc, char **argv)
     if (argc == 1) return 0;
   }
   if (argc != 2) return cli_usage_error("info needs exactly one MODEL.onnx");
+  if (max_mem_mb <= 0 || time_limit <= 0) return cli_usage_error("--max-memory and --time-limit must be positive");
   g_autoptr(GError) err = NULL;
   g_autoptr(CnnfxModel) m = cli_load_model(argv[1], &err);
   if (!m) {
@@ -307,13 +325,29 @@ int cmd_info(int argc, char **argv)
   }
   printf("model %s: opset %d, %d nodes\n", argv[1], cnnfx_model_opset(m), cnnfx_model_n_nodes(m));
   g_autoptr(CnnfxBackend) be = cli_backend_new("cpu", FALSE, &err);
-  g_autoptr(CnnfxSession) s = be ? cnnfx_session_new(m, be, NULL, &err) : NULL;
+  CnnfxSessionOptions so = {.mem_limit = (size_t)max_mem_mb << 20, .cancel = &info_timed_out};
+  g_autoptr(CnnfxSession) s = be ? cnnfx_session_new(m, be, &so, &err) : NULL;
   gboolean ran = s != NULL;
   for (int i = 0; ran && i < cnnfx_model_n_inputs(m); i++) {
     g_autoptr(CnnfxTensor) t = cli_make_input(m, i, shape, &err);
-    if (!t || !cnnfx_session_set_input(s, cnnfx_model_input_name(m, i), t, &err)) ran = FALSE;
+    if (t && t->numel * cnnfx_dtype_size(t->dtype) > so.mem_limit) {
+      g_clear_error(&err);
+      g_set_error(&err, CNNFX_ERROR, CNNFX_ERROR_ARG, "input %s needs more than --max-memory %" G_GINT64_FORMAT " MiB",
+                  cnnfx_model_input_name(m, i), max_mem_mb);
+      ran = FALSE;
+    } else if (!t || !cnnfx_session_set_input(s, cnnfx_model_input_name(m, i), t, &err)) {
+      ran = FALSE;
+    }
   }
+  struct sigaction sa = {0}, old;
+  sa.sa_handler = on_info_alarm;
+  sigaction(SIGALRM, &sa, &old);
+  info_timed_out = 0;
+  alarm((unsigned)time_limit);
   if (ran && !cnnfx_session_forward(s, &err)) ran = FALSE;
+  alarm(0);
+  sigaction(SIGALRM, &old, NULL);
+  if (info_timed_out && err) g_prefix_error(&err, "over --time-limit %d s: ", time_limit);
   if (!ran) fprintf(stderr, "cnnfx: shapes unknown (%s)\n", err ? err->message : "");
   g_free(shape);
   int64_t dims[CNNFX_MAX_DIMS];

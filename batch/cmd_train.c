@@ -256,7 +256,7 @@ int cmd_train(int argc, char **argv)
     {"backend", 0, 0, G_OPTION_ARG_STRING, &backend_name, "cpu (default) or cuda", "NAME"},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress output", NULL},
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Write the model here", "OUT.onnx"},
-    {NULL},
+    G_OPTION_ENTRY_NULL,
   };
   if (!cli_parse(&argc, &argv, "- train a network (or build a random-feature one) and write ONNX", entries)) return 2;
   if (argc > 1) return cli_usage_error("train takes no positional arguments");

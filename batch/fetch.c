@@ -378,6 +378,19 @@ static gboolean curl_ready(GError **error)
   return TRUE;
 }
 
+/* Limits of one transfer.  A server that trickles (1 byte every 0.5 s) must not hold a fetch
+ * forever: the transfer is aborted when it stays below a realistic minimum speed for a while,
+ * and in any case after an overall deadline derived from the bytes still to come at that
+ * speed.  The environment overrides them (tests): CNNFX_FETCH_MIN_SPEED (bytes/s, default
+ * 4096), CNNFX_FETCH_STALL_SECONDS (default 60), CNNFX_FETCH_GRACE_SECONDS (default 120). */
+static long env_long(const char *name, long def)
+{
+  const char *v = g_getenv(name);
+  if (!v || !*v) return def;
+  gint64 x = g_ascii_strtoll(v, NULL, 10);
+  return x > 0 && x < G_MAXINT32 ? (long)x : def;
+}
+
 /* One transfer from one URL, appending to the open .part (fd) from its current size. */
 static gboolean transfer_once(const CnnfxFetchRequest *req, const char *url, const char *part, int fd,
                               GError **error)
@@ -416,8 +429,11 @@ static gboolean transfer_once(const CnnfxFetchRequest *req, const char *url, con
   curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L); /* abort a stalled transfer after 60 s */
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+  long min_speed = env_long("CNNFX_FETCH_MIN_SPEED", 4096), stall = env_long("CNNFX_FETCH_STALL_SECONDS", 60);
+  long deadline = env_long("CNNFX_FETCH_GRACE_SECONDS", 120) + (long)MIN((req->size - t.offset) / min_speed, (gint64)G_MAXINT32 / 2);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, min_speed); /* slower than this for `stall` s: abort */
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stall);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, deadline); /* the whole transfer */
   curl_easy_setopt(c, CURLOPT_USERAGENT, "cnnfx/" CNNFX_FETCH_VERSION);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
@@ -462,7 +478,11 @@ static gboolean transfer_once(const CnnfxFetchRequest *req, const char *url, con
     const char *hint = "";
     if (rc == CURLE_COULDNT_CONNECT) hint = " (server down or unreachable?)";
     else if (rc == CURLE_COULDNT_RESOLVE_HOST) hint = " (no network or DNS?)";
-    else if (rc == CURLE_OPERATION_TIMEDOUT) hint = " (timed out)";
+    g_autofree char *slow = NULL;
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+      hint = slow = g_strdup_printf(" (timed out: slower than %ld bytes/s for %ld s, or past the %ld s deadline; "
+                                    "partial file kept, run fetch again to resume)",
+                                    min_speed, stall, deadline);
     else if (rc == CURLE_PARTIAL_FILE || rc == CURLE_RECV_ERROR) hint = " (connection dropped; run fetch again to resume)";
     g_set_error(error, CNNFX_FETCH_ERROR, CNNFX_FETCH_ERROR_NETWORK, "%s: %s%s", url, *errbuf ? errbuf : curl_easy_strerror(rc),
                 hint);

@@ -10,14 +10,78 @@ static gboolean is_filter(const FilterApp *app, const char *name)
   return !strcmp(app->info->name, name);
 }
 
-/* Text outputs (reports) are written like images: temporary name, then rename. */
-static gboolean write_text_atomic(const char *path, const char *text, gboolean overwrite, GError **error)
+void cli_pending_free(gpointer p)
 {
-  if (!overwrite && g_file_test(path, G_FILE_TEST_EXISTS)) {
+  CliPending *c = p;
+  if (!c) return;
+  if (c->tmp) (void)g_unlink(c->tmp); /* never committed: remove the temporary file */
+  g_free(c->tmp);
+  g_free(c->final);
+  g_free(c);
+}
+
+static void pend(FilterApp *app, char *tmp, const char *final)
+{
+  CliPending *c = g_new0(CliPending, 1);
+  c->tmp = tmp;
+  c->final = g_strdup(final);
+  g_ptr_array_add(app->pending, c);
+}
+
+/* Text outputs (reports) are written like images: temporary name, then rename. */
+static gboolean write_text_atomic(FilterApp *app, const char *path, const char *text, GError **error)
+{
+  if (app->pending) {
+    char *tmp = NULL;
+    if (!cnnfx_write_temp(path, text, strlen(text), &tmp, error)) return FALSE;
+    pend(app, tmp, path);
+    return TRUE;
+  }
+  if (!app->overwrite && g_file_test(path, G_FILE_TEST_EXISTS)) {
     g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_EXIST, "%s exists (use --overwrite)", path);
     return FALSE;
   }
   return g_file_set_contents(path, text, -1, error); /* writes a temporary file and renames it */
+}
+
+static gboolean save_image(FilterApp *app, const CnnfxImage *img, const char *path, int depth, GError **error)
+{
+  if (app->pending) {
+    char *tmp = NULL;
+    if (!cnnfx_image_save_temp(img, path, depth, app->jpeg_quality, &tmp, error)) return FALSE;
+    pend(app, tmp, path);
+    return TRUE;
+  }
+  return cnnfx_image_save(img, path, depth, app->jpeg_quality, app->overwrite, error);
+}
+
+static void say(FilterApp *app, FILE *stream, const char *line)
+{
+  if (app->say) app->say(app->say_user, stream, line);
+  else {
+    fputs(line, stream);
+    fflush(stream);
+  }
+}
+
+/* A JSON string: valid UTF-8 kept as is (non-ASCII file names stay readable), quotes,
+ * backslashes and control characters escaped; bytes that are not UTF-8 (file names are
+ * bytes) become U+FFFD. */
+static void json_string(GString *s, const char *t)
+{
+  g_autofree char *v = g_utf8_make_valid(t ? t : "", -1);
+  g_string_append_c(s, '"');
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+    if (*p == '"' || *p == '\\') {
+      g_string_append_c(s, '\\');
+      g_string_append_c(s, (char)*p);
+    } else if (*p < 0x20) {
+      g_string_append_printf(s, "\\u%04x", *p);
+    } else {
+      g_string_append_c(s, (char)*p);
+    }
+  }
+  g_string_append_c(s, '"');
 }
 
 gboolean cli_filter_prepare(FilterApp *app, GError **error)
@@ -58,6 +122,10 @@ gboolean cli_filter_prepare(FilterApp *app, GError **error)
       }
     }
   }
+  if (is_filter(app, "fool") && !app->aux_params) {
+    app->aux_params = cnnfx_params_new(cnnfx_filter_info("classify"));
+    if (!app->aux_params || !cnnfx_params_set(app->aux_params, "overlay", "none", error)) return FALSE;
+  }
   if (is_filter(app, "dream")) {
     const char *g = cnnfx_params_string(app->params, "guide");
     if (g) {
@@ -70,6 +138,9 @@ gboolean cli_filter_prepare(FilterApp *app, GError **error)
 
 void cli_filter_finish(FilterApp *app, GError **error)
 {
+  (void)error;
+  if (app->aux_params) cnnfx_params_free(app->aux_params);
+  app->aux_params = NULL;
   for (int i = 0; i < app->n_styles; i++)
     if (app->styles && app->styles[i]) cnnfx_tensor_unref(app->styles[i]);
   g_free(app->styles);
@@ -87,6 +158,22 @@ char *cli_filter_main_output(const FilterApp *app, const char *rel)
                            !g_strcmp0(cnnfx_params_string(app->params, "format"), "json") ? ".json" : ".csv");
   if (is_filter(app, "fool")) return cli_output_path(app->outdir, rel, NULL, ".png"); /* lossless: noise survives */
   return cli_output_path(app->outdir, rel, NULL, NULL);
+}
+
+GPtrArray *cli_filter_outputs(const FilterApp *app, const char *rel)
+{
+  GPtrArray *a = g_ptr_array_new_with_free_func(g_free);
+  if (is_filter(app, "classify")) {
+    if (g_strcmp0(cnnfx_params_string(app->params, "overlay"), "none") != 0)
+      g_ptr_array_add(a, cli_output_path(app->outdir, rel, ".heatmap", NULL));
+    if (cnnfx_params_bool(app->params, "labels-image"))
+      g_ptr_array_add(a, cli_output_path(app->outdir, rel, ".labels", NULL));
+  } else if (is_filter(app, "fool")) {
+    g_ptr_array_add(a, cli_output_path(app->outdir, rel, ".noise", ".png"));
+    g_ptr_array_add(a, cli_output_path(app->outdir, rel, ".fool", ".txt"));
+  }
+  g_ptr_array_add(a, cli_filter_main_output(app, rel));
+  return a;
 }
 
 static int out_depth(const FilterApp *app, const CnnfxImage *img)
@@ -121,23 +208,32 @@ static gboolean apply_classify(FilterApp *app, CnnfxImage *img, CnnfxTensor *x, 
     g_autoptr(CnnfxImage) h = render_heatmap(img, heat, cnnfx_params_string(app->params, "colormap"),
                                              cnnfx_params_double(app->params, "opacity"), error);
     g_autofree char *hp = cli_output_path(app->outdir, rel, ".heatmap", NULL);
-    ok = h && cnnfx_image_save(h, hp, out_depth(app, img), app->jpeg_quality, app->overwrite, error);
+    if (h) cnnfx_image_copy_meta(h, img);
+    if (h && g_strcmp0(cnnfx_params_string(app->params, "colormap"), "gray") != 0) h->gray = FALSE; /* colour map */
+    ok = h && save_image(app, h, hp, out_depth(app, img), error);
   }
   if (ok && cnnfx_params_bool(app->params, "labels-image")) {
     g_autoptr(CnnfxImage) li = cli_draw_labels(img, top, k, error);
     g_autofree char *lp = cli_output_path(app->outdir, rel, ".labels", NULL);
-    ok = li && cnnfx_image_save(li, lp, out_depth(app, img), app->jpeg_quality, app->overwrite, error);
+    if (li) cnnfx_image_copy_meta(li, img);
+    if (li) li->gray = FALSE; /* coloured labels box */
+    ok = li && save_image(app, li, lp, out_depth(app, img), error);
   }
   if (ok) {
     gboolean json = !g_strcmp0(cnnfx_params_string(app->params, "format"), "json");
     g_autoptr(GString) s = g_string_new(NULL);
     if (json) {
-      g_autofree char *esc = g_strescape(src, NULL);
-      g_string_append_printf(s, "{\"file\": \"%s\", \"model\": \"%s\", \"top\": [", esc, app->net->name);
+      g_autofree char *disp = g_filename_display_name(src);
+      g_string_append(s, "{\"file\": ");
+      json_string(s, disp);
+      g_string_append(s, ", \"model\": ");
+      json_string(s, app->net->name);
+      g_string_append(s, ", \"top\": [");
       for (int i = 0; i < k; i++) {
-        g_autofree char *l = g_strescape(top[i].label ? top[i].label : "", NULL);
-        g_string_append_printf(s, "%s\n  {\"rank\": %d, \"index\": %d, \"label\": \"%s\", \"prob\": %.6f}",
-                               i ? "," : "", i + 1, top[i].index, l, top[i].prob);
+        g_string_append_printf(s, "%s\n  {\"rank\": %d, \"index\": %d, \"label\": ", i ? "," : "", i + 1,
+                               top[i].index);
+        json_string(s, top[i].label ? top[i].label : "");
+        g_string_append_printf(s, ", \"prob\": %.6f}", top[i].prob);
       }
       g_string_append(s, "\n]}\n");
     } else {
@@ -150,10 +246,50 @@ static gboolean apply_classify(FilterApp *app, CnnfxImage *img, CnnfxTensor *x, 
       }
     }
     g_autofree char *rp = cli_filter_main_output(app, rel);
-    ok = write_text_atomic(rp, s->str, app->overwrite, error);
-    printf("%s: %s (%.1f%%)\n", src, top[0].label ? top[0].label : "?", 100 * top[0].prob);
+    ok = write_text_atomic(app, rp, s->str, error);
+    g_autofree char *line = g_strdup_printf("%s: %s (%.1f%%)\n", src, top[0].label ? top[0].label : "?", 100 * top[0].prob);
+    if (ok) say(app, stdout, line);
   }
   if (heat) cnnfx_tensor_unref(heat);
+  g_free(top);
+  return ok;
+}
+
+/* A greyscale photo stays grey: the adversarial image is averaged over R, G, B (every grey
+ * sample stays within epsilon of the original, which is grey too) and re-quantised, then
+ * classified again so that the report tells the truth about the grey file that is written. */
+static gboolean fool_to_gray(FilterApp *app, const CnnfxImage *orig, CnnfxTensor *x, CnnfxTensor *noise,
+                             CnnfxFoolReport *rep, GError **error)
+{
+  size_t hw = (size_t)x->dims[1] * x->dims[2];
+  float *d = cnnfx_f32(x);
+  double linf = 0;
+  int c = orig->channels;
+  for (size_t i = 0; i < hw; i++) {
+    float g = roundf((d[i] + d[hw + i] + d[2 * hw + i]) / 3.f * 255.f) / 255.f;
+    d[i] = d[hw + i] = d[2 * hw + i] = g;
+    linf = MAX(linf, fabs((double)g - orig->px[i * c]) * 255.0);
+  }
+  if (noise) {
+    float *n = cnnfx_f32(noise);
+    size_t nhw = (size_t)noise->dims[1] * noise->dims[2];
+    for (size_t i = 0; i < nhw; i++) n[i] = n[nhw + i] = n[2 * nhw + i] = (n[i] + n[nhw + i] + n[2 * nhw + i]) / 3.f;
+  }
+  int k = 1;
+  if (app->net->labels) k = MAX(1, (int)g_strv_length(app->net->labels));
+  CnnfxScore *top = g_new0(CnnfxScore, k);
+  gboolean ok = cnnfx_classify(app->net, app->aux_params, &app->run, x, top, k, NULL, error);
+  if (ok) {
+    rep->after = top[0];
+    rep->linf = linf;
+    if (rep->target.index >= 0) {
+      rep->fooled = top[0].index == rep->target.index;
+      for (int i = 0; i < k; i++)
+        if (top[i].index == rep->target.index) rep->target.prob = top[i].prob;
+    } else {
+      rep->fooled = top[0].index != rep->before.index;
+    }
+  }
   g_free(top);
   return ok;
 }
@@ -164,15 +300,18 @@ static gboolean apply_fool(FilterApp *app, CnnfxImage *img, CnnfxTensor *x, cons
   CnnfxTensor *noise = NULL;
   CnnfxFoolReport rep = {0};
   gboolean ok = cnnfx_fool(app->net, app->params, &app->run, x, &noise, &rep, error);
+  if (ok && img->gray && app->aux_params) ok = fool_to_gray(app, img, x, noise, &rep, error);
   if (ok && noise) {
     g_autoptr(CnnfxImage) ni = cnnfx_image_new(img->width, img->height, 3, 8, error);
     if (!ni) ok = FALSE;
     else {
       cli_tensor_to_image(noise, ni);
+      ni->gray = img->gray;
       g_autofree char *np = cli_output_path(app->outdir, rel, ".noise", ".png");
-      ok = cnnfx_image_save(ni, np, 8, 0, app->overwrite, error);
+      ok = save_image(app, ni, np, 8, error);
     }
   }
+  g_autofree char *text = NULL;
   if (ok) {
     g_autofree char *tgt = NULL;
     if (rep.target.index >= 0 && rep.target.label)
@@ -183,19 +322,19 @@ static gboolean apply_fool(FilterApp *app, CnnfxImage *img, CnnfxTensor *x, cons
       rep.before.label ? g_strdup(rep.before.label) : g_strdup_printf("class %d", rep.before.index);
     g_autofree char *la =
       rep.after.label ? g_strdup(rep.after.label) : g_strdup_printf("class %d", rep.after.index);
-    g_autofree char *text = g_strdup_printf(
+    text = g_strdup_printf(
       "%s: %s (%.1f%%) -> %s (%.1f%%)%s, L-inf %.0f/255 after 8-bit save, %d iterations, %s\n", src, lb,
       100 * rep.before.prob, la, 100 * rep.after.prob, tgt ? tgt : "", rep.linf, rep.iterations,
       rep.fooled ? "fooled" : "not fooled");
-    fputs(text, stdout);
     g_autofree char *rp = cli_output_path(app->outdir, rel, ".fool", ".txt");
-    ok = write_text_atomic(rp, text, app->overwrite, error);
+    ok = write_text_atomic(app, rp, text, error);
   }
   if (ok) {
     cli_tensor_to_image(x, img);
     g_autofree char *op = cli_filter_main_output(app, rel);
-    ok = cnnfx_image_save(img, op, 8, 0, app->overwrite, error);
+    ok = save_image(app, img, op, 8, error);
   }
+  if (ok) say(app, stdout, text);
   if (noise) cnnfx_tensor_unref(noise);
   return ok;
 }
@@ -221,11 +360,11 @@ gboolean cli_filter_apply(FilterApp *app, CnnfxImage *img, const char *src, cons
     g_autoptr(CnnfxImage) vi = cnnfx_image_new((int)v->dims[2], (int)v->dims[1], 3, 8, error);
     if (!vi) return FALSE;
     cli_tensor_to_image(v, vi);
-    return cnnfx_image_save(vi, out, out_depth(app, img), app->jpeg_quality, app->overwrite, error);
+    return save_image(app, vi, out, out_depth(app, img), error);
   }
   if (!ok) return FALSE;
-  cli_tensor_to_image(x, img);
-  return cnnfx_image_save(img, out, out_depth(app, img), app->jpeg_quality, app->overwrite, error);
+  cli_tensor_to_image(x, img); /* grey sources are written grey again (image.c averages R, G, B) */
+  return save_image(app, img, out, out_depth(app, img), error);
 }
 
 /* ---- heat maps ------------------------------------------------------------------------ */

@@ -33,6 +33,14 @@ typedef struct {
   CnnfxTensor *guide;    /* dream: guide image */
   CnnfxModel *fast;      /* style: fast-style network (--fast-model) */
   gboolean fast_net;     /* style: the loaded net itself is a fast-style network */
+  /* batch/jobs.c: when pending is non-NULL, outputs are written to temporary files recorded
+   * there (CliPending, main output last) and the caller renames them as one unit; when NULL
+   * each output is saved atomically on its own. */
+  GPtrArray *pending;
+  /* result lines (classify, fool); NULL = fputs to the stream */
+  void (*say)(gpointer user, FILE *stream, const char *line);
+  gpointer say_user;
+  CnnfxParams *aux_params; /* fool: classify parameters, to re-check a greyscale result */
   FILE *report;          /* classify / fool: CSV or JSON report */
   char *report_tmp, *report_path;
   int n_reported;
@@ -49,5 +57,12 @@ void cli_filter_finish(FilterApp *app, GError **error);
 CnnfxImage *cli_draw_labels(const CnnfxImage *img, const CnnfxScore *top, int k, GError **error);
 
 char *cli_output_path(const char *outdir, const char *rel, const char *suffix, const char *ext);
+/* Every output path of one input (rel = its output name, see jobs.c), main output last. */
+GPtrArray *cli_filter_outputs(const FilterApp *app, const char *rel);
+
+typedef struct {
+  char *tmp, *final;
+} CliPending;
+void cli_pending_free(gpointer p);
 
 #endif

@@ -1,8 +1,10 @@
 #!/bin/bash
 # Fuzz smoke test for CI.
 #
-#   tests/fuzz/smoke.sh BUILD_DIR [--replay-only] [--time SECONDS]
+#   tests/fuzz/smoke.sh BUILD_DIR [--replay-only] [--image-only] [--time SECONDS]
 #
+# Two targets: fuzz_onnx (the ONNX loader) and fuzz_image (the PNG/JPEG decoders, seeds
+# written by `fuzz_image_replay --seeds DIR`); --image-only runs only the latter.
 # 1. generates the seed corpus (tests/fuzz/make_corpus.py, /usr/bin/python3 + onnx) in a temp dir;
 # 2. unless --replay-only: if clang with libFuzzer works, configures BUILD_DIR-libfuzzer
 #    (CC=clang, -Dfuzz=true; override with FUZZ_BUILD_DIR) and runs fuzz_onnx for SECONDS
@@ -13,15 +15,17 @@
 # "fuzz smoke: FAIL ..."; exit status 1 on any crash, 2 on usage/setup errors.
 set -u
 
-usage() { echo "usage: $0 BUILD_DIR [--replay-only] [--time SECONDS]" >&2; exit 2; }
+usage() { echo "usage: $0 BUILD_DIR [--replay-only] [--image-only] [--time SECONDS]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 BUILD=$(cd "$1" 2>/dev/null && pwd) || { echo "fuzz smoke: FAIL (no build dir '$1')"; exit 2; }
 shift
 REPLAY_ONLY=0
+IMAGE_ONLY=0
 FUZZ_TIME=60
 while [ $# -gt 0 ]; do
   case "$1" in
     --replay-only) REPLAY_ONLY=1 ;;
+    --image-only) IMAGE_ONLY=1 ;;
     --time) shift; FUZZ_TIME=${1:-60} ;;
     *) usage ;;
   esac
@@ -49,6 +53,26 @@ export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
 failures=()
 notes=()
+
+# ---- image decoders ------------------------------------------------------------------------
+IREPLAY="$BUILD/tests/fuzz/fuzz_image_replay"
+[ -x "$IREPLAY" ] || ninja -C "$BUILD" tests/fuzz/fuzz_image_replay >/dev/null 2>&1
+mkdir -p "$WORK/img-corpus"
+if [ ! -x "$IREPLAY" ]; then
+  failures+=("$IREPLAY not built")
+elif ! "$IREPLAY" --seeds "$WORK/img-seeds"; then
+  failures+=("fuzz_image_replay --seeds failed")
+else
+  "$IREPLAY" "$WORK/img-seeds" "$WORK/img-corpus" >"$WORK/img-replay.log" 2>&1
+  rc=$?
+  tail -n 3 "$WORK/img-replay.log"
+  if [ $rc -ne 0 ]; then failures+=("image replay failed (exit $rc)"); else notes+=("$(tail -n 1 "$WORK/img-replay.log")"); fi
+fi
+if [ "$IMAGE_ONLY" = 1 ]; then
+  if [ ${#failures[@]} -eq 0 ]; then echo "fuzz smoke: PASS (${notes[*]})"; exit 0; fi
+  echo "fuzz smoke: FAIL (${failures[*]})"
+  exit 1
+fi
 
 echo "== generating seed corpus"
 if ! "$PY" "$HERE/make_corpus.py" "$WORK/seeds"; then
@@ -93,6 +117,25 @@ if [ "$REPLAY_ONLY" = 0 ]; then
         cp "$WORK/fuzz.log" "$ART/fuzz.log"
       else
         notes+=("libFuzzer ${FUZZ_TIME}s clean, $(ls "$WORK/corpus" | wc -l) new corpus units")
+      fi
+      # the image decoders, half the time, with a memory budget well under the limits
+      if ninja -C "$FB" tests/fuzz/fuzz_image >"$WORK/build-img.log" 2>&1; then
+        ITIME=$(( FUZZ_TIME / 2 > 0 ? FUZZ_TIME / 2 : 1 ))
+        echo "== fuzzing the image decoders for ${ITIME}s"
+        (cd "$ART" && "$FB/tests/fuzz/fuzz_image" -max_total_time="$ITIME" -rss_limit_mb=2048 \
+            -malloc_limit_mb=512 -timeout=30 -print_final_stats=1 -artifact_prefix="$ART/img-" \
+            "$WORK/img-corpus" "$WORK/img-seeds") >"$WORK/fuzz-img.log" 2>&1
+        rc=$?
+        tail -n 20 "$WORK/fuzz-img.log"
+        if [ $rc -ne 0 ]; then
+          failures+=("fuzz_image exit status $rc (artifacts in $ART)")
+          cp "$WORK/fuzz-img.log" "$ART/fuzz-img.log"
+        else
+          notes+=("fuzz_image ${ITIME}s clean")
+        fi
+      else
+        tail -n 40 "$WORK/build-img.log"
+        failures+=("fuzz_image did not build")
       fi
     else
       [ -f "$WORK/build.log" ] && tail -n 40 "$WORK/build.log"
