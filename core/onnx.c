@@ -164,7 +164,7 @@ static const char *onnx_type_name(int t)
   return (t >= 0 && t < (int)G_N_ELEMENTS(names)) ? names[t] : "unknown";
 }
 
-static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, GError **error)
+static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, int *type_out, GError **error)
 {
   g_autoptr(GArray) dims = g_array_new(FALSE, FALSE, sizeof(gint64));
   g_autoptr(GArray) fdata = g_array_new(FALSE, FALSE, sizeof(float));
@@ -283,6 +283,7 @@ static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, GError **error)
     t->dtype = CNNFX_I64;
   }
   if (name_out) *name_out = g_steal_pointer(&name);
+  if (type_out) *type_out = dtype;
   return t;
 }
 
@@ -290,7 +291,7 @@ CnnfxTensor *cnnfx_tensor_from_proto(const void *data, size_t len, char **name_o
 {
   PbBuf b = {data, (const guint8 *)data + len};
   if (!data && len) return pb_fail(error, "no data"), NULL;
-  return parse_tensor(b, name_out, error);
+  return parse_tensor(b, name_out, NULL, error);
 }
 
 static void put_varint(GByteArray *a, guint64 v)
@@ -350,6 +351,7 @@ static void node_clear(CnnfxNode *n)
   g_free(n->domain);
   g_free(n->in);
   g_free(n->out);
+  g_free(n->in_type);
   for (int k = 0; k < n->n_attrs; k++) attr_clear(&n->attrs[k]);
   g_free(n->attrs);
 }
@@ -424,7 +426,7 @@ static gboolean parse_attr(PbBuf b, CnnfxAttr *a, GError **error)
     case 5:
       if (f.wire != 2) return pb_fail(error, "attribute tensor with wrong wire type");
       if (a->t) cnnfx_tensor_unref(a->t);
-      if (!(a->t = parse_tensor(f.sub, NULL, error))) return FALSE;
+      if (!(a->t = parse_tensor(f.sub, NULL, &a->t_type, error))) return FALSE;
       break;
     case 6: case 11: a->type = CNNFX_ATTR_GRAPH; break;
     case 7: if (!pb_floats(&f, floats, error)) return FALSE; break;
@@ -595,7 +597,8 @@ static gboolean parse_graph(Loader *L, PbBuf b, GError **error)
       break;
     case 5: {
       char *name = NULL;
-      CnnfxTensor *t = parse_tensor(f.sub, &name, error);
+      int elem = 0;
+      CnnfxTensor *t = parse_tensor(f.sub, &name, &elem, error);
       if (!t) return FALSE;
       if (!name || !name[0]) {
         g_free(name);
@@ -606,6 +609,7 @@ static gboolean parse_graph(Loader *L, PbBuf b, GError **error)
       CnnfxValue *v = &g_array_index(L->values, CnnfxValue, id);
       if (v->init) cnnfx_tensor_unref(v->init);
       v->init = t;
+      v->elem_type = elem;
       g_free(name);
       break;
     }
@@ -642,8 +646,10 @@ static gboolean fold_constant(Loader *L, CnnfxNode *n, GError **error)
     return pb_fail(error, "Constant node without exactly one output and a value");
   const CnnfxAttr *a = &n->attrs[0];
   CnnfxTensor *t = NULL;
+  int elem = 0;
   if (!strcmp(a->name, "value") && a->type == CNNFX_ATTR_TENSOR) {
     t = cnnfx_tensor_copy(a->t, error);
+    elem = a->t_type;
   } else if (!strcmp(a->name, "value_float")) {
     t = cnnfx_tensor_new(CNNFX_F32, 0, NULL, error);
     if (t) cnnfx_f32(t)[0] = a->f;
@@ -664,6 +670,7 @@ static gboolean fold_constant(Loader *L, CnnfxNode *n, GError **error)
   CnnfxValue *v = &g_array_index(L->values, CnnfxValue, n->out[0]);
   if (v->init) cnnfx_tensor_unref(v->init);
   v->init = t;
+  v->elem_type = elem ? elem : (int)t->dtype;
   return TRUE;
 }
 
@@ -681,7 +688,8 @@ static gboolean finish_model(Loader *L, GError **error)
   gboolean *is_const = g_new0(gboolean, nn + 1);
   for (guint i = 0; i < nn; i++) {
     CnnfxNode *n = &raw[i];
-    if (n->domain[0] && strcmp(n->domain, "ai.onnx")) {
+    if (n->domain[0] && strcmp(n->domain, "ai.onnx") &&
+        !(!strcmp(n->domain, "com.microsoft") && cnnfx_op_quant_ms(n->op_type))) {
       g_free(is_const);
       cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "node '%s': operator %s::%s is not supported",
                       n->name, n->domain, n->op_type);
@@ -848,6 +856,18 @@ static gboolean finish_model(Loader *L, GError **error)
   if (m->n_outputs == 0) {
     cnnfx_set_error(error, CNNFX_ERROR_PARSE, "malformed ONNX file: the graph has no outputs");
     return FALSE;
+  }
+  /* ONNX element types of each node's inputs where known (initializers, Constants, declared
+   * graph inputs): the loader widens integer tensors to int64, but quantised operators need to
+   * know whether a zero point is int8 or uint8.  0 = unknown. */
+  for (int k = 0; k < m->n_nodes; k++) {
+    CnnfxNode *n = &m->nodes[k];
+    n->in_type = g_new0(int, n->n_in + 1);
+    for (int i = 0; i < n->n_in; i++) {
+      int v = n->in[i];
+      if (v < 0) continue;
+      n->in_type[i] = m->values[v].init ? m->values[v].elem_type : m->values[v].is_input ? m->values[v].decl_type : 0;
+    }
   }
   /* Per-op attribute checks */
   for (int k = 0; k < m->n_nodes; k++) {
