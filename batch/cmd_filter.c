@@ -283,11 +283,19 @@ int cmd_filter(int argc, char **argv)
     goto out;
   }
   rc = 1;
-  net = cli_load_net(model, labels, info->name, &err);
+  g_autofree char *net_summary = NULL;
+  NetOverrides ov = {0}; /* --mean/--std/--scale/--bgr/--input-size/--output-is-prob */
+  if (cli_net_overrides_from_params(&ov, params, &err))
+    net = cli_load_net(model, labels, info->name, &ov, &net_summary, &err);
   if (!net) {
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);
     goto out;
   }
+  if (!quiet && !strcmp(info->name, "style") && cnnfx_params_string(params, "fast-model"))
+    fprintf(stderr, "model %s (fast-style network: RGB 0..255 in and out, any size)\n",
+            cnnfx_params_string(params, "fast-model"));
+  else if (!quiet)
+    fprintf(stderr, "%s\n", net_summary);
   FilterApp app = {
     .info = info, .params = params, .net = net, .outdir = outdir, .overwrite = overwrite,
     .depth16 = depth16, .jpeg_quality = quality,

@@ -24,6 +24,13 @@ gboolean cli_filter_prepare(FilterApp *app, GError **error)
 {
   if (is_filter(app, "style")) {
     const char *fast = cnnfx_params_string(app->params, "fast-model");
+    const char *const *st0 = cnnfx_params_strings(app->params, "style");
+    if (fast && st0 && *st0) {
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
+                  "--style and --fast-model do not go together: a fast-style network has its style built in "
+                  "(give --fast-model FILE alone, or --style FILE for optimisation with -m MODEL)");
+      return FALSE;
+    }
     if (fast) {
       g_autoptr(GMappedFile) mf = g_mapped_file_new(fast, FALSE, error);
       if (!mf) return FALSE;

@@ -967,6 +967,12 @@ int cnnfx_model_input_shape(const CnnfxModel *m, int i, int64_t *dims)
   for (int k = 0; k < v->decl_ndim; k++) dims[k] = v->decl_dims[k];
   return v->decl_ndim;
 }
+int cnnfx_model_output_shape(const CnnfxModel *m, int i, int64_t *dims)
+{
+  const CnnfxValue *v = &m->values[m->outputs[i]];
+  for (int k = 0; k < v->decl_ndim; k++) dims[k] = v->decl_dims[k];
+  return v->decl_ndim;
+}
 int cnnfx_model_n_outputs(const CnnfxModel *m) { return m->n_outputs; }
 const char *cnnfx_model_output_name(const CnnfxModel *m, int i) { return m->values[m->outputs[i]].name; }
 int cnnfx_model_n_nodes(const CnnfxModel *m) { return m->n_nodes; }

@@ -113,6 +113,10 @@ typedef struct {
 } CnnfxNet;
 
 void cnnfx_net_free(CnnfxNet *n);
+/* Whether the net's output is made by a Softmax (through Flatten / Reshape / Squeeze /
+ * Unsqueeze / Identity), i.e. already probabilities: front-ends set output_is_prob from it
+ * unless the model's settings say otherwise. */
+gboolean cnnfx_net_output_is_softmax(const CnnfxNet *n);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxNet, cnnfx_net_free)
 
 /* A layer given by the user or the manifest: a tensor name, or "OpType#N" = the output of the

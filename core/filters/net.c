@@ -122,24 +122,35 @@ char *cnnfx_net_resolve_layer(const CnnfxNet *n, const char *spec, GError **erro
 
 /* ---- classifier helpers (netutil.h) ------------------------------------------------------ */
 
-/* The logits behind a probability output: walk back through shape-only ops to a Softmax. */
-const char *cnnfx_net_score_tensor(const CnnfxNet *net)
+/* The Softmax behind a tensor, through shape-only ops; NULL if none. */
+static const CnnfxNode *softmax_behind(const CnnfxModel *m, const char *name)
 {
-  if (!net->output_is_prob) return net->output;
-  const CnnfxModel *m = net->model;
-  int v = cnnfx_model_value_id(m, net->output);
+  int v = cnnfx_model_value_id(m, name);
   for (int hops = 0; v >= 0 && hops < 8; hops++) {
     int p = m->values[v].producer;
     if (p < 0) break;
     const CnnfxNode *n = &m->nodes[p];
     if (n->n_in < 1 || n->in[0] < 0) break;
-    if (!strcmp(n->op_type, "Softmax")) return m->values[n->in[0]].name;
+    if (!strcmp(n->op_type, "Softmax")) return n;
     if (strcmp(n->op_type, "Reshape") && strcmp(n->op_type, "Flatten") && strcmp(n->op_type, "Squeeze") &&
         strcmp(n->op_type, "Unsqueeze") && strcmp(n->op_type, "Identity"))
       break;
     v = n->in[0];
   }
-  return net->output;
+  return NULL;
+}
+
+gboolean cnnfx_net_output_is_softmax(const CnnfxNet *net)
+{
+  return net && net->model && net->output && softmax_behind(net->model, net->output) != NULL;
+}
+
+/* The logits behind a probability output: walk back through shape-only ops to a Softmax. */
+const char *cnnfx_net_score_tensor(const CnnfxNet *net)
+{
+  if (!net->output_is_prob) return net->output;
+  const CnnfxNode *sm = softmax_behind(net->model, net->output);
+  return sm ? net->model->values[sm->in[0]].name : net->output;
 }
 
 gboolean cnnfx_net_parse_class(const CnnfxNet *net, const char *s, int n_classes, int *out, GError **error)
