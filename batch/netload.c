@@ -417,7 +417,10 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
       if (nd == 4 && dims[1] == 3 && k == 1000) {
         /* an ImageNet classifier: torchvision / ONNX zoo convention, trained at 224 */
         if (classifier && !n->pre.fixed_h) n->pre.fixed_h = n->pre.fixed_w = 224;
-        source = g_strdup_printf("guessed for a 1000-class RGB model: ImageNet, no %s found", side);
+        g_autofree char *lp = g_build_filename(wdir, "imagenet1k.labels", NULL);
+        gboolean il = !n->labels && g_file_test(lp, G_FILE_TEST_EXISTS) && (n->labels = load_labels(lp, NULL));
+        source = g_strdup_printf("guessed for a 1000-class RGB model: ImageNet%s, no %s found",
+                                 il ? " (and its labels)" : "", side);
       } else if (nd == 4 && dims[1] == 1) {
         source = g_strdup_printf("guessed for a 1-channel model, no %s found", side);
       } else {
