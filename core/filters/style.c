@@ -1146,6 +1146,7 @@ gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor 
     int ny = cnnfx_tiles_split(H, T, M, ALIGN, &by), nx = cnnfx_tiles_split(W, T, M, ALIGN, &bx);
     float *wy = g_new(float, MIN(T, H) + 1), *wx = g_new(float, MIN(T, W) + 1);
     memset(acc, 0, 3 * hw * sizeof(float));
+    g_debug("fast style: %d tiles (%d x %d) of at most %d px, padded to multiples of %d", ny * nx, nx, ny, T, pm);
     gboolean tiles_ok = TRUE;
     for (int i = 0; i < ny * nx && tiles_ok; i++) {
       int ty = i / nx, tx = i % nx, y0, y1, x0, x1, ry0, ry1, rx0, rx1;
