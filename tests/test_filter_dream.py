@@ -325,7 +325,7 @@ def main():
     n_fail = results.count(False)
     print(f"({time.time() - t0:.0f}s)")
     print(f"{results.count(True)} passed, {n_fail} failed")
-    sys.exit(1 if n_fail else 0)
+    sys.exit(1 if n_fail or not results else 0)  # nothing checked is a failure
 
 
 if __name__ == "__main__":

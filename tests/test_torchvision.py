@@ -589,7 +589,7 @@ def main():
         if own and not a.keep:
             shutil.rmtree(work, ignore_errors=True)
     log(f"{passed} passed, {failed} failed ({time.time() - t_all:.0f}s)")
-    return 1 if failed else 0
+    return 1 if failed or not passed else 0  # nothing checked is a failure
 
 
 if __name__ == "__main__":
