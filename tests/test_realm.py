@@ -153,6 +153,32 @@ def part_classify(cnnfx, d):
     p = run([cnnfx, "classify", "-m", tiny, dog, "-o", f"{d}/c5", "--top", "11", "--overlay", "none"], ok=False)
     check("--top larger than the class count: clear error", p.returncode != 0 and "10 classes" in p.stderr,
           p.stderr.strip().splitlines()[-1][-200:])
+    # dream on a model with fully connected layers: a clear error at any size, works at its fixed size
+    r = np.random.default_rng(0)
+    init = [onnx.numpy_helper.from_array(r.normal(0, 0.1, (4, 3, 3, 3)).astype(np.float32), "w"),
+            onnx.numpy_helper.from_array(r.normal(0, 0.01, (10, 4 * 94 * 94)).astype(np.float32), "g"),
+            onnx.numpy_helper.from_array(np.zeros(10, np.float32), "b")]
+    nodes = [onnx.helper.make_node("Conv", ["input", "w"], ["c"]), onnx.helper.make_node("Relu", ["c"], ["r"]),
+             onnx.helper.make_node("Flatten", ["r"], ["f"]),
+             onnx.helper.make_node("Gemm", ["f", "g", "b"], ["logits"], transB=1)]
+    g = onnx.helper.make_graph(nodes, "fc", [onnx.helper.make_tensor_value_info("input", 1, [1, 3, 96, 96])],
+                               [onnx.helper.make_tensor_value_info("logits", 1, [1, 10])], init)
+    fc = os.path.join(d, "fc.onnx")
+    mfc = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    mfc.ir_version = 7
+    onnx.save(mfc, fc)
+    p = run([cnnfx, "dream", "-m", fc, "--layer", "logits", "--octaves", "1", "--iterations", "1", dog, "-o",
+             f"{d}/d1"], ok=False)
+    check("dream on a fully connected layer at any size: clear error", p.returncode == 1 and
+          "cannot run at any image size" in p.stderr and "--input-size" in p.stderr, p.stderr.strip()[-300:])
+    with open(os.path.join(d, "fc.ini"), "w") as f:
+        f.write("[fc]\ninput_size=96\n")
+    p = run([cnnfx, "dream", "-q", "-m", fc, "--layer", "logits", "--octaves", "1", "--iterations", "1", dog, "-o",
+             f"{d}/d2"])
+    check("dream on it with input_size=96 in its sidecar: works", p.returncode == 0, p.stderr.strip()[-300:])
+    p = run([cnnfx, "dream", "-q", "-m", "fashion_lenet", "--octaves", "1", "--iterations", "2", dog, "-o",
+             f"{d}/d3"])
+    check("dream -m fashion_lenet works (fixed 28x28 input: resized)", p.returncode == 0, p.stderr.strip()[-300:])
     p = run([cnnfx, "style", "--fast-model", os.path.join(REALM, "fst-wave.onnx"), "--style", dog, dog, "-o",
              f"{d}/c6"], ok=False)
     check("--style with --fast-model: clear error", p.returncode == 2 and "--fast-model" in p.stderr and
