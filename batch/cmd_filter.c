@@ -242,6 +242,7 @@ int cmd_filter(int argc, char **argv)
   g_autoptr(GPtrArray) jobs = g_ptr_array_new_with_free_func(job_free);
   g_autoptr(CnnfxBackend) be = NULL;
   g_autoptr(CnnfxNet) net = NULL;
+  g_autofree char *net_summary = NULL; /* one line naming the model and its preprocessing */
   int rc = 2;
   g_auto(GStrv) args = normalise_bool_flags(info, argc, argv, &argc);
   g_autofree char **argv_owned = g_memdup2(args, sizeof(char *) * (argc + 1)); /* GOption reorders argv */
@@ -283,7 +284,6 @@ int cmd_filter(int argc, char **argv)
     goto out;
   }
   rc = 1;
-  g_autofree char *net_summary = NULL;
   NetOverrides ov = {0}; /* --mean/--std/--scale/--bgr/--input-size/--output-is-prob */
   if (cli_net_overrides_from_params(&ov, params, &err))
     net = cli_load_net(model, labels, info->name, &ov, &net_summary, &err);
