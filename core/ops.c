@@ -31,7 +31,7 @@ int cnnfx_op_min_inputs(const char *op, int opset)
     {"QuantizeLinear", 1, 2}, {"DequantizeLinear", 1, 2}, {"QLinearConv", 1, 8}, {"QLinearMatMul", 1, 8},
     {"QLinearAdd", 1, 7}, {"QLinearMul", 1, 7}, {"QLinearAveragePool", 1, 4}, {"QLinearGlobalAveragePool", 1, 4},
     {"QLinearConcat", 1, 5}, {"ConvInteger", 1, 2}, {"MatMulInteger", 1, 2}, {"QLinearLeakyRelu", 1, 4},
-    {"QLinearSigmoid", 1, 4},
+    {"QLinearSigmoid", 1, 4}, {"QGemm", 1, 6},
   };
   for (size_t i = 0; i < G_N_ELEMENTS(req); i++)
     if (!strcmp(req[i].op, op)) return opset >= req[i].since ? req[i].n : 1;

@@ -1,6 +1,6 @@
 /* Quantised operators (QuantizeLinear, DequantizeLinear, QLinearConv, QLinearMatMul, QLinearAdd,
  * QLinearMul, QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat, QLinearLeakyRelu,
- * QLinearSigmoid, ConvInteger, MatMulInteger, DynamicQuantizeLinear; opsets 10-21 and the
+ * QLinearSigmoid, QGemm, ConvInteger, MatMulInteger, DynamicQuantizeLinear; opsets 10-21 and the
  * com.microsoft variants that ONNX Runtime's quantiser writes).
  *
  * Representation: quantised tensors travel as float32 tensors holding the integer values
@@ -20,7 +20,7 @@ gboolean cnnfx_op_quant_ms(const char *op)
   static const char *const ms[] = {"QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool",
                                    "QLinearConcat", "QLinearLeakyRelu", "QLinearSigmoid", "QuantizeLinear",
                                    "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
-                                   "ConvInteger", "MatMulInteger"};
+                                   "ConvInteger", "MatMulInteger", "QGemm"};
   for (size_t i = 0; i < G_N_ELEMENTS(ms); i++)
     if (!strcmp(op, ms[i])) return TRUE;
   return FALSE;
@@ -261,6 +261,7 @@ static gboolean dynq_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTenso
 /* ---- operators wrapped around their float counterparts ------------------------------------- */
 
 #define QMAX_IN 3
+#define GEMM_B_AXIS 99 /* QGemm's B: axis 0 if transB, else 1 (the output columns) */
 
 typedef struct {
   const char *name, *inner;
@@ -286,6 +287,9 @@ static const QSpec q_specs[] = {
   {"ConvInteger", "Conv", 2, {{0, -1, 2, 0}, {1, -1, 3, 0}}, -1, -1, -1, 0xcu},
   {"MatMulInteger", "MatMul", 2, {{0, -1, 2, -2}, {1, -1, 3, -1}}, -1, -1, -1, 0xcu},
   {"QLinearConcat", "Concat", 0, {{0}}, 0, 1, -1, 0},
+  /* com.microsoft QGemm: A, a_scale, a_zp, B, b_scale, b_zp, C (int32, scale a_scale*b_scale),
+   * y_scale, y_zp (both absent: float output); B per output column (axis GEMM_B_AXIS) */
+  {"QGemm", "Gemm", 2, {{0, 1, 2, 0}, {3, 4, 5, GEMM_B_AXIS}}, 7, 8, 6, 0},
 };
 
 static const QSpec *spec_of(const CnnfxNode *n)
@@ -314,6 +318,18 @@ static void inner_map(const QSpec *sp, int j, int *q, int *s, int *zp, int *axis
     *zp = sp->in[j].zp;
     *axis = sp->in[j].axis;
   }
+}
+
+static int64_t resolve_axis(const CnnfxNode *n, int ax, int ndim)
+{
+  if (ax == GEMM_B_AXIS) return cnnfx_attr_int(n, "transB", 0) ? 0 : 1;
+  return ax < 0 ? ndim + ax : ax;
+}
+
+/* The output is requantised when its scale is given (QGemm may leave it out: float output). */
+static gboolean quantised_out(const QSpec *sp, const CnnfxNode *n)
+{
+  return sp->ys >= 0 && sp->ys < n->n_in && n->in[sp->ys] >= 0;
 }
 
 static int n_inner_of(const QSpec *sp, const CnnfxNode *n)
@@ -357,7 +373,7 @@ static gboolean qwrap_check(const CnnfxNode *n, GError **error)
     if (q >= n->n_in || n->in[q] < 0 || (s >= 0 && (s >= n->n_in || n->in[s] < 0)))
       return cnnfx_fail_shape(error, n, "input %d or its scale is missing", q);
   }
-  if (sp->ys >= 0 && (sp->ys >= n->n_in || n->in[sp->ys] < 0))
+  if (sp->ys >= 0 && strcmp(sp->name, "QGemm") && !quantised_out(sp, n))
     return cnnfx_fail_shape(error, n, "output scale is missing");
   if (cnnfx_attr_int(n, "channels_last", 0)) {
     cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "channels_last layout is not supported");
@@ -380,15 +396,14 @@ static gboolean inner_inputs(const CnnfxExec *x, const CnnfxNode *n, const QSpec
     const CnnfxTensor *Q = in[q];
     if (!Q || !Q->data) return cnnfx_fail_shape(error, n, "input %d not available", q);
     if (s >= 0) {
-      int64_t axis = ax < 0 ? Q->ndim + ax : ax;
-      f[j] = dequant(x, n, Q, in[s], opt_in(n, in, zp), axis, error);
+      f[j] = dequant(x, n, Q, in[s], opt_in(n, in, zp), resolve_axis(n, ax, Q->ndim), error);
     } else {
       /* Integer op: subtract the zero point (per tensor, or per row / column / channel). */
       CnnfxTensor *one = cnnfx_tensor_alloc(x->mem, CNNFX_F32, 0, NULL, error);
       if (!one) return FALSE;
       cnnfx_f32(one)[0] = 1.f;
       const CnnfxTensor *Z = opt_in(n, in, zp);
-      int64_t axis = ax < 0 ? Q->ndim + ax : ax;
+      int64_t axis = resolve_axis(n, ax, Q->ndim);
       if (Z && Z->numel > 1) {
         /* per-axis zero point with unit scale */
         CnnfxTensor *ones = cnnfx_tensor_alloc(x->mem, CNNFX_F32, Z->ndim, Z->dims, error);
@@ -409,7 +424,17 @@ static gboolean inner_inputs(const CnnfxExec *x, const CnnfxNode *n, const QSpec
   *with_bias = FALSE;
   if (sp->bias >= 0 && sp->bias < n->n_in && in[sp->bias]) {
     const CnnfxTensor *B = in[sp->bias], *sx = in[sp->in[0].s], *sw = in[sp->in[1].s];
-    int64_t M = f[1]->ndim > 0 ? f[1]->dims[0] : 0;
+    int64_t bax = sp->in[1].axis == GEMM_B_AXIS ? resolve_axis(n, GEMM_B_AXIS, f[1]->ndim) : 0;
+    int64_t M = f[1]->ndim > bax ? f[1]->dims[bax] : 0;
+    if (sp->in[1].axis == GEMM_B_AXIS && B->numel == 1) {
+      /* a scalar C broadcasts */
+      CnnfxTensor *b = cnnfx_tensor_alloc(x->mem, CNNFX_F32, 0, NULL, error);
+      if (!b) return FALSE;
+      cnnfx_f32(b)[0] = tval(B, 0) * tval(sx, 0) * tval(sw, 0);
+      f[ni] = b;
+      *with_bias = TRUE;
+      return TRUE;
+    }
     if (B->ndim != 1 || B->dims[0] != M) return cnnfx_fail_shape(error, n, "bias must have %" G_GINT64_FORMAT " values", M);
     if (sw->numel != 1 && (int64_t)sw->numel != M) return cnnfx_fail_shape(error, n, "weight scale does not fit");
     CnnfxTensor *b = cnnfx_tensor_alloc(x->mem, CNNFX_F32, 1, &M, error);
@@ -448,7 +473,7 @@ static gboolean qwrap_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTenso
   gboolean ok = w.node.op->forward(x, &w.node, f, y, error);
   unref_all(f, QMAX_INNER + 1);
   if (!ok) return FALSE;
-  if (sp->ys >= 0) {
+  if (quantised_out(sp, n)) {
     float lo, hi;
     const CnnfxTensor *zp = opt_in(n, in, sp->yzp);
     qrange(zp ? in_type(n, sp->yzp) : 0, &lo, &hi);
@@ -489,7 +514,7 @@ static gboolean qwrap_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTens
   if (w.node.op->saves & 0xffff0000u) {
     if (!w.node.op->forward(x, &w.node, f, y, error)) goto out;
   }
-  if (sp->ys >= 0) {
+  if (quantised_out(sp, n)) {
     gy[0] = scale_grad(x, n, gout[0], gout[0], in[sp->ys], 0, TRUE, error);
     if (!gy[0]) goto out;
   } else {
@@ -505,8 +530,7 @@ static gboolean qwrap_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTens
     inner_map(sp, j, &q, &s, &zp, &ax);
     if (!need[q]) continue;
     if (s >= 0) {
-      int64_t axis = ax < 0 ? in[q]->ndim + ax : ax;
-      gin[q] = scale_grad(x, n, g[j], in[q], in[s], axis, FALSE, error);
+      gin[q] = scale_grad(x, n, g[j], in[q], in[s], resolve_axis(n, ax, in[q]->ndim), FALSE, error);
     } else {
       gin[q] = g[j];
       g[j] = NULL;
@@ -542,6 +566,7 @@ QWRAP(op_qgavgpool, "QLinearGlobalAveragePool", 0x1eu);
 QWRAP(op_qleaky, "QLinearLeakyRelu", 0x1eu);
 QWRAP(op_qsigmoid, "QLinearSigmoid", 0x1eu);
 QWRAP(op_convint, "ConvInteger", 0xcu);
+QWRAP(op_qgemm, "QGemm", 0x1f6u);
 QWRAP(op_matmulint, "MatMulInteger", 0xcu);
 /* QLinearConcat: Y_scale, Y_zero_point, then (X, X_scale, X_zero_point) triples: every
  * input except the X's is non-differentiable. */
@@ -558,5 +583,5 @@ static const CnnfxOp op_dynq = {.name = "DynamicQuantizeLinear", .forward = dynq
 
 const CnnfxOp *const cnnfx_ops_quant[] = {
   &op_quantize, &op_dequantize, &op_dynq, &op_qconv, &op_qmatmul, &op_qadd, &op_qmul, &op_qavgpool,
-  &op_qgavgpool, &op_qleaky, &op_qsigmoid, &op_convint, &op_matmulint, &op_qconcat, NULL,
+  &op_qgavgpool, &op_qleaky, &op_qsigmoid, &op_convint, &op_matmulint, &op_qconcat, &op_qgemm, NULL,
 };

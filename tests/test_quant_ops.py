@@ -11,6 +11,8 @@ Models (built here with onnx.helper, seeded random int8 / uint8 weights):
          QLinearSigmoid -> DequantizeLinear;
   qdq    "QDQ" format (ONNX zoo *-qdq models): QuantizeLinear/DequantizeLinear pairs around float
          Conv / Relu / Gemm, weights dequantised per output channel (axis 0), int8 activations;
+  qgemm  com.microsoft QGemm: per-row int8 weights with int32 bias and uint8 output (transB=1),
+         then per-column weights, alpha, float output;
   dyn    dynamic quantisation: DynamicQuantizeLinear -> ConvInteger and MatMulInteger (per-column
          zero points) -> Cast -> Mul by the scale products.
 Checks per model:
@@ -151,6 +153,17 @@ class Ref:
             elif op == "QLinearMatMul":
                 va, vb = (i[0] - i[2]) * i[1], (i[3] - i[5]) * i[4]
                 y = self.q(va @ vb, i[6], i[7], n.input[7])
+            elif op == "QGemm":
+                tb = a.get("transB", 0)
+                va = (i[0] - i[2]) * i[1]
+                sh = (-1, 1) if tb else (1, -1)
+                bz = i[5].reshape(sh) if i[5].dim() else i[5]
+                bs = i[4].reshape(sh) if i[4].dim() else i[4]
+                vb = (i[3] - bz) * bs
+                v = a.get("alpha", 1.0) * (va @ (vb.T if tb else vb))
+                if len(i) > 6 and i[6] is not None:
+                    v = v + i[6] * i[1] * i[4]
+                y = self.q(v, i[7], i[8], n.input[8]) if len(i) > 7 and i[7] is not None else v
             elif op == "MaxPool":
                 y = F.max_pool2d(i[0], a["kernel_shape"], a["strides"])
             elif op == "Flatten":
@@ -240,6 +253,21 @@ def model_qdq(rng):
     return b.model([1, 3, 16, 16], y), 0.01
 
 
+def model_qgemm(rng):
+    b = B()
+    xq = b.n("QuantizeLinear", ["x", b.c(np.float32(0.02)), b.c(np.int8(0))])
+    w1 = rng.integers(-100, 100, (12, 20)).astype(np.int8)       # transB: [N, K], per-row scales
+    h = b.n("QGemm", [xq, b.c(np.float32(0.02)), b.c(np.int8(0)), b.c(w1),
+                      b.c(rng.uniform(0.003, 0.006, 12).astype(np.float32)), b.c(np.zeros(12, np.int8)),
+                      b.c(rng.integers(-500, 500, 12).astype(np.int32)), b.c(np.float32(0.05)),
+                      b.c(np.uint8(128))], domain="com.microsoft", transB=1)
+    w2 = rng.integers(-100, 100, (12, 6)).astype(np.int8)        # [K, N], per-column scales, float out
+    y = b.n("QGemm", [h, b.c(np.float32(0.05)), b.c(np.uint8(128)), b.c(w2),
+                      b.c(rng.uniform(0.003, 0.006, 6).astype(np.float32)), b.c(np.zeros(6, np.int8))],
+            domain="com.microsoft", alpha=0.5)
+    return b.model([2, 20], y), None
+
+
 def model_dyn(rng):
     b = B()
     q, s, zp = (f"dq{k}" for k in range(3))
@@ -277,7 +305,7 @@ def main():
     rng = np.random.default_rng(7)
     d = tempfile.mkdtemp(prefix="cnnfx-quant-")
     try:
-        for name, make in (("qop", model_qop), ("qdq", model_qdq), ("dyn", model_dyn)):
+        for name, make in (("qop", model_qop), ("qdq", model_qdq), ("qgemm", model_qgemm), ("dyn", model_dyn)):
             m, step = make(rng)
 
             shape = [dd.dim_value for dd in m.graph.input[0].type.tensor_type.shape.dim]
