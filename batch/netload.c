@@ -441,7 +441,11 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
     g_set_error(error, NL_ERROR, 2, "%s: input '%s' or output '%s' not in the model", path, n->input, n->output);
     return NULL;
   }
-  if (summary) *summary = describe(n, source ? source : "default", how);
+  if (summary && !g_strcmp0(filter, "style") && !n->style_layers)
+    *summary = g_strdup_printf("model %s (no style layers: run as a feed-forward fast-style network, RGB 0..255 "
+                               "in and out, any size)", n->name);
+  else if (summary)
+    *summary = describe(n, source ? source : "default", how);
   return g_steal_pointer(&n);
 }
 
