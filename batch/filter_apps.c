@@ -124,6 +124,7 @@ static gboolean apply_classify(FilterApp *app, CnnfxImage *img, CnnfxTensor *x, 
   CnnfxTensor *heat = NULL;
   gboolean want_heat = g_strcmp0(cnnfx_params_string(app->params, "overlay"), "none") != 0;
   gboolean ok = cnnfx_classify(app->net, app->params, &app->run, x, top, k, want_heat ? &heat : NULL, error);
+  while (ok && k > 1 && top[k - 1].index < 0) k--; /* default --top on a model with fewer classes */
   if (ok && heat) {
     g_autoptr(CnnfxImage) h = render_heatmap(img, heat, cnnfx_params_string(app->params, "colormap"),
                                              cnnfx_params_double(app->params, "opacity"), error);
