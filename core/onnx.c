@@ -2,6 +2,7 @@
  * NodeProto / TensorProto / AttributeProto.  Every length is checked against the
  * remaining buffer; nothing is trusted. */
 #include "cnnfx-private.h"
+#include <math.h>
 #include <stdlib.h>
 
 /* ---- protobuf wire format ---------------------------------------------------- */
@@ -164,6 +165,24 @@ static const char *onnx_type_name(int t)
   return (t >= 0 && t < (int)G_N_ELEMENTS(names)) ? names[t] : "unknown";
 }
 
+static float half_to_f32(guint16 h)
+{
+  int sign = h >> 15, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  float v;
+  if (e == 0) v = ldexpf((float)m, -24);                 /* zero / subnormal */
+  else if (e == 31) v = m ? NAN : INFINITY;
+  else v = ldexpf((float)(m | 0x400), e - 25);
+  return sign ? -v : v;
+}
+
+static float bf16_to_f32(guint16 h)
+{
+  guint32 u = (guint32)h << 16;
+  float v;
+  memcpy(&v, &u, 4);
+  return v;
+}
+
 static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, int *type_out, GError **error)
 {
   g_autoptr(GArray) dims = g_array_new(FALSE, FALSE, sizeof(gint64));
@@ -226,6 +245,7 @@ static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, int *type_out, GError
     src_size = (dtype == 6 || dtype == 12) ? 4 : (dtype == 5 || dtype == 4) ? 2 : (dtype == 13) ? 8 : 1;
     break;
   case 11: dt = CNNFX_F32; src_size = 8; break;
+  case 10: case 16: dt = CNNFX_F32; src_size = 2; break; /* float16 / bfloat16 weights: widened */
   default:
     cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "tensor '%s' has data type %s (%d), not supported",
                     name ? name : "", onnx_type_name(dtype), dtype);
@@ -237,7 +257,8 @@ static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, int *type_out, GError
   }
   /* Check sizes before allocating anything big. */
   size_t have = has_raw ? raw_len / src_size
-              : dt == CNNFX_F32 ? (dtype == 11 ? ddata->len : fdata->len) : idata->len;
+              : dt == CNNFX_F32 ? (dtype == 11 ? ddata->len : (dtype == 10 || dtype == 16) ? idata->len : fdata->len)
+              : idata->len;
   if (has_raw && raw_len % src_size) {
     pb_fail(error, "raw_data size is not a multiple of the element size");
     return NULL;
@@ -252,7 +273,15 @@ static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, int *type_out, GError
   if (dt == CNNFX_F32) {
     float *d = cnnfx_f32(t);
     if (has_raw && dtype == 1) memcpy(d, raw, numel * 4);
-    else if (has_raw) {
+    else if (dtype == 10 || dtype == 16) {
+      /* raw: 2 bytes each; otherwise the bits in int32_data */
+      for (size_t i = 0; i < numel; i++) {
+        guint16 h;
+        if (has_raw) memcpy(&h, raw + 2 * i, 2);
+        else h = (guint16)g_array_index(idata, gint64, i);
+        d[i] = dtype == 16 ? bf16_to_f32(h) : half_to_f32(h);
+      }
+    } else if (has_raw) {
       for (size_t i = 0; i < numel; i++) {
         double v;
         memcpy(&v, raw + 8 * i, 8);
@@ -278,7 +307,7 @@ static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, int *type_out, GError
       }
     } else if (numel) memcpy(d, idata->data, numel * 8);
   }
-  if (dtype != 1 && dtype != 7 && dtype != 11) {
+  if (dtype != 1 && dtype != 7 && dtype != 11 && dtype != 10 && dtype != 16) {
     /* Integers other than int64 were widened: fine for shape inputs, but tell data consumers. */
     t->dtype = CNNFX_I64;
   }
