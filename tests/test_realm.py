@@ -12,7 +12,9 @@ Parts (--part, one meson test each):
             is of the malamute family with the reference probability (+-0.01); the same network
             with a Softmax (+Flatten) appended is recognised as giving probabilities (same
             numbers, not softmaxed twice); a BGR-ordered copy (first convolution's input channels
-            reversed) with bgr=true in its sidecar gives the same; --top 1001 fails clearly;
+            reversed) with bgr=true in its sidecar gives the same, and so does a float16 copy of
+            its weights; --top above the class count fails clearly; dream on a model with fully
+            connected layers fails clearly at any size and works at its fixed size;
             --style with --fast-model fails clearly.
   int8      200 CIFAR-10 (JPEG) test photos (20 per class, extracted from the tarball) through
             mbv2_cifar10_int8.onnx (QLinearConv/QLinearAdd/...): accuracy >= 75% and within 1 point
@@ -145,6 +147,24 @@ def part_classify(cnnfx, d):
     top3 = read_csv(f"{d}/c3/" + os.path.basename(dog)[:-4] + ".csv") if p.returncode == 0 else [(-1, 0)]
     check("BGR model with bgr=true in its sidecar: same result", top3[0][0] == top[0][0] and
           abs(top3[0][1] - top[0][1]) < 1e-3 and "sq_bgr.ini" in p.stderr, f"{top3[:2]}")
+    # the same network stored in half precision (float16 initializers + Cast, as fp16 exports are)
+    m = onnx.load(sq.path)
+    casts = []
+    for t in m.graph.initializer:
+        if t.data_type == onnx.TensorProto.FLOAT:
+            a = onnx.numpy_helper.to_array(t).astype(np.float16)
+            name = t.name
+            t.CopyFrom(onnx.numpy_helper.from_array(a, name + "_f16"))
+            casts.append(onnx.helper.make_node("Cast", [name + "_f16"], [name], to=onnx.TensorProto.FLOAT))
+    nodes = casts + list(m.graph.node)
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    h16 = os.path.join(d, "sq_f16.onnx")
+    onnx.save(m, h16)
+    p = run([cnnfx, "classify", "-m", h16, dog, "-o", f"{d}/c7", "--overlay", "none", "--labels-image", "no"])
+    top7 = read_csv(f"{d}/c7/" + os.path.basename(dog)[:-4] + ".csv") if p.returncode == 0 else [(-1, 0)]
+    check("float16 weights: same top-1 and probability (+-0.01)", top7[0][0] == top[0][0] and
+          abs(top7[0][1] - top[0][1]) < 0.01, f"{top7[:2]}" if p.returncode == 0 else p.stderr.strip()[-300:])
     # clear errors
     p = run([cnnfx, "classify", "-m", sq.path, dog, "-o", f"{d}/c4", "--top", "100", "--overlay", "none"], ok=False)
     check("--top within the table's range still works", p.returncode == 0, "" if p.returncode == 0 else p.stderr[-200:])
