@@ -239,8 +239,8 @@ static gboolean write_sidecar(const char *onnx_path, const char *section, const 
   }
   g_autofree char *name = g_path_get_basename(base);
   g_autoptr(GString) t = g_string_new(NULL);
-  g_string_append_printf(t, "# Preprocessing of %s (written by cnnfx train; same keys as a weights/offline.ini "
-                         "section)\n[%s]\n", name, name);
+  g_string_append_printf(t, "# Preprocessing of %s.onnx (written by cnnfx train; same keys as a weights/offline.ini "
+                         "section)\n[model]\n", name);
   g_auto(GStrv) keys = g_key_file_get_keys(src, grp, NULL, NULL);
   for (char **k = keys; k && *k; k++) {
     if (!strcmp(*k, "file")) continue;
