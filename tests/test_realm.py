@@ -165,6 +165,15 @@ def part_classify(cnnfx, d):
     top7 = read_csv(f"{d}/c7/" + os.path.basename(dog)[:-4] + ".csv") if p.returncode == 0 else [(-1, 0)]
     check("float16 weights: same top-1 and probability (+-0.01)", top7[0][0] == top[0][0] and
           abs(top7[0][1] - top[0][1]) < 0.01, f"{top7[:2]}" if p.returncode == 0 else p.stderr.strip()[-300:])
+    # cnnfx train writes the sidecar beside the model it writes; -m then finds it
+    rs = os.path.join(d, "rs.onnx")
+    p = run([cnnfx, "train", "--arch", "random-style", "--seed", "1", "-q", "-o", rs])
+    side = open(os.path.join(d, "rs.ini")).read() if os.path.exists(os.path.join(d, "rs.ini")) else ""
+    check("cnnfx train writes MODEL.ini beside the model", p.returncode == 0 and "[model]" in side and
+          "style_layers=" in side and "mean=" in side, side[:200])
+    p = run([cnnfx, "dream", "-m", rs, "--octaves", "1", "--iterations", "1", dog, "-o", f"{d}/c8"])
+    check("... and a filter run with -m MODEL.onnx uses it", p.returncode == 0 and "rs.ini" in p.stderr,
+          p.stderr.strip()[-300:])
     # clear errors
     p = run([cnnfx, "classify", "-m", sq.path, dog, "-o", f"{d}/c4", "--top", "100", "--overlay", "none"], ok=False)
     check("--top within the table's range still works", p.returncode == 0, "" if p.returncode == 0 else p.stderr[-200:])
