@@ -156,7 +156,8 @@ static gboolean qdq_check(const CnnfxNode *n, GError **error)
 
 static int64_t qdq_axis(const CnnfxNode *n)
 {
-  return n->opset >= 13 ? cnnfx_attr_int(n, "axis", 1) : 1;
+  /* opset 13+ (and com.microsoft's variants): `axis`, default 1; opset 10 has none (per tensor) */
+  return cnnfx_attr_int(n, "axis", 1);
 }
 
 static gboolean quantize_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
