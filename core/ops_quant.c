@@ -512,7 +512,8 @@ static gboolean qwrap_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTens
   if (!inner_inputs(x, n, sp, in, ni, f, &wb, error)) goto out;
   InnerNode w;
   make_inner(n, sp, ni, wb, &w);
-  if (w.node.op->saves & 0xffff0000u) {
+  guint32 sv = w.node.op->saves_fn ? w.node.op->saves_fn(&w.node, ineed) : w.node.op->saves;
+  if (sv & 0xffff0000u) { /* the float operator's backward reads its output: recompute it */
     if (!w.node.op->forward(x, &w.node, f, y, error)) goto out;
   }
   if (quantised_out(sp, n)) {
