@@ -312,6 +312,34 @@ static int64_t declared_classes(const CnnfxModel *m)
   return other == 1 ? k : 0;
 }
 
+/* A model that runs at any size may still need H and W to be multiples of its total stride
+ * (strided convolutions followed by upsampling and skip connections, e.g. fast-style and U-Net
+ * networks).  Tried on an odd-sized grey image: the multiple (1 = none) that makes the forward
+ * pass work, found by doubling; 0 when none does (or the model fails for another reason: the
+ * filter then reports it). */
+static int probe_pad_multiple(CnnfxNet *n)
+{
+  g_autoptr(CnnfxBackend) be = cnnfx_backend_new("cpu", NULL);
+  if (!be) return 0;
+  const char *targets[] = {n->output, NULL};
+  CnnfxSessionOptions o = {.grad = CNNFX_GRAD_NONE, .targets = targets, .mem_limit = (size_t)1 << 30};
+  g_autoptr(CnnfxSession) s = cnnfx_session_new(n->model, be, &o, NULL);
+  int64_t d[3] = {3, 77, 99};
+  g_autoptr(CnnfxTensor) rgb = s ? cnnfx_tensor_new_f32(3, d, NULL) : NULL;
+  if (!rgb) return 0;
+  for (size_t i = 0; i < rgb->numel; i++) cnnfx_f32(rgb)[i] = 0.5f;
+  int saved = n->pre.pad_to;
+  for (int m = 1; m <= 64; m *= 2) {
+    g_autoptr(GError) e = NULL;
+    n->pre.pad_to = m;
+    gboolean ok = cnnfx_net_forward(n, s, rgb, &e);
+    n->pre.pad_to = saved;
+    if (ok) return m;
+    if (!g_error_matches(e, CNNFX_ERROR, CNNFX_ERROR_SHAPE)) return 0;
+  }
+  return 0;
+}
+
 static void fmt_triple(GString *s, const char *what, const float *v)
 {
   if (v[0] == v[1] && v[1] == v[2]) g_string_append_printf(s, "%s %g", what, v[0]);
@@ -328,6 +356,7 @@ static char *describe(const CnnfxNet *n, const char *source, const char *how)
   g_string_append(s, ", ");
   fmt_triple(s, "std", p->std);
   if (p->fixed_h && p->fixed_w) g_string_append_printf(s, ", input %dx%d", p->fixed_w, p->fixed_h);
+  else if (p->pad_to > 1) g_string_append_printf(s, ", any input size padded to multiples of %d", p->pad_to);
   else g_string_append(s, ", any input size");
   g_string_append_printf(s, ", output %s", n->output_is_prob ? "probabilities" : "logits");
   if (how) g_string_append_printf(s, "; %s", how);
@@ -437,6 +466,11 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
   }
   if (n->output_is_prob != FALSE && n->output_is_prob != TRUE)
     n->output_is_prob = cnnfx_net_output_is_softmax(n);
+  if (!(n->pre.fixed_h && n->pre.fixed_w) && cnnfx_model_has_value(n->model, n->input) &&
+      cnnfx_model_has_value(n->model, n->output)) {
+    int m = probe_pad_multiple(n);
+    n->pre.pad_to = m > 1 ? m : 0;
+  }
   if (!cnnfx_model_has_value(n->model, n->input) || !cnnfx_model_has_value(n->model, n->output)) {
     g_set_error(error, NL_ERROR, 2, "%s: input '%s' or output '%s' not in the model", path, n->input, n->output);
     return NULL;

@@ -95,6 +95,8 @@ typedef struct {
   gboolean bgr;
   gboolean gray;        /* single-channel models (Fashion-MNIST) */
   int fixed_h, fixed_w; /* classifiers with a fixed input size (0 = any size) */
+  int pad_to;           /* any-size models with a stride constraint: H, W padded (edge replication) up
+                         * to a multiple of this, gradients cropped back (0 or 1 = none) */
 } CnnfxPreproc;
 
 typedef struct {

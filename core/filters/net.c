@@ -29,12 +29,31 @@ CnnfxTensor *cnnfx_net_preprocess(const CnnfxNet *n, const CnnfxTensor *rgb, GEr
   int H = (int)rgb->dims[rgb->ndim - 2], W = (int)rgb->dims[rgb->ndim - 1];
   int h = p->fixed_h ? p->fixed_h : H, w = p->fixed_w ? p->fixed_w : W;
   int C = p->gray ? 1 : 3;
-  int64_t d[4] = {1, C, h, w};
   g_autoptr(CnnfxTensor) rs = NULL;
   const float *src = cnnfx_f32(rgb);
   if (h != H || w != W) {
     if (!(rs = cnnfx_tensor_resized(rgb, h, w, error))) return NULL;
     src = cnnfx_f32(rs);
+  }
+  /* stride constraint: pad (edge replication) to the next multiple; grad_to_rgb folds it back */
+  const int sh = h, sw = w;
+  if (!p->fixed_h && p->pad_to > 1) {
+    h = (h + p->pad_to - 1) / p->pad_to * p->pad_to;
+    w = (w + p->pad_to - 1) / p->pad_to * p->pad_to;
+  }
+  int64_t d[4] = {1, C, h, w};
+  g_autofree float *padded = NULL;
+  if (h != sh || w != sw) {
+    size_t phw = (size_t)h * w;
+    if (!(padded = g_try_malloc(3 * phw * sizeof(float)))) {
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_NOMEM, "out of memory (padding)");
+      return NULL;
+    }
+    for (int c = 0; c < 3; c++)
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+          padded[c * phw + (size_t)y * w + x] = src[(size_t)c * sh * sw + (size_t)MIN(y, sh - 1) * sw + MIN(x, sw - 1)];
+    src = padded;
   }
   CnnfxTensor *x = cnnfx_tensor_new_f32(4, d, error);
   if (!x) return NULL;
@@ -66,6 +85,24 @@ gboolean cnnfx_net_grad_to_rgb(const CnnfxNet *n, const CnnfxTensor *gin, CnnfxT
   const CnnfxPreproc *p = &n->pre;
   int H = (int)grgb->dims[grgb->ndim - 2], W = (int)grgb->dims[grgb->ndim - 1];
   int h = (int)gin->dims[2], w = (int)gin->dims[3];
+  g_autoptr(CnnfxTensor) folded = NULL;
+  if (!p->fixed_h && p->pad_to > 1 && (h != H || w != W) && h >= H && w >= W && h - H < p->pad_to &&
+      w - W < p->pad_to) {
+    /* adjoint of the edge-replication padding of preprocess: padded rows / columns add into the
+     * last row / column */
+    int64_t fd[4] = {1, gin->dims[1], H, W};
+    if (!(folded = cnnfx_tensor_new_f32(4, fd, error))) return FALSE;
+    float *o = cnnfx_f32(folded);
+    const float *gi = cnnfx_f32(gin);
+    memset(o, 0, folded->numel * sizeof(float));
+    for (int64_t c = 0; c < gin->dims[1]; c++)
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+          o[((size_t)c * H + MIN(y, H - 1)) * W + MIN(x, W - 1)] += gi[((size_t)c * h + y) * w + x];
+    gin = folded;
+    h = H;
+    w = W;
+  }
   size_t hw = (size_t)h * w;
   g_autoptr(CnnfxTensor) tmp = NULL;
   float *g3;
