@@ -263,6 +263,23 @@ def part_int8(cnnfx, d):
     check("int8 accuracy within 1 point of the reference interpreter", abs(acc - acc_ref) <= 0.01 + 1e-9,
           f"cnnfx {100 * acc:.1f}%, reference {100 * acc_ref:.1f}%")
     check("int8 per-photo agreement >= 95%", agree / n >= 0.95, f"{agree}/{n}")
+    # every filter runs on the int8 model (gradients pass straight through the rounding)
+    one = os.path.join(photos, "cat", sorted(os.listdir(os.path.join(photos, "cat")))[0])
+    big = os.path.join(d, "cat96.png")
+    Image.open(one).convert("RGB").resize((96, 96), Image.BICUBIC).save(big)
+    runs = {
+        "classify gradcam": ["classify", "--overlay", "gradcam"], "classify saliency": ["classify", "--overlay", "saliency"],
+        "dream": ["dream", "--layer", "QLinearConv#12", "--octaves", "1", "--iterations", "2"],
+        "fool": ["fool", "--epsilon", "8"], "visualize class": ["visualize", "--iterations", "20"],
+        "visualize filters": ["visualize", "--mode", "filters"],
+        "visualize activations": ["visualize", "--mode", "activations"],
+        "style": ["style", "--style", big, "--style-layers", "QLinearConv#4", "--content-layers", "QLinearConv#8",
+                  "--iterations", "3", "--size", "64"],
+    }
+    for k, (name, args) in enumerate(runs.items()):
+        p = run([cnnfx, args[0], "-q", "-m", model, *args[1:], big, "-o", os.path.join(d, f"f{k}")])
+        check(f"int8 model: {name} runs", p.returncode == 0 and os.listdir(os.path.join(d, f"f{k}")),
+              p.stderr.strip()[-300:])
 
 
 def part_cam(cnnfx, d):
