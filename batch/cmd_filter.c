@@ -179,6 +179,7 @@ int cmd_filter(int argc, char **argv)
   g_autoptr(CliJobList) jobs = NULL;
   g_autoptr(CnnfxBackend) be = NULL;
   g_autoptr(CnnfxNet) net = NULL;
+  g_autofree char *net_summary = NULL; /* one line naming the model and its preprocessing */
   int rc = 2;
   g_auto(GStrv) args = normalise_bool_flags(info, argc, argv, &argc);
   g_autofree char **argv_owned = g_memdup2(args, sizeof(char *) * (argc + 1)); /* GOption reorders argv */
@@ -214,11 +215,18 @@ int cmd_filter(int argc, char **argv)
     goto out;
   }
   rc = 1;
-  net = cli_load_net(model, labels, info->name, &err);
+  NetOverrides ov = {0}; /* --mean/--std/--scale/--bgr/--input-size/--output-is-prob */
+  if (cli_net_overrides_from_params(&ov, params, &err))
+    net = cli_load_net(model, labels, info->name, &ov, &net_summary, &err);
   if (!net) {
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);
     goto out;
   }
+  if (!quiet && !strcmp(info->name, "style") && cnnfx_params_string(params, "fast-model"))
+    fprintf(stderr, "model %s (fast-style network: RGB 0..255 in and out, any size)\n",
+            cnnfx_params_string(params, "fast-model"));
+  else if (!quiet)
+    fprintf(stderr, "%s\n", net_summary);
   app.net = net;
   app.run = (CnnfxRun){.backend = be, .seed = (guint64)seed, .cancel = &cancel_flag,
                        .max_memory = (size_t)(max_mem_mb ? max_mem_mb : 2048) << 20};

@@ -2,6 +2,7 @@
  * network) with the library's own backward pass, and write it as an ONNX file. */
 #include "cli.h"
 #include "cnnfx-train.h"
+#include "netload.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -209,6 +210,52 @@ static gboolean save_model(const CnnfxModel *m, CnnfxSession *s, const char *pat
   return cnnfx_write_file_atomic(path, bytes, error);
 }
 
+/* OUT.ini beside OUT.onnx, so that `-m OUT.onnx` finds its preprocessing: the keys of the
+ * weights/offline.ini section of the same kind of model (fashion_lenet for networks trained on
+ * Fashion-MNIST, random_style for random-feature networks) or the sidecar of the --init model. */
+static gboolean write_sidecar(const char *onnx_path, const char *section, const char *from_model, GError **error)
+{
+  g_autofree char *base = g_str_has_suffix(onnx_path, ".onnx") ? g_strndup(onnx_path, strlen(onnx_path) - 5)
+                                                                : g_strdup(onnx_path);
+  g_autofree char *side = g_strconcat(base, ".ini", NULL);
+  g_autofree char *wdir = cli_weights_dir();
+  g_autoptr(GKeyFile) src = g_key_file_new();
+  g_autofree char *grp = NULL, *src_dir = NULL;
+  if (section) {
+    g_autofree char *off = g_build_filename(wdir, "offline.ini", NULL);
+    if (!g_key_file_load_from_file(src, off, G_KEY_FILE_NONE, NULL) || !g_key_file_has_group(src, section))
+      return TRUE; /* nothing known to write */
+    grp = g_strdup(section);
+    src_dir = g_strdup(wdir);
+  } else if (from_model) {
+    g_autofree char *fb = g_str_has_suffix(from_model, ".onnx") ? g_strndup(from_model, strlen(from_model) - 5)
+                                                                 : g_strdup(from_model);
+    g_autofree char *fs = g_strconcat(fb, ".ini", NULL);
+    if (!g_key_file_load_from_file(src, fs, G_KEY_FILE_NONE, NULL) || !(grp = g_key_file_get_start_group(src)))
+      return TRUE;
+    src_dir = g_path_get_dirname(from_model);
+  } else {
+    return TRUE;
+  }
+  g_autofree char *name = g_path_get_basename(base);
+  g_autoptr(GString) t = g_string_new(NULL);
+  g_string_append_printf(t, "# Preprocessing of %s.onnx (written by cnnfx train; same keys as a weights/offline.ini "
+                         "section)\n[model]\n", name);
+  g_auto(GStrv) keys = g_key_file_get_keys(src, grp, NULL, NULL);
+  for (char **k = keys; k && *k; k++) {
+    if (!strcmp(*k, "file")) continue;
+    g_autofree char *v = g_key_file_get_value(src, grp, *k, NULL);
+    if (!strcmp(*k, "labels") && v && !g_path_is_absolute(v)) {
+      g_autofree char *abs = g_build_filename(src_dir, v, NULL);
+      g_string_append_printf(t, "labels=%s\n", abs);
+    } else {
+      g_string_append_printf(t, "%s=%s\n", *k, v ? v : "");
+    }
+  }
+  g_autoptr(GBytes) b = g_bytes_new(t->str, t->len);
+  return cnnfx_write_file_atomic(side, b, error);
+}
+
 static void progress(gboolean tty, int epoch, int epochs, int batch, int nbatches, double loss, double acc,
                      double ips)
 {
@@ -312,6 +359,8 @@ int cmd_train(int argc, char **argv)
     if (arch) { /* the builder's bytes keep declared output shapes and metadata */
       if (!cnnfx_write_file_atomic(out, mbytes, &err)) goto done;
     } else if (!save_model(model, NULL, out, &err)) goto done;
+    if (!write_sidecar(out, arch && !strcmp(arch, "random-style") ? "random_style" : NULL, init ? init : resume, &err))
+      goto done;
     if (!quiet) printf("wrote %s (%s, untrained)\n", out, arch ? arch : "copy");
     rc = 0;
     goto done;
@@ -433,12 +482,16 @@ int cmd_train(int argc, char **argv)
     if (ckpt_every > 0 && ((ep + 1) % ckpt_every == 0) && ep + 1 < epochs) {
       g_autofree char *sp = state_path_for(ckpt);
       g_autoptr(GBytes) st = cnnfx_optimizer_save_state(opt, ep + 1);
-      if (!save_model(model, s, ckpt, &err) || !cnnfx_write_file_atomic(sp, st, &err)) goto done;
+      if (!save_model(model, s, ckpt, &err) || !cnnfx_write_file_atomic(sp, st, &err) ||
+          !write_sidecar(ckpt, "fashion_lenet", NULL, &err))
+        goto done;
       if (!quiet) fprintf(stderr, "checkpoint %s\n", ckpt);
     }
   }
   if (first_epoch >= epochs && !evaluate(&r, &test, &test_acc, &test_loss, &err)) goto done;
   if (!save_model(model, s, out, &err)) goto done;
+  /* trained on Fashion-MNIST (the only data set): its preprocessing */
+  if (!write_sidecar(out, "fashion_lenet", NULL, &err)) goto done;
   if (!quiet)
     printf("wrote %s after %.1f s\n", out, (g_get_monotonic_time() - t_start) / 1e6);
   printf("test accuracy: %.4f (%ld/%d)\n", test_acc, lround(test_acc * test.n), test.n);

@@ -88,6 +88,13 @@ gboolean cli_filter_prepare(FilterApp *app, GError **error)
 {
   if (is_filter(app, "style")) {
     const char *fast = cnnfx_params_string(app->params, "fast-model");
+    const char *const *st0 = cnnfx_params_strings(app->params, "style");
+    if (fast && st0 && *st0) {
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
+                  "--style and --fast-model do not go together: a fast-style network has its style built in "
+                  "(give --fast-model FILE alone, or --style FILE for optimisation with -m MODEL)");
+      return FALSE;
+    }
     if (fast) {
       g_autoptr(GMappedFile) mf = g_mapped_file_new(fast, FALSE, error);
       if (!mf) return FALSE;
@@ -204,6 +211,7 @@ static gboolean apply_classify(FilterApp *app, CnnfxImage *img, CnnfxTensor *x, 
   CnnfxTensor *heat = NULL;
   gboolean want_heat = g_strcmp0(cnnfx_params_string(app->params, "overlay"), "none") != 0;
   gboolean ok = cnnfx_classify(app->net, app->params, &app->run, x, top, k, want_heat ? &heat : NULL, error);
+  while (ok && k > 1 && top[k - 1].index < 0) k--; /* default --top on a model with fewer classes */
   if (ok && heat) {
     g_autoptr(CnnfxImage) h = render_heatmap(img, heat, cnnfx_params_string(app->params, "colormap"),
                                              cnnfx_params_double(app->params, "opacity"), error);

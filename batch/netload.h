@@ -7,9 +7,36 @@
 #include "image.h"
 #include <stdio.h>
 
+/* Preprocessing given on the command line / in the GIMP dialog: wins over the manifest, the
+ * sidecar MODEL.ini and the guess.  `set` says which fields were given (NET_OV_* bits). */
+enum {
+  NET_OV_MEAN = 1 << 0, NET_OV_STD = 1 << 1, NET_OV_SCALE = 1 << 2, NET_OV_BGR = 1 << 3,
+  NET_OV_INPUT_SIZE = 1 << 4, NET_OV_OUTPUT_IS_PROB = 1 << 5,
+};
+typedef struct {
+  guint set;
+  double mean[3], std[3];
+  float scale;
+  gboolean bgr;
+  int input_h, input_w;  /* 0 = any size */
+  gboolean output_is_prob;
+} NetOverrides;
+
+/* Set one override from its option text: key "mean" / "std" (one value or three, ',' or ';'),
+ * "scale", "bgr" / "output-is-prob" (yes|no|true|false|1|0), "input-size" (N, or H,W / HxW;
+ * 0 = any size).  Underscores are accepted for dashes.  FALSE with an error on bad text. */
+gboolean cli_net_overrides_set(NetOverrides *ov, const char *key, const char *value, GError **error);
+
+/* The same from a filter's parameter values, for those of the six keys its table has (a value
+ * equal to the table's default counts as not given). */
+gboolean cli_net_overrides_from_params(NetOverrides *ov, const CnnfxParams *p, GError **error);
+
 /* model: NULL (the filter's offline default), a manifest NAME, or a path to an .onnx file.
- * labels: optional labels file overriding the manifest's. */
-CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter, GError **error);
+ * labels: optional labels file overriding the manifest's.  ov: NULL = none.
+ * summary (optional): one line naming the model and the preprocessing used, where it came
+ * from and how to change it (the CLI prints it unless -q). */
+CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter, const NetOverrides *ov,
+                       char **summary, GError **error);
 
 /* Where offline default weights live (weights/ in the source tree or the installed copy). */
 char *cli_weights_dir(void);

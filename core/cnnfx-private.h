@@ -56,6 +56,7 @@ typedef struct {
   int64_t i;
   char *s;              /* STRING (NUL-terminated) */
   CnnfxTensor *t;       /* TENSOR */
+  int t_type;           /* TENSOR: ONNX element type as stored (before widening) */
   int n;                /* count for FLOATS / INTS / STRINGS */
   float *floats;
   int64_t *ints;
@@ -77,6 +78,7 @@ typedef struct CnnfxNode {
   int n_attrs;
   CnnfxAttr *attrs;
   const CnnfxOp *op;    /* resolved at load time (CPU table) */
+  int *in_type;         /* per input: ONNX element type where known (initializer, graph input), else 0 */
 } CnnfxNode;
 
 typedef struct {
@@ -87,6 +89,7 @@ typedef struct {
   int decl_ndim;        /* declared shape from ValueInfo (inputs, outputs), -1 unknown */
   int decl_type;        /* declared ONNX element type, 0 unknown */
   int64_t decl_dims[CNNFX_MAX_DIMS];
+  int elem_type;        /* initializers: ONNX element type as stored (ints are widened to int64) */
 } CnnfxValue;
 
 struct CnnfxModel {
@@ -151,6 +154,9 @@ extern const CnnfxOp *const cnnfx_ops_conv[];
 extern const CnnfxOp *const cnnfx_ops_pool[];
 extern const CnnfxOp *const cnnfx_ops_norm[];
 extern const CnnfxOp *const cnnfx_ops_resize[];
+extern const CnnfxOp *const cnnfx_ops_quant[];
+/* Quantised operators that ONNX Runtime's quantiser emits in the com.microsoft domain. */
+gboolean cnnfx_op_quant_ms(const char *op_type);
 
 /* Backend internals (backend.c) */
 const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type);

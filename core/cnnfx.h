@@ -76,6 +76,8 @@ int cnnfx_model_n_inputs(const CnnfxModel *m);          /* graph inputs that are
 const char *cnnfx_model_input_name(const CnnfxModel *m, int i);
 /* Declared shape of input i; symbolic/unknown dims are -1.  Returns ndim (or -1 if unknown). */
 int cnnfx_model_input_shape(const CnnfxModel *m, int i, int64_t *dims);
+/* Declared shape of output i (-1 for unknown dimensions); returns the rank, -1 if undeclared. */
+int cnnfx_model_output_shape(const CnnfxModel *m, int i, int64_t *dims);
 int cnnfx_model_n_outputs(const CnnfxModel *m);
 const char *cnnfx_model_output_name(const CnnfxModel *m, int i);
 int cnnfx_model_n_nodes(const CnnfxModel *m);

@@ -2,6 +2,7 @@
  * NodeProto / TensorProto / AttributeProto.  Every length is checked against the
  * remaining buffer; nothing is trusted. */
 #include "cnnfx-private.h"
+#include <math.h>
 #include <stdlib.h>
 
 /* ---- protobuf wire format ---------------------------------------------------- */
@@ -164,7 +165,25 @@ static const char *onnx_type_name(int t)
   return (t >= 0 && t < (int)G_N_ELEMENTS(names)) ? names[t] : "unknown";
 }
 
-static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, GError **error)
+static float half_to_f32(guint16 h)
+{
+  int sign = h >> 15, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  float v;
+  if (e == 0) v = ldexpf((float)m, -24);                 /* zero / subnormal */
+  else if (e == 31) v = m ? NAN : INFINITY;
+  else v = ldexpf((float)(m | 0x400), e - 25);
+  return sign ? -v : v;
+}
+
+static float bf16_to_f32(guint16 h)
+{
+  guint32 u = (guint32)h << 16;
+  float v;
+  memcpy(&v, &u, 4);
+  return v;
+}
+
+static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, int *type_out, GError **error)
 {
   g_autoptr(GArray) dims = g_array_new(FALSE, FALSE, sizeof(gint64));
   g_autoptr(GArray) fdata = g_array_new(FALSE, FALSE, sizeof(float));
@@ -226,6 +245,7 @@ static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, GError **error)
     src_size = (dtype == 6 || dtype == 12) ? 4 : (dtype == 5 || dtype == 4) ? 2 : (dtype == 13) ? 8 : 1;
     break;
   case 11: dt = CNNFX_F32; src_size = 8; break;
+  case 10: case 16: dt = CNNFX_F32; src_size = 2; break; /* float16 / bfloat16 weights: widened */
   default:
     cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "tensor '%s' has data type %s (%d), not supported",
                     name ? name : "", onnx_type_name(dtype), dtype);
@@ -237,7 +257,8 @@ static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, GError **error)
   }
   /* Check sizes before allocating anything big. */
   size_t have = has_raw ? raw_len / src_size
-              : dt == CNNFX_F32 ? (dtype == 11 ? ddata->len : fdata->len) : idata->len;
+              : dt == CNNFX_F32 ? (dtype == 11 ? ddata->len : (dtype == 10 || dtype == 16) ? idata->len : fdata->len)
+              : idata->len;
   if (has_raw && raw_len % src_size) {
     pb_fail(error, "raw_data size is not a multiple of the element size");
     return NULL;
@@ -252,7 +273,15 @@ static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, GError **error)
   if (dt == CNNFX_F32) {
     float *d = cnnfx_f32(t);
     if (has_raw && dtype == 1) memcpy(d, raw, numel * 4);
-    else if (has_raw) {
+    else if (dtype == 10 || dtype == 16) {
+      /* raw: 2 bytes each; otherwise the bits in int32_data */
+      for (size_t i = 0; i < numel; i++) {
+        guint16 h;
+        if (has_raw) memcpy(&h, raw + 2 * i, 2);
+        else h = (guint16)g_array_index(idata, gint64, i);
+        d[i] = dtype == 16 ? bf16_to_f32(h) : half_to_f32(h);
+      }
+    } else if (has_raw) {
       for (size_t i = 0; i < numel; i++) {
         double v;
         memcpy(&v, raw + 8 * i, 8);
@@ -278,11 +307,12 @@ static CnnfxTensor *parse_tensor(PbBuf b, char **name_out, GError **error)
       }
     } else if (numel) memcpy(d, idata->data, numel * 8);
   }
-  if (dtype != 1 && dtype != 7 && dtype != 11) {
+  if (dtype != 1 && dtype != 7 && dtype != 11 && dtype != 10 && dtype != 16) {
     /* Integers other than int64 were widened: fine for shape inputs, but tell data consumers. */
     t->dtype = CNNFX_I64;
   }
   if (name_out) *name_out = g_steal_pointer(&name);
+  if (type_out) *type_out = dtype;
   return t;
 }
 
@@ -290,7 +320,7 @@ CnnfxTensor *cnnfx_tensor_from_proto(const void *data, size_t len, char **name_o
 {
   PbBuf b = {data, (const guint8 *)data + len};
   if (!data && len) return pb_fail(error, "no data"), NULL;
-  return parse_tensor(b, name_out, error);
+  return parse_tensor(b, name_out, NULL, error);
 }
 
 static void put_varint(GByteArray *a, guint64 v)
@@ -350,6 +380,7 @@ static void node_clear(CnnfxNode *n)
   g_free(n->domain);
   g_free(n->in);
   g_free(n->out);
+  g_free(n->in_type);
   for (int k = 0; k < n->n_attrs; k++) attr_clear(&n->attrs[k]);
   g_free(n->attrs);
 }
@@ -424,7 +455,7 @@ static gboolean parse_attr(PbBuf b, CnnfxAttr *a, GError **error)
     case 5:
       if (f.wire != 2) return pb_fail(error, "attribute tensor with wrong wire type");
       if (a->t) cnnfx_tensor_unref(a->t);
-      if (!(a->t = parse_tensor(f.sub, NULL, error))) return FALSE;
+      if (!(a->t = parse_tensor(f.sub, NULL, &a->t_type, error))) return FALSE;
       break;
     case 6: case 11: a->type = CNNFX_ATTR_GRAPH; break;
     case 7: if (!pb_floats(&f, floats, error)) return FALSE; break;
@@ -595,7 +626,8 @@ static gboolean parse_graph(Loader *L, PbBuf b, GError **error)
       break;
     case 5: {
       char *name = NULL;
-      CnnfxTensor *t = parse_tensor(f.sub, &name, error);
+      int elem = 0;
+      CnnfxTensor *t = parse_tensor(f.sub, &name, &elem, error);
       if (!t) return FALSE;
       if (!name || !name[0]) {
         g_free(name);
@@ -606,6 +638,7 @@ static gboolean parse_graph(Loader *L, PbBuf b, GError **error)
       CnnfxValue *v = &g_array_index(L->values, CnnfxValue, id);
       if (v->init) cnnfx_tensor_unref(v->init);
       v->init = t;
+      v->elem_type = elem;
       g_free(name);
       break;
     }
@@ -642,8 +675,10 @@ static gboolean fold_constant(Loader *L, CnnfxNode *n, GError **error)
     return pb_fail(error, "Constant node without exactly one output and a value");
   const CnnfxAttr *a = &n->attrs[0];
   CnnfxTensor *t = NULL;
+  int elem = 0;
   if (!strcmp(a->name, "value") && a->type == CNNFX_ATTR_TENSOR) {
     t = cnnfx_tensor_copy(a->t, error);
+    elem = a->t_type;
   } else if (!strcmp(a->name, "value_float")) {
     t = cnnfx_tensor_new(CNNFX_F32, 0, NULL, error);
     if (t) cnnfx_f32(t)[0] = a->f;
@@ -664,6 +699,7 @@ static gboolean fold_constant(Loader *L, CnnfxNode *n, GError **error)
   CnnfxValue *v = &g_array_index(L->values, CnnfxValue, n->out[0]);
   if (v->init) cnnfx_tensor_unref(v->init);
   v->init = t;
+  v->elem_type = elem ? elem : (int)t->dtype;
   return TRUE;
 }
 
@@ -681,7 +717,8 @@ static gboolean finish_model(Loader *L, GError **error)
   gboolean *is_const = g_new0(gboolean, nn + 1);
   for (guint i = 0; i < nn; i++) {
     CnnfxNode *n = &raw[i];
-    if (n->domain[0] && strcmp(n->domain, "ai.onnx")) {
+    if (n->domain[0] && strcmp(n->domain, "ai.onnx") &&
+        !(!strcmp(n->domain, "com.microsoft") && cnnfx_op_quant_ms(n->op_type))) {
       g_free(is_const);
       cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "node '%s': operator %s::%s is not supported",
                       n->name, n->domain, n->op_type);
@@ -849,6 +886,18 @@ static gboolean finish_model(Loader *L, GError **error)
     cnnfx_set_error(error, CNNFX_ERROR_PARSE, "malformed ONNX file: the graph has no outputs");
     return FALSE;
   }
+  /* ONNX element types of each node's inputs where known (initializers, Constants, declared
+   * graph inputs): the loader widens integer tensors to int64, but quantised operators need to
+   * know whether a zero point is int8 or uint8.  0 = unknown. */
+  for (int k = 0; k < m->n_nodes; k++) {
+    CnnfxNode *n = &m->nodes[k];
+    n->in_type = g_new0(int, n->n_in + 1);
+    for (int i = 0; i < n->n_in; i++) {
+      int v = n->in[i];
+      if (v < 0) continue;
+      n->in_type[i] = m->values[v].init ? m->values[v].elem_type : m->values[v].is_input ? m->values[v].decl_type : 0;
+    }
+  }
   /* Per-op attribute checks */
   for (int k = 0; k < m->n_nodes; k++) {
     const CnnfxNode *n = &m->nodes[k];
@@ -944,6 +993,12 @@ const char *cnnfx_model_input_name(const CnnfxModel *m, int i) { return m->value
 int cnnfx_model_input_shape(const CnnfxModel *m, int i, int64_t *dims)
 {
   const CnnfxValue *v = &m->values[m->inputs[i]];
+  for (int k = 0; k < v->decl_ndim; k++) dims[k] = v->decl_dims[k];
+  return v->decl_ndim;
+}
+int cnnfx_model_output_shape(const CnnfxModel *m, int i, int64_t *dims)
+{
+  const CnnfxValue *v = &m->values[m->outputs[i]];
   for (int k = 0; k < v->decl_ndim; k++) dims[k] = v->decl_dims[k];
   return v->decl_ndim;
 }

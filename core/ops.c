@@ -4,7 +4,7 @@
 
 static const CnnfxOp *const *const op_tables[] = {
   cnnfx_ops_elementwise, cnnfx_ops_activation, cnnfx_ops_shape, cnnfx_ops_linalg,
-  cnnfx_ops_conv, cnnfx_ops_pool, cnnfx_ops_norm, cnnfx_ops_resize,
+  cnnfx_ops_conv, cnnfx_ops_pool, cnnfx_ops_norm, cnnfx_ops_resize, cnnfx_ops_quant,
 };
 
 const CnnfxOp *cnnfx_op_lookup(const char *op_type)
@@ -28,6 +28,10 @@ int cnnfx_op_min_inputs(const char *op, int opset)
     {"ConvTranspose", 1, 2}, {"CastLike", 1, 2}, {"Tile", 1, 2}, {"Range", 1, 3}, {"Where", 1, 3},
     {"Reshape", 5, 2}, {"Slice", 10, 3}, {"Pad", 11, 2}, {"Unsqueeze", 13, 2}, {"Upsample", 9, 2},
     {"BatchNormalization", 1, 5}, {"InstanceNormalization", 1, 3},
+    {"QuantizeLinear", 1, 2}, {"DequantizeLinear", 1, 2}, {"QLinearConv", 1, 8}, {"QLinearMatMul", 1, 8},
+    {"QLinearAdd", 1, 7}, {"QLinearMul", 1, 7}, {"QLinearAveragePool", 1, 4}, {"QLinearGlobalAveragePool", 1, 4},
+    {"QLinearConcat", 1, 5}, {"ConvInteger", 1, 2}, {"MatMulInteger", 1, 2}, {"QLinearLeakyRelu", 1, 4},
+    {"QLinearSigmoid", 1, 4}, {"QGemm", 1, 6},
   };
   for (size_t i = 0; i < G_N_ELEMENTS(req); i++)
     if (!strcmp(req[i].op, op)) return opset >= req[i].since ? req[i].n : 1;

@@ -148,7 +148,7 @@ def main():
 
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return 1 if failed or not passed else 0  # nothing checked is a failure
 
 
 if __name__ == "__main__":

@@ -301,7 +301,7 @@ def main():
             else:
                 print(f"PASS {c['name']}: {describe(c)}")
     print(f"{len(cases) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return 1 if failed or not cases else 0  # nothing checked is a failure
 
 
 if __name__ == "__main__":

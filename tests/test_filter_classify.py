@@ -249,6 +249,8 @@ def main():
             check("CSV report well-formed, sorted, sum <= 1",
                   [int(x["rank"]) for x in rows] == [1, 2] and p == sorted(p, reverse=True) and sum(p) <= 1 + 1e-5
                   and all(0 <= v <= 1 for v in p) and {x["index"] for x in rows} == {"0", "1"}, f"{rows}")
+        else:
+            check("CSV report well-formed, sorted, sum <= 1", False, f"{csvp} not written")
         # --class: explaining "background" gives a different map than "square"
         out = os.path.join(tmp, "o-class")
         rr = run(cnnfx, ["-m", dyn, "--class", "background", "--colormap", "gray", "--opacity", 1, "-o", out, sq])

@@ -26,6 +26,7 @@ Prints PASS/FAIL lines and "N passed, M failed"; exit 1 on failure.
 """
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -123,10 +124,16 @@ def features(model, img):
 def dream(cnnfx, model, inp, outdir, *opts, check_rc=True):
     cmd = [cnnfx, "dream", "-q", "--overwrite", "-m", model, "-o", outdir, inp, *map(str, opts)]
     t = time.time()
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    # G_MESSAGES_DEBUG: the tiling tests read the tile size used from dream's debug line (stdout)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, G_MESSAGES_DEBUG="all"))
     if check_rc and r.returncode != 0:
         print("  command:", " ".join(cmd), "\n  stderr:", r.stderr.strip()[-2000:], flush=True)
+    tiles = re.findall(r"dream: session peak .* final tile (\d+)", r.stdout + r.stderr)
+    LAST_TILE[0] = int(tiles[-1]) if tiles else None
     return r.returncode, os.path.join(outdir, os.path.basename(inp)), time.time() - t
+
+
+LAST_TILE = [None]  # tile size of the last dream() run, from its debug output
 
 
 def test_activation(a, d, gnet, gpath):
@@ -189,9 +196,13 @@ def test_tiling(a, d, gpath, spath):
     inp = photo("person.jpg", 400, 300, os.path.join(d, "person.png"))
     common = ["--octaves", 2, "--iterations", 3, "--seed", 5]
     rc1, out1, _ = dream(a.cnnfx, spath, inp, os.path.join(d, "o2su"), "--tile", 4096, *common)
+    tile1 = LAST_TILE[0]
     rc2, out2, _ = dream(a.cnnfx, spath, inp, os.path.join(d, "o2st"), "--tile", 128, *common)
+    tile2 = LAST_TILE[0]
     if rc1 or rc2:
         return check("tiling: runs", False, f"rc {rc1} {rc2}")
+    check("tiling: the runs compared are one tile and 128 px tiles", tile1 is not None and tile1 >= 400 and
+          tile2 == 128, f"tile sizes {tile1}, {tile2}")
     x, u, t = load(inp), load(out1), load(out2)
     diff = np.abs(t - u)
     check("tiling: small receptive field, tile 128 (20 tiles) = one tile", diff.max() <= 2.5 / 255 and
@@ -201,7 +212,7 @@ def test_tiling(a, d, gpath, spath):
     # (b) GoogLeNet 4c, receptive field far beyond the 64 px margin: close, and no seams
     inp = photo("horses.jpg", 640, 448, os.path.join(d, "horses.png"))
     x = load(inp)
-    runs = {}
+    runs, tiles = {}, {}
     for name, opts in (("u0", ["--tile", 4096, "--jitter", 0]), ("t0", ["--tile", 320, "--jitter", 0]),
                        ("u5", ["--tile", 4096, "--seed", 5]), ("t5", ["--tile", 320, "--seed", 5]),
                        ("u6", ["--tile", 4096, "--seed", 6])):
@@ -210,6 +221,10 @@ def test_tiling(a, d, gpath, spath):
         if rc:
             return check("tiling: runs", False, f"rc {rc}")
         runs[name] = load(out)
+        tiles[name] = LAST_TILE[0]
+    check("tiling: GoogLeNet runs really tile (320) or not (one tile)",
+          all(tiles[k] == 320 for k in ("t0", "t5")) and all(tiles[k] and tiles[k] >= 640 for k in ("u0", "u5", "u6")),
+          f"tile sizes {tiles}")
     m = lambda p, q: float(np.abs(p - q).mean())
     u0, t0, u5, t5, u6 = (runs[k] for k in ("u0", "t0", "u5", "t5", "u6"))
     check("tiling: GoogLeNet, tile 320 (6 tiles) close to one tile",
@@ -325,7 +340,7 @@ def main():
     n_fail = results.count(False)
     print(f"({time.time() - t0:.0f}s)")
     print(f"{results.count(True)} passed, {n_fail} failed")
-    sys.exit(1 if n_fail else 0)
+    sys.exit(1 if n_fail or not results else 0)  # nothing checked is a failure
 
 
 if __name__ == "__main__":

@@ -351,7 +351,7 @@ def main():
             shutil.rmtree(d, ignore_errors=True)
     n_ok = sum(results)
     print(f"{n_ok} passed, {len(results) - n_ok} failed")
-    sys.exit(0 if n_ok == len(results) else 1)
+    sys.exit(0 if results and n_ok == len(results) else 1)  # nothing checked is a failure
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ Usage: test_filter_style.py --cnnfx BUILD/batch/cnnfx [--keep] [--only N,N]
 """
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -144,7 +145,8 @@ def style_image(side, path):
 def run(a, inp, outdir, *opts, check_rc=True):
     cmd = [a.cnnfx, "style", "-q", "--overwrite", "-o", outdir, *map(str, opts), inp]
     t = time.time()
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    # G_MESSAGES_DEBUG: the tiling tests read the tile layout from the debug lines
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, G_MESSAGES_DEBUG="all"))
     if check_rc and r.returncode != 0:
         print("  command:", " ".join(cmd), "\n  stderr:", r.stderr.strip()[-2000:], flush=True)
     return r, os.path.join(outdir, os.path.basename(inp)), time.time() - t
@@ -182,6 +184,11 @@ def test_tiling(a, d):
         if r.returncode:
             return check("tiling: runs", False, f"rc {r.returncode}")
         outs.append(np.asarray(Image.open(out).convert("RGB"), np.int32))
+        tiles = [int(t) for t in re.findall(r"style: tile memory .*, tile (\d+)", r.stdout + r.stderr)]
+        if mm == 2048:
+            check("tiling: the reference run is one tile", tiles and min(tiles) >= 320, f"tile sizes {tiles}")
+        else:
+            check("tiling: --max-memory 120 really tiles", tiles and min(tiles) < 320, f"tile sizes {tiles}")
     diff = np.abs(outs[0] - outs[1]).max()
     check("tiling: many tiles == one tile", diff <= 2, f"max |diff| {diff}/255")
 
@@ -327,6 +334,11 @@ def test_fast(a, d):
         if r.returncode:
             return check("fast style tiles: runs", False, f"rc {r.returncode}")
         outs.append(np.asarray(Image.open(out).convert("RGB"), np.int32))
+        n = [int(t) for t in re.findall(r"fast style: (\d+) tiles", r.stdout + r.stderr)]
+        if mm == 2048:
+            check("fast style tiles: the reference run is one tile", n and n[-1] == 1, f"tiles per attempt {n}")
+        else:
+            check("fast style tiles: --max-memory 16 really tiles", n and n[-1] > 1, f"tiles per attempt {n}")
     diff = np.abs(outs[0] - outs[1]).max()
     check("fast style: tiled (--max-memory 16) == whole image", diff <= 2, f"max |diff| {diff}/255")
 
@@ -391,7 +403,7 @@ def main():
     n_fail = results.count(False)
     print(f"({time.time() - t0:.0f}s)")
     print(f"{results.count(True)} passed, {n_fail} failed")
-    sys.exit(1 if n_fail else 0)
+    sys.exit(1 if n_fail or not results else 0)  # nothing checked is a failure
 
 
 if __name__ == "__main__":

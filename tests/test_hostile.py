@@ -509,7 +509,7 @@ def main():
                     sys.stdout.flush()
     print(f"test_hostile: {time.monotonic() - t0:.0f}s, slowest run {slowest[0]:.1f}s: {slowest[1]}")
     print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return 1 if failed or not passed else 0  # nothing checked is a failure
 
 
 if __name__ == "__main__":

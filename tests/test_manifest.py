@@ -150,7 +150,7 @@ def main():
     test_end_to_end(os.path.abspath(a.cnnfx))
     n_fail = results.count(False)
     print(f"{results.count(True)} passed, {n_fail} failed")
-    return 1 if n_fail else 0
+    return 1 if n_fail or not results else 0  # nothing checked is a failure
 
 
 if __name__ == "__main__":

@@ -566,8 +566,16 @@ def main():
                     continue
                 msg = f"vs torch: {msg}"
                 if not ok and mc is not None:
+                    # The reference rebuilt with cnnfx's own branch decisions explains rounding at
+                    # kinks only: it is accepted only while plain torch still agrees to the spread
+                    # torch float32 vs float64 shows (rel-L2 <= 2e-2), so a wrong gradient cannot
+                    # pass on a reference built from its own values.
+                    ref = refs[check].astype(np.float64)
+                    nref = np.linalg.norm(ref)
+                    rel_plain = np.linalg.norm(g.astype(np.float64) - ref) / nref if nref > 0 else np.inf
                     ok, msg2 = compare_grad(g, mc[check])
-                    msg += f"; vs torch with cnnfx's ReLU/pool branches: {msg2}"
+                    ok = ok and bool(rel_plain <= 2e-2)
+                    msg += f"; vs torch with cnnfx's ReLU/pool branches: {msg2} (accepted only with plain rel <= 2e-2)"
                 result(ok, f"{label} {check}", f"{msg}; {dt:.1f}s")
                 if not ok and a.bisect and check == "grad-output":
                     try:
@@ -581,7 +589,7 @@ def main():
         if own and not a.keep:
             shutil.rmtree(work, ignore_errors=True)
     log(f"{passed} passed, {failed} failed ({time.time() - t_all:.0f}s)")
-    return 1 if failed else 0
+    return 1 if failed or not passed else 0  # nothing checked is a failure
 
 
 if __name__ == "__main__":

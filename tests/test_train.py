@@ -278,7 +278,7 @@ def main():
 
     passed = sum(results)
     print("%d passed, %d failed" % (passed, len(results) - passed))
-    return 0 if passed == len(results) else 1
+    return 0 if results and passed == len(results) else 1  # nothing checked is a failure
 
 
 if __name__ == "__main__":

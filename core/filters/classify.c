@@ -502,6 +502,19 @@ gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRu
     for (int i = 0; i < n; i++) sum += prob[i] = isfinite(o[i]) ? exp(o[i] - mx) : 0;
     for (int i = 0; i < n; i++) prob[i] = sum > 0 ? prob[i] / sum : 1.0 / n;
   }
+  if (k > n) {
+    /* an explicit --top above the class count is an error; the table's default (5) on a model
+     * with fewer classes reports them all (the entries past n get index -1) */
+    int def = -1;
+    const CnnfxFilterInfo *fi = p ? cnnfx_params_filter(p) : NULL;
+    for (const CnnfxParam *q = fi ? fi->params : NULL; q && q->name; q++)
+      if (!strcmp(q->name, "top")) def = (int)q->def;
+    if (!p || k != def) {
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--top %d: model %s has only %d classes (give --top %d or less)",
+                  k, net->name ? net->name : "", n, n);
+      return FALSE;
+    }
+  }
   /* top-k by partial selection (k is small) */
   for (int i = 0; i < n; i++) order[i] = i;
   int n_labels = net->labels ? (int)g_strv_length(net->labels) : 0;

@@ -95,6 +95,8 @@ typedef struct {
   gboolean bgr;
   gboolean gray;        /* single-channel models (Fashion-MNIST) */
   int fixed_h, fixed_w; /* classifiers with a fixed input size (0 = any size) */
+  int pad_to;           /* any-size models with a stride constraint: H, W padded (edge replication) up
+                         * to a multiple of this, gradients cropped back (0 or 1 = none) */
 } CnnfxPreproc;
 
 typedef struct {
@@ -113,6 +115,10 @@ typedef struct {
 } CnnfxNet;
 
 void cnnfx_net_free(CnnfxNet *n);
+/* Whether the net's output is made by a Softmax (through Flatten / Reshape / Squeeze /
+ * Unsqueeze / Identity), i.e. already probabilities: front-ends set output_is_prob from it
+ * unless the model's settings say otherwise. */
+gboolean cnnfx_net_output_is_softmax(const CnnfxNet *n);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxNet, cnnfx_net_free)
 
 /* A layer given by the user or the manifest: a tensor name, or "OpType#N" = the output of the

@@ -583,7 +583,13 @@ gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *
                            .cancel = run->cancel};
   if (!(d.s = cnnfx_session_new(net->model, run->backend, &o, error))) goto out;
   if (!probe(&d, image, chans, error)) {
-    if (error && *error && (*error)->domain == CNNFX_ERROR && (*error)->code != CNNFX_ERROR_ARG)
+    if (error && *error && (*error)->domain == CNNFX_ERROR && (*error)->code == CNNFX_ERROR_SHAPE &&
+        !(net->pre.fixed_h && net->pre.fixed_w))
+      g_prefix_error(error, "dream: model %s cannot run at any image size up to layer %s (it needs the input size "
+                     "it was exported with, e.g. fully connected layers after a Flatten): choose an earlier "
+                     "convolutional layer with --layer, or give --input-size H,W (input_size= in its .ini) to dream "
+                     "at that fixed size.  Details: ", net->name ? net->name : "", d.names[d.n_layers - 1]);
+    else if (error && *error && (*error)->domain == CNNFX_ERROR && (*error)->code != CNNFX_ERROR_ARG)
       g_prefix_error(error, "dream (trying the model on a 128 px crop): ");
     goto out;
   }

@@ -19,6 +19,7 @@
  * extra rounds.  If nothing fools, the attempt with the best objective is returned and the
  * report says fooled = FALSE. */
 #include "imgops.h"
+#include "netutil.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,18 +95,23 @@ static gboolean evaluate(Fool *f, const CnnfxTensor *rgb, int cls, CnnfxTensor *
     }
   if (!grgb) return TRUE;
 
-  /* d CE / d output */
-  g_autoptr(CnnfxTensor) seed = cnnfx_tensor_new_f32(out->ndim, out->dims, error);
+  /* d CE / d output; for a Softmax output, d CE / d logits (the Softmax's input): seeding the
+   * probabilities with -1/p loses the gradient when the class's probability underflows */
+  const char *score = cnnfx_net_score_tensor(net);
+  CnnfxTensor *logits = strcmp(score, net->output) ? cnnfx_session_get(f->s, score, NULL) : NULL;
+  gboolean via_logits = logits && logits->dtype == CNNFX_F32 && (int)logits->numel == K;
+  g_autoptr(CnnfxTensor) seed = via_logits ? cnnfx_tensor_new_f32(logits->ndim, logits->dims, error)
+                                           : cnnfx_tensor_new_f32(out->ndim, out->dims, error);
   if (!seed) return FALSE;
   float *g = cnnfx_f32(seed);
-  if (net->output_is_prob) {
+  if (net->output_is_prob && !via_logits) {
     memset(g, 0, (size_t)K * sizeof(float));
     g[cls] = (float)(-1.0 / MAX(f->prob[cls], 1e-12));
   } else {
     for (int k = 0; k < K; k++) g[k] = (float)f->prob[k];
     g[cls] -= 1.0f;
   }
-  const char *names[1] = {net->output};
+  const char *names[1] = {via_logits ? score : net->output};
   CnnfxTensor *seeds[1] = {seed};
   if (!cnnfx_session_backward(f->s, 1, names, seeds, error)) return FALSE;
   CnnfxTensor *gx = cnnfx_session_grad(f->s, net->input, error);
@@ -217,7 +223,8 @@ gboolean cnnfx_fool(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *r
   CnnfxTensor *x = NULL, *g = NULL;
   CnnfxFoolReport rep = {.target = {.index = -1}};
 
-  const char *targets[] = {net->output, NULL};
+  const char *score = cnnfx_net_score_tensor(net); /* the logits behind a Softmax output */
+  const char *targets[] = {net->output, strcmp(score, net->output) ? score : NULL, NULL};
   CnnfxSessionOptions so = {.grad = CNNFX_GRAD_INPUT, .targets = targets, .mem_limit = run->max_memory,
                             .cancel = run->cancel};
   if (!(f.s = cnnfx_session_new(net->model, run->backend, &so, error))) goto out;

@@ -29,12 +29,31 @@ CnnfxTensor *cnnfx_net_preprocess(const CnnfxNet *n, const CnnfxTensor *rgb, GEr
   int H = (int)rgb->dims[rgb->ndim - 2], W = (int)rgb->dims[rgb->ndim - 1];
   int h = p->fixed_h ? p->fixed_h : H, w = p->fixed_w ? p->fixed_w : W;
   int C = p->gray ? 1 : 3;
-  int64_t d[4] = {1, C, h, w};
   g_autoptr(CnnfxTensor) rs = NULL;
   const float *src = cnnfx_f32(rgb);
   if (h != H || w != W) {
     if (!(rs = cnnfx_tensor_resized(rgb, h, w, error))) return NULL;
     src = cnnfx_f32(rs);
+  }
+  /* stride constraint: pad (edge replication) to the next multiple; grad_to_rgb folds it back */
+  const int sh = h, sw = w;
+  if (!p->fixed_h && p->pad_to > 1) {
+    h = (h + p->pad_to - 1) / p->pad_to * p->pad_to;
+    w = (w + p->pad_to - 1) / p->pad_to * p->pad_to;
+  }
+  int64_t d[4] = {1, C, h, w};
+  g_autofree float *padded = NULL;
+  if (h != sh || w != sw) {
+    size_t phw = (size_t)h * w;
+    if (!(padded = g_try_malloc(3 * phw * sizeof(float)))) {
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_NOMEM, "out of memory (padding)");
+      return NULL;
+    }
+    for (int c = 0; c < 3; c++)
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+          padded[c * phw + (size_t)y * w + x] = src[(size_t)c * sh * sw + (size_t)MIN(y, sh - 1) * sw + MIN(x, sw - 1)];
+    src = padded;
   }
   CnnfxTensor *x = cnnfx_tensor_new_f32(4, d, error);
   if (!x) return NULL;
@@ -66,6 +85,24 @@ gboolean cnnfx_net_grad_to_rgb(const CnnfxNet *n, const CnnfxTensor *gin, CnnfxT
   const CnnfxPreproc *p = &n->pre;
   int H = (int)grgb->dims[grgb->ndim - 2], W = (int)grgb->dims[grgb->ndim - 1];
   int h = (int)gin->dims[2], w = (int)gin->dims[3];
+  g_autoptr(CnnfxTensor) folded = NULL;
+  if (!p->fixed_h && p->pad_to > 1 && (h != H || w != W) && h >= H && w >= W && h - H < p->pad_to &&
+      w - W < p->pad_to) {
+    /* adjoint of the edge-replication padding of preprocess: padded rows / columns add into the
+     * last row / column */
+    int64_t fd[4] = {1, gin->dims[1], H, W};
+    if (!(folded = cnnfx_tensor_new_f32(4, fd, error))) return FALSE;
+    float *o = cnnfx_f32(folded);
+    const float *gi = cnnfx_f32(gin);
+    memset(o, 0, folded->numel * sizeof(float));
+    for (int64_t c = 0; c < gin->dims[1]; c++)
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+          o[((size_t)c * H + MIN(y, H - 1)) * W + MIN(x, W - 1)] += gi[((size_t)c * h + y) * w + x];
+    gin = folded;
+    h = H;
+    w = W;
+  }
   size_t hw = (size_t)h * w;
   g_autoptr(CnnfxTensor) tmp = NULL;
   float *g3;
@@ -122,24 +159,35 @@ char *cnnfx_net_resolve_layer(const CnnfxNet *n, const char *spec, GError **erro
 
 /* ---- classifier helpers (netutil.h) ------------------------------------------------------ */
 
-/* The logits behind a probability output: walk back through shape-only ops to a Softmax. */
-const char *cnnfx_net_score_tensor(const CnnfxNet *net)
+/* The Softmax behind a tensor, through shape-only ops; NULL if none. */
+static const CnnfxNode *softmax_behind(const CnnfxModel *m, const char *name)
 {
-  if (!net->output_is_prob) return net->output;
-  const CnnfxModel *m = net->model;
-  int v = cnnfx_model_value_id(m, net->output);
+  int v = cnnfx_model_value_id(m, name);
   for (int hops = 0; v >= 0 && hops < 8; hops++) {
     int p = m->values[v].producer;
     if (p < 0) break;
     const CnnfxNode *n = &m->nodes[p];
     if (n->n_in < 1 || n->in[0] < 0) break;
-    if (!strcmp(n->op_type, "Softmax")) return m->values[n->in[0]].name;
+    if (!strcmp(n->op_type, "Softmax")) return n;
     if (strcmp(n->op_type, "Reshape") && strcmp(n->op_type, "Flatten") && strcmp(n->op_type, "Squeeze") &&
         strcmp(n->op_type, "Unsqueeze") && strcmp(n->op_type, "Identity"))
       break;
     v = n->in[0];
   }
-  return net->output;
+  return NULL;
+}
+
+gboolean cnnfx_net_output_is_softmax(const CnnfxNet *net)
+{
+  return net && net->model && net->output && softmax_behind(net->model, net->output) != NULL;
+}
+
+/* The logits behind a probability output: walk back through shape-only ops to a Softmax. */
+const char *cnnfx_net_score_tensor(const CnnfxNet *net)
+{
+  if (!net->output_is_prob) return net->output;
+  const CnnfxNode *sm = softmax_behind(net->model, net->output);
+  return sm ? net->model->values[sm->in[0]].name : net->output;
 }
 
 gboolean cnnfx_net_parse_class(const CnnfxNet *net, const char *s, int n_classes, int *out, GError **error)

@@ -1134,6 +1134,11 @@ gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor 
   float *acc = g_try_malloc0(3 * hw * sizeof(float));
   if (!acc) return nomem(error, "fast style result");
   int T = MAX(H, W), M = 64;
+  /* Networks with strided convolutions and upsampling back (Johnson et al.: two stride-2
+   * convolutions) only take sizes that are multiples of their total stride: each tile is padded
+   * (edge replication) up to a multiple of `pm` and the result cropped back.  pm starts at 1 and
+   * doubles while the network refuses the size (a shape error, or an output of another size). */
+  int pm = 1;
   gboolean ok = FALSE;
   for (;;) {
     GError *e = NULL;
@@ -1141,13 +1146,15 @@ gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor 
     int ny = cnnfx_tiles_split(H, T, M, ALIGN, &by), nx = cnnfx_tiles_split(W, T, M, ALIGN, &bx);
     float *wy = g_new(float, MIN(T, H) + 1), *wx = g_new(float, MIN(T, W) + 1);
     memset(acc, 0, 3 * hw * sizeof(float));
+    g_debug("fast style: %d tiles (%d x %d) of at most %d px, padded to multiples of %d", ny * nx, nx, ny, T, pm);
     gboolean tiles_ok = TRUE;
     for (int i = 0; i < ny * nx && tiles_ok; i++) {
       int ty = i / nx, tx = i % nx, y0, y1, x0, x1, ry0, ry1, rx0, rx1;
       cnnfx_tiles_extent(by, ny, ty, M, H, &y0, &y1);
       cnnfx_tiles_extent(bx, nx, tx, M, W, &x0, &x1);
       int th = y1 - y0, tw = x1 - x0;
-      int64_t d[4] = {1, 3, th, tw};
+      int ph = (th + pm - 1) / pm * pm, pw = (tw + pm - 1) / pm * pm;
+      int64_t d[4] = {1, 3, ph, pw};
       if (cnnfx_run_cancelled(run, &e)) {
         tiles_ok = FALSE;
         break;
@@ -1159,19 +1166,20 @@ gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor 
       }
       float *xp = cnnfx_f32(xt);
       for (int c = 0; c < 3; c++)
-        for (int y = 0; y < th; y++)
-          for (int xx = 0; xx < tw; xx++)
-            xp[((size_t)c * th + y) * tw + xx] = 255.f * img[(size_t)c * hw + (size_t)(y0 + y) * W + x0 + xx];
+        for (int y = 0; y < ph; y++)
+          for (int xx = 0; xx < pw; xx++)
+            xp[((size_t)c * ph + y) * pw + xx] =
+              255.f * img[(size_t)c * hw + (size_t)(y0 + MIN(y, th - 1)) * W + x0 + MIN(xx, tw - 1)];
       CnnfxTensor *yt = NULL;
       if (!cnnfx_session_set_input(s, in, xt, &e) || !cnnfx_session_forward(s, &e) ||
           !(yt = cnnfx_session_get(s, out, &e))) {
         tiles_ok = FALSE;
         break;
       }
-      if (yt->dtype != CNNFX_F32 || yt->numel != (size_t)3 * th * tw) {
+      if (yt->dtype != CNNFX_F32 || yt->numel != (size_t)3 * ph * pw) {
         g_autofree char *sh = cnnfx_shape_string(yt);
         g_set_error(&e, CNNFX_ERROR, CNNFX_ERROR_SHAPE,
-                    "fast style: the model's output %s is not an RGB image of the input's size %dx%d", sh, tw, th);
+                    "fast style: the model's output %s is not an RGB image of the input's size %dx%d", sh, pw, ph);
         tiles_ok = FALSE;
         break;
       }
@@ -1182,7 +1190,7 @@ gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor 
         for (int y = MAX(ry0, y0); y < MIN(ry1, y1); y++)
           for (int xx = MAX(rx0, x0); xx < MIN(rx1, x1); xx++)
             acc[(size_t)c * hw + (size_t)y * W + xx] +=
-              wy[y - y0] * wx[xx - x0] * yp[((size_t)c * th + (y - y0)) * tw + (xx - x0)] / 255.f;
+              wy[y - y0] * wx[xx - x0] * yp[((size_t)c * ph + (y - y0)) * pw + (xx - x0)] / 255.f;
       if (run->progress) {
         char what[64];
         snprintf(what, sizeof what, "tile %d/%d", i + 1, ny * nx);
@@ -1196,6 +1204,12 @@ gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor 
     if (tiles_ok) {
       ok = TRUE;
       break;
+    }
+    if (g_error_matches(e, CNNFX_ERROR, CNNFX_ERROR_SHAPE) && pm < 64) {
+      g_debug("fast style: %s; padding tiles to multiples of %d", e->message, 2 * pm);
+      g_error_free(e);
+      pm *= 2;
+      continue;
     }
     if (!g_error_matches(e, CNNFX_ERROR, CNNFX_ERROR_NOMEM) || T <= 2 * MIN_TILE) {
       g_propagate_error(error, e);

@@ -173,10 +173,17 @@ static void minmax_normalise(float *x, size_t n, float flat)
 
 /* ---- layers ------------------------------------------------------------------------------ */
 
-static int first_node(const CnnfxModel *m, const char *op)
+/* Convolutions, quantised ones included (their filters are shown per filter min..max, which
+ * the per-channel affine map of quantisation does not change). */
+static gboolean is_conv(const char *op)
+{
+  return !strcmp(op, "Conv") || !strcmp(op, "QLinearConv") || !strcmp(op, "ConvInteger");
+}
+
+static int first_conv(const CnnfxModel *m)
 {
   for (int k = 0; k < cnnfx_model_n_nodes(m); k++)
-    if (!strcmp(cnnfx_model_node_op(m, k), op)) return k;
+    if (is_conv(cnnfx_model_node_op(m, k))) return k;
   return -1;
 }
 
@@ -209,7 +216,7 @@ static int conv_for_layer(const Viz *v, const char *spec, GError **error)
 {
   const CnnfxModel *m = v->net->model;
   if (!spec || !*spec) {
-    int k = first_node(m, "Conv");
+    int k = first_conv(m);
     if (k < 0)
       g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "visualize: model %s has no Conv node (give --layer)",
                   v->net->name ? v->net->name : "");
@@ -218,15 +225,16 @@ static int conv_for_layer(const Viz *v, const char *spec, GError **error)
   g_autofree char *t = cnnfx_net_resolve_layer(v->net, spec, error);
   if (!t) return -1;
   int k = cnnfx_model_producer(m, t);
-  for (int hops = 0; k >= 0 && hops < 16 && strcmp(cnnfx_model_node_op(m, k), "Conv"); hops++) {
+  for (int hops = 0; k >= 0 && hops < 16 && !is_conv(cnnfx_model_node_op(m, k)); hops++) {
     const char *op = cnnfx_model_node_op(m, k);
     if (!is_activation(op) && strcmp(op, "BatchNormalization") && strcmp(op, "MaxPool") &&
-        strcmp(op, "AveragePool") && strcmp(op, "Identity") && strcmp(op, "LRN") && strcmp(op, "Dropout"))
+        strcmp(op, "AveragePool") && strcmp(op, "Identity") && strcmp(op, "LRN") && strcmp(op, "Dropout") &&
+        strcmp(op, "QuantizeLinear") && strcmp(op, "DequantizeLinear"))
       break;
     if (cnnfx_model_node_n_inputs(m, k) < 1) break;
     k = cnnfx_model_producer(m, cnnfx_model_node_input(m, k, 0));
   }
-  if (k < 0 || strcmp(cnnfx_model_node_op(m, k), "Conv")) {
+  if (k < 0 || !is_conv(cnnfx_model_node_op(m, k))) {
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
                 "--layer %s: not computed by a convolution (mode filters needs a Conv output, or an activation / "
                 "normalisation / pooling of one)", spec);
@@ -243,9 +251,19 @@ static CnnfxTensor *viz_filters(Viz *v, GError **error)
   const char *spec = cnnfx_params_string(v->p, "layer");
   int k = conv_for_layer(v, spec, error);
   if (k < 0) return NULL;
-  const char *wname = cnnfx_model_node_n_inputs(m, k) > 1 ? cnnfx_model_node_input(m, k, 1) : "";
+  int wi = !strcmp(cnnfx_model_node_op(m, k), "QLinearConv") ? 3 : 1;
+  const char *wname = cnnfx_model_node_n_inputs(m, k) > wi ? cnnfx_model_node_input(m, k, wi) : "";
   const CnnfxTensor *W = *wname ? cnnfx_model_initializer(m, wname) : NULL;
-  if (!W || W->dtype != CNNFX_F32 || W->ndim != 4 || !W->data) {
+  if (!W && *wname) {
+    /* QDQ models: the weights are a DequantizeLinear of a constant */
+    int dq = cnnfx_model_producer(m, wname);
+    if (dq >= 0 && !strcmp(cnnfx_model_node_op(m, dq), "DequantizeLinear") && cnnfx_model_node_n_inputs(m, dq) > 0)
+      W = cnnfx_model_initializer(m, cnnfx_model_node_input(m, dq, 0));
+  }
+  g_autofree float *wconv = NULL; /* integer weights as floats */
+  if (W && W->dtype == CNNFX_I64 && W->data && (wconv = g_try_new(float, W->numel + 1)))
+    for (size_t i = 0; i < W->numel; i++) wconv[i] = (float)cnnfx_i64(W)[i];
+  if (!W || (W->dtype != CNNFX_F32 && !wconv) || W->ndim != 4 || !W->data) {
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_UNSUPPORTED,
                 "visualize: the weights '%s' of convolution %s are not a constant 4-D float tensor", wname,
                 cnnfx_model_node_output(m, k, 0));
@@ -267,7 +285,7 @@ static CnnfxTensor *viz_filters(Viz *v, GError **error)
   g_autofree float *tiles = g_try_new(float, (size_t)n * tc * khw);
   g_autofree float *filt = g_try_new(float, fsz);
   if (!tiles || !filt) return nomem(error, "filters");
-  const float *w = cnnfx_f32(W);
+  const float *w = wconv ? wconv : cnnfx_f32(W);
   for (int f = 0; f < nf; f++) {
     memcpy(filt, w + (size_t)f * fsz, fsz * sizeof(float));
     minmax_normalise(filt, fsz, 0.5f);
@@ -291,7 +309,7 @@ static CnnfxTensor *viz_filters(Viz *v, GError **error)
 static char *default_activation_layer(const Viz *v, GError **error)
 {
   const CnnfxModel *m = v->net->model;
-  int k = first_node(m, "Conv");
+  int k = first_conv(m);
   if (k < 0 || cnnfx_model_node_n_outputs(m, k) < 1) {
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "visualize: model %s has no Conv node (give --layer)",
                 v->net->name ? v->net->name : "");

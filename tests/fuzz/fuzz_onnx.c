@@ -265,13 +265,17 @@ int main(int argc, char **argv)
   }
   if (first >= argc) {
     fprintf(stderr, "usage: %s [-v] FILE|DIR...\n"
-                    "Runs every file through the cnnfx ONNX fuzz target; exits non-zero only if a\n"
-                    "file cannot be read (crashes abort the process).\n", argv[0]);
+                    "Runs every file through the cnnfx ONNX fuzz target; exits non-zero if a file\n"
+                    "cannot be read or there is none (crashes abort the process).\n", argv[0]);
     return 2;
   }
   for (int a = first; a < argc; a++) replay_path(&r, argv[a], 0);
   printf("fuzz_onnx_replay: %u files ran without crashing%s\n", r.n_files,
          r.n_failed_read ? " (some paths could not be read)" : "");
+  if (r.n_files == 0) {
+    fprintf(stderr, "fuzz_onnx_replay: no files to replay (an empty corpus checks nothing)\n");
+    return 1;
+  }
   return r.n_failed_read ? 1 : 0;
 }
 
