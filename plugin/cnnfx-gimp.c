@@ -326,12 +326,59 @@ static GList *query_procedures(GimpPlugIn *plug_in)
   return l;
 }
 
+/* Does DIR hold any LANG/LC_MESSAGES/cnnfx-gimp.mo? */
+static gboolean has_catalog(const char *dir)
+{
+  g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+  const char *e;
+  while (d && (e = g_dir_read_name(d))) {
+    g_autofree char *mo = g_build_filename(dir, e, "LC_MESSAGES", GETTEXT_PACKAGE ".mo", NULL);
+    if (g_file_test(mo, G_FILE_TEST_IS_REGULAR)) return TRUE;
+  }
+  return FALSE;
+}
+
+/* Path of `to` relative to the folder `from` (both absolute). */
+static char *relative_path(const char *from, const char *to)
+{
+  g_auto(GStrv) a = g_strsplit(from, "/", -1), b = g_strsplit(to, "/", -1);
+  int i = 0;
+  while (a[i] && b[i] && !strcmp(a[i], b[i])) i++;
+  GString *s = g_string_new(NULL);
+  for (int k = i; a[k]; k++)
+    if (*a[k]) g_string_append(s, "../");
+  for (int k = i; b[k]; k++)
+    if (*b[k]) g_string_append_printf(s, "%s/", b[k]);
+  if (s->len) g_string_truncate(s, s->len - 1);
+  return g_string_free(s, FALSE);
+}
+
+/* Catalogs of the domain "cnnfx-gimp": the plug-in folder's locale/ when installed there,
+ * else the system locale folder (GIMP wants a path relative to the plug-in folder). */
+static gboolean set_i18n(GimpPlugIn *plug_in, const gchar *name, gchar **domain, gchar **catalog_dir)
+{
+  g_autofree char *exe = g_file_read_link("/proc/self/exe", NULL);
+  g_autofree char *dir = exe ? g_path_get_dirname(exe) : NULL;
+  g_autofree char *local = dir ? g_build_filename(dir, "locale", NULL) : NULL;
+  if (local && has_catalog(local)) {
+    *domain = g_strdup(GETTEXT_PACKAGE);
+    *catalog_dir = g_strdup("locale");
+    return TRUE;
+  }
+  if (dir && has_catalog(CNNFX_PLUGIN_LOCALEDIR)) {
+    *domain = g_strdup(GETTEXT_PACKAGE);
+    *catalog_dir = relative_path(dir, CNNFX_PLUGIN_LOCALEDIR);
+    return TRUE;
+  }
+  return FALSE; /* no catalogs installed: English */
+}
+
 static void cnnfx_plug_in_class_init(CnnfxPlugInClass *klass)
 {
   GimpPlugInClass *pc = GIMP_PLUG_IN_CLASS(klass);
   pc->query_procedures = query_procedures;
   pc->create_procedure = create_procedure;
-  /* set_i18n: the default = domain "cnnfx-gimp" (the plug-in's name), catalogs in its locale/ */
+  pc->set_i18n = set_i18n;
 }
 
 static void cnnfx_plug_in_init(CnnfxPlugIn *p)
@@ -627,7 +674,8 @@ static gboolean poll_cb(gpointer data)
     g_autofree char *t = g_strdup_printf("%s: %s", p->title, what);
     gimp_progress_set_text(t);
   }
-  gimp_progress_update(CLAMP(frac, 0.0, 1.0));
+  /* GIMP gone or the progress cancelled: stop the filter (the image is not touched yet) */
+  if (!gimp_progress_update(CLAMP(frac, 0.0, 1.0))) p->w->cancel = 1;
   return G_SOURCE_CONTINUE;
 }
 

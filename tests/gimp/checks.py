@@ -205,8 +205,9 @@ def t_defaults_all():
         img.delete()
 
 def t_last_vals():
+    # (GIMP keeps last values of interactive runs; otherwise WITH_LAST_VALS means the defaults)
     for f in FAST:
-        img = load(128)
+        img = load(64)
         st, _ = run("plug-in-cnnfx-" + f, img, img.get_layers()[0], **FAST[f])
         st2, r = run("plug-in-cnnfx-" + f, img, img.get_layers()[0], mode=Gimp.RunMode.WITH_LAST_VALS)
         check(st == OK and st2 == OK, "%s runs WITH_LAST_VALS" % f)

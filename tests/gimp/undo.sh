@@ -1,0 +1,49 @@
+#!/bin/bash
+# One undo restores the original (issue 8 §4): undo is not in the PDB, so this drives the GUI.
+# gimp-3.0 runs under Xvfb (and a D-Bus session) in the chroot given as $1, with undo.py as its
+# batch script; for each filter, once undo.py reports READY this presses ctrl+z once in the image
+# window (xdotool) and undo.py compares the pixels with the original.  Exit 0 pass, 1 fail.
+set -uo pipefail
+ROOT=$1
+W=$ROOT/src/work
+DPY=${CNNFX_XVFB_DISPLAY:-:77}
+FILTERS=${CNNFX_UNDO_FILTERS:-dream,style}
+in_root () {
+    chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp/cnnfx-gimp-gui LANG=C.UTF-8 DISPLAY="$DPY" \
+        OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive CNNFX_UNDO_FILTERS="$FILTERS" "$@"
+}
+pids=()
+cleanup () { local p; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; }
+trap cleanup EXIT
+rm -f "$W"/undo.txt "$W"/undo-go-*
+in_root mkdir -p /tmp/cnnfx-gimp-gui
+in_root Xvfb "$DPY" -screen 0 1280x1024x24 -nolisten tcp >"$W/xvfb.log" 2>&1 &
+pids+=($!)
+sleep 2
+in_root timeout 600 dbus-run-session -- gimp-3.0 --no-splash --batch-interpreter=python-fu-eval \
+    -b 'exec(open("/src/work/undo.py").read())' -b '(gimp-quit 0)' >"$W/undo-gimp.log" 2>&1 &
+gimp=$!
+pids+=($gimp)
+rc=0
+IFS=, read -ra fs <<<"$FILTERS"
+for f in "${fs[@]}"; do
+    t=0
+    until grep -q "^READY $f" "$W/undo.txt" 2>/dev/null; do
+        sleep 1; t=$((t + 1))
+        if [ $t -gt 300 ] || ! kill -0 $gimp 2>/dev/null; then
+            echo "FAIL: gimp-3.0 never reached the undo step of $f"; tail -n 20 "$W/undo-gimp.log"; exit 1
+        fi
+    done
+    win=$(in_root xdotool search --onlyvisible --name 'photo' 2>/dev/null | head -n 1)
+    if [ -z "$win" ]; then echo "FAIL: no image window found"; in_root xdotool search --name . getwindowname %@ 2>/dev/null | head; exit 1; fi
+    in_root xdotool windowfocus --sync "$win" key ctrl+z
+    touch "$W/undo-go-$f"
+    t=0
+    until grep -q " $f: one undo" "$W/undo.txt" 2>/dev/null; do
+        sleep 1; t=$((t + 1)); [ $t -gt 60 ] && { echo "FAIL: no undo result for $f"; exit 1; }
+    done
+done
+grep -E '^(RAN|PASS|FAIL)' "$W/undo.txt"
+grep -q '^FAIL' "$W/undo.txt" && rc=1
+wait $gimp 2>/dev/null
+exit $rc
