@@ -23,13 +23,14 @@ W=$ROOT/src/work
 DPY=${CNNFX_XVFB_DISPLAY:-:78}
 mkdir -p "$OUT" "$W"
 pids=()
-cleanup () { local p; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; "$HERE/chroot.sh" umount; }
+# every process started here leads its own process group (setsid): end the groups
+cleanup () { local p; for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null; done; sleep 1; "$HERE/chroot.sh" umount; }
 trap cleanup EXIT
 "$HERE/chroot.sh" mount
-in_root () {
-    chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp/cnnfx-gimp-shots LANG=$LOC LC_ALL=$LOC \
-        LANGUAGE="$LANG_CODE" DISPLAY="$DPY" OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive "$@"
-}
+ENVV=(PATH=/usr/bin:/bin HOME=/tmp/cnnfx-gimp-shots LANG=$LOC LC_ALL=$LOC LANGUAGE="$LANG_CODE" DISPLAY="$DPY"
+      OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive)
+in_root () { chroot "$ROOT" /usr/bin/env -i "${ENVV[@]}" "$@"; }
+bg_root () { setsid chroot "$ROOT" /usr/bin/env -i "${ENVV[@]}" "$@" & }
 [ -x "$ROOT/usr/lib/x86_64-linux-gnu/gimp/3.0/plug-ins/cnnfx-gimp/cnnfx-gimp" ] ||
     { echo "the plug-in is not installed in the chroot: run tests/gimp/run.sh first"; exit 1; }
 cp "${CNNFX_PHOTO:-/usr/share/darknet/data/dog.jpg}" "$W/photo.jpg"
@@ -38,11 +39,11 @@ in_root mkdir -p /tmp/cnnfx-gimp-shots
 
 # 1. dialogs
 rm -f "$W/shots.txt"
-in_root Xvfb "$DPY" -screen 0 1400x1000x24 -nolisten tcp >"$W/xvfb-shots.log" 2>&1 &
+bg_root Xvfb "$DPY" -screen 0 1400x1000x24 -nolisten tcp >"$W/xvfb-shots.log" 2>&1
 pids+=($!)
 sleep 2
-in_root timeout 900 dbus-run-session -- gimp-3.0 --no-splash --batch-interpreter=python-fu-eval \
-    -b 'exec(open("/src/work/shots.py").read())' -b '(gimp-quit 0)' >"$W/shots-gimp.log" 2>&1 &
+bg_root timeout 900 dbus-run-session -- gimp-3.0 --no-splash --batch-interpreter=python-fu-eval \
+    -b 'exec(open("/src/work/shots.py").read())' -b '(gimp-quit TRUE)' >"$W/shots-gimp.log" 2>&1
 gimp=$!
 pids+=($gimp)
 wait_for () { # wait_for REGEX-in-shots.txt
@@ -92,7 +93,7 @@ for f in dream style classify fool visualize; do
     wait_for "CLOSED $f" || exit 1
 done
 wait_for SHOTS-DONE
-kill $gimp 2>/dev/null
+kill -- -$gimp 2>/dev/null
 
 # 2. before / after pictures
 if [ "${NO_GALLERY:-0}" != 1 ] && [ "$PREFIX" = gimp ]; then

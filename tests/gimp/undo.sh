@@ -8,20 +8,22 @@ ROOT=$1
 W=$ROOT/src/work
 DPY=${CNNFX_XVFB_DISPLAY:-:77}
 FILTERS=${CNNFX_UNDO_FILTERS:-dream,style}
-in_root () {
-    chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp/cnnfx-gimp-gui LANG=C.UTF-8 DISPLAY="$DPY" \
-        OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive CNNFX_UNDO_FILTERS="$FILTERS" "$@"
-}
+ENVV=(PATH=/usr/bin:/bin HOME=/tmp/cnnfx-gimp-gui LANG=C.UTF-8 DISPLAY="$DPY" OMP_NUM_THREADS=2
+      OMP_WAIT_POLICY=passive CNNFX_UNDO_FILTERS="$FILTERS")
+in_root () { chroot "$ROOT" /usr/bin/env -i "${ENVV[@]}" "$@"; }
+# in the background, as the leader of a new process group (so cleanup can end all of it)
+bg_root () { setsid chroot "$ROOT" /usr/bin/env -i "${ENVV[@]}" "$@" & }
 pids=()
-cleanup () { local p; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; }
+# every process started here leads its own process group (setsid): end the groups
+cleanup () { local p; for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null; done; }
 trap cleanup EXIT
 rm -f "$W"/undo.txt "$W"/undo-go-*
 in_root mkdir -p /tmp/cnnfx-gimp-gui
-in_root Xvfb "$DPY" -screen 0 1280x1024x24 -nolisten tcp >"$W/xvfb.log" 2>&1 &
+bg_root Xvfb "$DPY" -screen 0 1280x1024x24 -nolisten tcp >"$W/xvfb.log" 2>&1
 pids+=($!)
 sleep 2
-in_root timeout 600 dbus-run-session -- gimp-3.0 --no-splash --batch-interpreter=python-fu-eval \
-    -b 'exec(open("/src/work/undo.py").read())' -b '(gimp-quit 0)' >"$W/undo-gimp.log" 2>&1 &
+bg_root timeout 600 dbus-run-session -- gimp-3.0 --no-splash --batch-interpreter=python-fu-eval \
+    -b 'exec(open("/src/work/undo.py").read())' -b '(gimp-quit TRUE)' >"$W/undo-gimp.log" 2>&1
 gimp=$!
 pids+=($gimp)
 rc=0
@@ -34,7 +36,7 @@ for f in "${fs[@]}"; do
             echo "FAIL: gimp-3.0 never reached the undo step of $f"; tail -n 20 "$W/undo-gimp.log"; exit 1
         fi
     done
-    win=$(in_root xdotool search --onlyvisible --name 'photo' 2>/dev/null | head -n 1)
+    win=$(in_root xdotool search --onlyvisible --name '[0-9]+x[0-9]+ – GIMP' 2>/dev/null | tail -n 1)
     if [ -z "$win" ]; then echo "FAIL: no image window found"; in_root xdotool search --name . getwindowname %@ 2>/dev/null | head; exit 1; fi
     in_root xdotool windowfocus --sync "$win" key ctrl+z
     touch "$W/undo-go-$f"
@@ -45,5 +47,5 @@ for f in "${fs[@]}"; do
 done
 grep -E '^(RAN|PASS|FAIL)' "$W/undo.txt"
 grep -q '^FAIL' "$W/undo.txt" && rc=1
-wait $gimp 2>/dev/null
+# gimp-3.0 is ended by cleanup (a quit could stop at an "unsaved images" question)
 exit $rc
