@@ -423,9 +423,15 @@ static void tune_widget(GimpProcedureDialog *dlg, const Arg *a)
     if (w) gimp_scale_entry_set_logarithmic(GIMP_SCALE_ENTRY(w), TRUE);
     return;
   }
-  GtkWidget *w = gimp_procedure_dialog_get_widget(dlg, a->arg, GIMP_TYPE_SPIN_SCALE);
+  GtkWidget *w = gimp_procedure_dialog_get_spin_scale(dlg, a->arg, 1.0);
   if (!w || !GIMP_IS_SPIN_SCALE(w)) return;
   if (p->step > 0) gtk_spin_button_set_increments(GTK_SPIN_BUTTON(w), p->step, p->page > 0 ? p->page : 10 * p->step);
+  if (p->type == CNNFX_P_DOUBLE) {
+    /* enough digits for the step or the default (tv-weight 0.01, l2 1e-4) */
+    double ref = p->step > 0 ? p->step : fabs(p->def) > 0 ? fabs(p->def) / 10 : 0.01;
+    int digits = (int)ceil(-log10(ref));
+    gtk_spin_button_set_digits(GTK_SPIN_BUTTON(w), CLAMP(digits, 1, 6));
+  }
   /* very wide ranges (weights up to 1e9): keep the slider on the useful part */
   double span = p->max - p->min;
   if (span > 1000 * (fabs(p->def) + 1)) {
@@ -441,6 +447,8 @@ static gboolean show_dialog(GimpProcedure *proc, GimpProcedureConfig *config, co
   GimpProcedureDialog *pd = GIMP_PROCEDURE_DIALOG(dlg);
   g_autoptr(GArray) args = filter_args(info);
 
+  /* widgets that differ from the defaults must exist before the boxes are filled */
+  for (guint i = 0; i < args->len; i++) tune_widget(pd, &g_array_index(args, Arg, i));
   /* group table entries: Basic (no group) and the named groups, in table order */
   GPtrArray *groups = g_ptr_array_new_with_free_func(g_free);
   g_ptr_array_add(groups, g_strdup(""));
@@ -495,7 +503,6 @@ static gboolean show_dialog(GimpProcedure *proc, GimpProcedureConfig *config, co
   gimp_procedure_dialog_fill_frame(pd, "model-frame", "model-label", FALSE, "model-box");
   top = g_list_append(top, g_strdup("model-frame"));
 
-  for (guint i = 0; i < args->len; i++) tune_widget(pd, &g_array_index(args, Arg, i));
   gimp_procedure_dialog_fill_list(pd, top);
   g_list_free_full(top, g_free);
   for (guint i = 0; i < args->len; i++) set_sensitivity(pd, config, args, &g_array_index(args, Arg, i));
