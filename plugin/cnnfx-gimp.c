@@ -538,7 +538,7 @@ static gboolean show_dialog(GimpProcedure *proc, GimpProcedureConfig *config, co
 typedef struct {
   const CnnfxFilterInfo *info;
   CnnfxParams *params;
-  char *model, *device;
+  char *model, *device, *labels;
   guint64 seed;
   size_t max_memory;
   CnnfxTensor *image;           /* [3,h,w]; dream/style/fool replace it */
@@ -569,6 +569,7 @@ static void work_clear(Work *w)
   if (w->params) cnnfx_params_free(w->params);
   g_free(w->model);
   g_free(w->device);
+  g_free(w->labels);
   if (w->image) cnnfx_tensor_unref(w->image);
   for (int i = 0; i < w->n_styles; i++)
     if (w->styles[i]) cnnfx_tensor_unref(w->styles[i]);
@@ -613,7 +614,7 @@ static gpointer worker(gpointer data)
   g_autoptr(CnnfxBackend) be = cnnfx_backend_new(w->device && *w->device ? w->device : "auto", err);
   g_autoptr(CnnfxNet) net = NULL;
   const char *f = w->info->name;
-  if (be) net = cli_load_net(w->model && *w->model ? w->model : NULL, NULL, f, err);
+  if (be) net = cli_load_net(w->model && *w->model ? w->model : NULL, w->labels, f, err);
   if (!net) goto out;
   CnnfxRun run = {.backend = be, .seed = w->seed, .max_memory = w->max_memory, .cancel = &w->cancel,
                   .progress = on_progress, .user = w};
@@ -969,6 +970,19 @@ static GimpValueArray *run_filter(GimpProcedure *proc, GimpRunMode mode, GimpIma
   }
   w.model = config_string(config, "model");
   w.device = config_string(config, "device");
+  {
+    /* a labels file for a model given as a path, when the shared table has one */
+    const Arg *la = find_arg(args, "labels");
+    if (la && la->p->type == CNNFX_P_FILE) {
+      GFile *lf = NULL;
+      g_object_get(config, la->arg, &lf, NULL);
+      if (lf) w.labels = g_file_get_path(lf);
+      g_clear_object(&lf);
+    } else if (la) {
+      w.labels = config_string(config, la->arg);
+    }
+    if (w.labels && !*w.labels) g_clear_pointer(&w.labels, g_free);
+  }
   w.seed = (guint64)config_int(config, "seed", 0);
   w.max_memory = (size_t)config_int(config, "max-memory", 2048) << 20;
 

@@ -237,8 +237,42 @@ def t_formats():
         check(st == OK and mean_in > 1.0, "dream on a %s image changes it (mean %.1f)" % (kind, mean_in))
         img.delete()
 
+def t_error_leaves_image():
+    # an error (a model file that does not exist) must leave the image as it was
+    img = load(128)
+    layer = img.get_layers()[0]
+    _, _, before = pixels(layer)
+    for f in FAST:
+        st, r = run("plug-in-cnnfx-" + f, img, layer, model="/nonexistent/model.onnx")
+        check(st == Gimp.PDBStatusType.EXECUTION_ERROR, "%s with a missing model fails with an execution error" % f)
+    _, _, after = pixels(layer)
+    check(after == before and len(img.get_layers()) == 1, "after the errors the image is unchanged")
+    img.delete()
+
+def t_feather():
+    # a feathered selection blends: full effect inside, partial at the edge, none far outside
+    img = load()
+    layer = img.get_layers()[0]
+    w, h, before = pixels(layer)
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, *SEL)
+    Gimp.Selection.feather(img, 24)
+    st, _ = run("plug-in-cnnfx-dream", img, layer)
+    _, _, after = pixels(layer)
+    def d(x, y):
+        i = (y * w + x) * 4
+        return max(abs(after[i + c] - before[i + c]) for c in range(3))
+    x0, y0, sw, sh = SEL
+    centre = sum(d(x, y0 + sh // 2) for x in range(x0 + 20, x0 + sw - 20)) / (sw - 40)
+    edge = sum(d(x0 - 2, y) for y in range(y0 + 10, y0 + sh - 10)) / (sh - 20)
+    far = max(d(x, y) for x in range(0, 20) for y in range(0, h))
+    check(st == OK and centre > edge > 0 and far == 0,
+          "dream in a feathered selection blends at the edge (centre %.1f, edge %.1f, far %d)" % (centre, edge, far))
+    img.delete()
+
 try:
     if wanted("registered"): t_registered()
+    if wanted("errors"): t_error_leaves_image()
+    if wanted("feather"): t_feather()
     for sel in (False, True):
         if wanted("dream"): t_pixel_filter("dream", sel)
         if wanted("style"): t_pixel_filter("style", sel)

@@ -29,16 +29,16 @@ def run(f, img, **props):
 for photo in os.environ.get("CNNFX_GALLERY_PHOTOS", "photo").split(","):
     def load():
         img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(W + photo + ".jpg"))
-        img.scale(320, round(img.get_height() * 320 / img.get_width()))
+        img.scale(256, round(img.get_height() * 256 / img.get_width()))
         return img
     img = load(); save(img, W + "gallery/%s.png" % photo); img.delete()
     img = load(); run("dream", img, iterations=20); save(img, W + "gallery/dream-%s.png" % photo); img.delete()
     img = load()
     style = W + "style.jpg"
     if os.path.exists(style):
-        run("style", img, style_file=Gio.File.new_for_path(style), iterations=60, size=320)
+        run("style", img, style_file=Gio.File.new_for_path(style), iterations=25, size=256, scales=1)
     else:
-        run("style", img, iterations=60, size=320)
+        run("style", img, iterations=25, size=256, scales=1)
     save(img, W + "gallery/style-%s.png" % photo); img.delete()
     img = load(); run("classify", img); save(img, W + "gallery/classify-%s.png" % photo); img.delete()
     img = load(); r = run("fool", img)

@@ -99,7 +99,7 @@ kill -- -$gimp 2>/dev/null
 if [ "${NO_GALLERY:-0}" != 1 ] && [ "$PREFIX" = gimp ]; then
     [ -r /usr/share/darknet/data/scream.jpg ] && cp /usr/share/darknet/data/scream.jpg "$W/style.jpg"
     photos=photo
-    for p in eagle giraffe; do
+    for p in ${CNNFX_GALLERY_MORE-eagle}; do
         [ -r /usr/share/darknet/data/$p.jpg ] && cp /usr/share/darknet/data/$p.jpg "$W/$p.jpg" && photos="$photos,$p"
     done
     in_root env CNNFX_GALLERY_PHOTOS=$photos timeout 1200 gimp-console-3.0 -i --batch-interpreter=python-fu-eval \
