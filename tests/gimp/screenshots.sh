@@ -17,6 +17,7 @@ case "$LANG_CODE" in
     pl*) LOC=pl_PL.UTF-8; PREFIX=gimp-pl ;;
     *) echo "unknown LANGUAGE $LANG_CODE"; exit 2 ;;
 esac
+SHOTS=${CNNFX_SHOT_FILTERS:-dream,style,classify,fool,visualize}
 "$HERE/chroot.sh" create || exit $?
 ROOT=$("$HERE/chroot.sh" path)
 W=$ROOT/src/work
@@ -28,7 +29,7 @@ cleanup () { local p; for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null; done;
 trap cleanup EXIT
 "$HERE/chroot.sh" mount
 ENVV=(PATH=/usr/bin:/bin HOME=/tmp/cnnfx-gimp-shots LANG=$LOC LC_ALL=$LOC LANGUAGE="$LANG_CODE" DISPLAY="$DPY"
-      OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive)
+      OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive CNNFX_SHOT_FILTERS="$SHOTS")
 in_root () { chroot "$ROOT" /usr/bin/env -i "${ENVV[@]}" "$@"; }
 bg_root () { setsid chroot "$ROOT" /usr/bin/env -i "${ENVV[@]}" "$@" & }
 [ -x "$ROOT/usr/lib/x86_64-linux-gnu/gimp/3.0/plug-ins/cnnfx-gimp/cnnfx-gimp" ] ||
@@ -67,7 +68,7 @@ shot () { # shot WINDOW NAME
     sleep 1.5
     in_root import -window "$1" "/src/work/$2.png" && cp "$W/$2.png" "$OUT/$2.png" && echo "wrote $OUT/$2.png"
 }
-for f in dream style classify fool visualize; do
+for f in ${SHOTS//,/ }; do
     wait_for "OPEN $f" || exit 1
     case $f in
         dream) title='Deep Dream|Глубокий|Deep' ;;
