@@ -72,7 +72,7 @@ for f in ${SHOTS//,/ }; do
     wait_for "OPEN $f" || exit 1
     case $f in
         dream) title='Deep Dream|Глубокий|Deep' ;;
-        style) title='Style|Стил|Styl' ;;
+        style) title='Style|стил|Styl|styl' ;;
         classify) title='Classify|Класс|Klasyf' ;;
         fool) title='Fool|Обман|Oszuk' ;;
         visualize) title='Visuali|Визуал|Wizual' ;;
