@@ -26,6 +26,7 @@ ROOT=$("$HERE/chroot.sh" path)
 cleanup () {
     local p
     for p in ${PIDS:-}; do kill "$p" 2>/dev/null; done
+    sleep 2  # let the GUI check's processes (ended by undo.sh) leave the chroot's mounts
     "$HERE/chroot.sh" umount
 }
 PIDS=""
@@ -50,10 +51,15 @@ cp "$HERE"/checks.py "$HERE"/checks.scm "$HERE"/undo.py "$ROOT/src/work/" || exi
 
 # 2. build and install with GIMP's own prefix (the build folder is kept between runs)
 echo "== building and installing cnnfx (prefix /usr) in the chroot"
-if ! in_root sh -c 'cd /src/cnnfx &&
-        { [ -f /src/build/build.ninja ] || meson setup /src/build --prefix=/usr -Dnative=false -Dgimp=enabled; } &&
-        meson configure /src/build --prefix=/usr -Dgimp=enabled >/dev/null &&
-        nice ninja -C /src/build -j2 && meson install -C /src/build --quiet' >"$ROOT/src/work/build.log" 2>&1; then
+# (the copied files keep their git mtimes, so the kept build folder is always reconfigured; when
+# that fails it is made afresh)
+build () {
+    in_root sh -c 'cd /src/cnnfx &&
+        if [ -f /src/build/build.ninja ]; then meson setup --reconfigure /src/build --prefix=/usr -Dgimp=enabled;
+        else meson setup /src/build --prefix=/usr -Dnative=false -Dgimp=enabled; fi &&
+        nice ninja -C /src/build -j2 && meson install -C /src/build --quiet'
+}
+if ! build >"$ROOT/src/work/build.log" 2>&1 && ! { rm -rf "$ROOT/src/build"; build >"$ROOT/src/work/build.log" 2>&1; }; then
     tail -n 40 "$ROOT/src/work/build.log"
     echo "FAIL: building cnnfx in the Debian 13 chroot"
     exit 1
