@@ -29,8 +29,8 @@
   (let ((layer (vector-ref (car (gimp-image-get-layers img)) 0)))
     (let ((n (vector-length (car (gimp-image-get-layers img)))))
       (plug-in-cnnfx-dream #:run-mode RUN-NONINTERACTIVE #:image img #:drawables (vector layer) #:iterations 2
-                           #:new-layer #t)
-      (check (= (vector-length (car (gimp-image-get-layers img))) (+ n 1)) "script-fu: dream #:new-layer #t adds a layer"))
+                           #:new-layer TRUE)
+      (check (= (vector-length (car (gimp-image-get-layers img))) (+ n 1)) "script-fu: dream #:new-layer TRUE adds a layer"))
     (let ((f (plug-in-cnnfx-fool #:run-mode RUN-NONINTERACTIVE #:image img #:drawables (vector layer))))
       (say "fool: " f)
       (check (string? (car f)) "script-fu: fool returns the original label"))

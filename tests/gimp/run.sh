@@ -89,7 +89,7 @@ in_root timeout 300 gimp-console-3.0 -i --batch-interpreter=plug-in-script-fu-ev
     -b '(load "/src/work/checks.scm")' --quit >"$ROOT/src/work/checks-scm.log" 2>&1
 grep -E '^(PASS|FAIL)' "$ROOT/src/work/checks-scm.log"
 if ! grep -q '^SCM-DONE' "$ROOT/src/work/checks-scm.log" || grep -q '^FAIL' "$ROOT/src/work/checks-scm.log"; then
-    tail -n 30 "$ROOT/src/work/checks-scm.log"
+    tail -n 30 "$ROOT/src/work/checks-scm.log"; echo
     echo "FAIL: Script-Fu checks"
     fails=$((fails + 1))
 fi
