@@ -269,8 +269,28 @@ def t_feather():
           "dream in a feathered selection blends at the edge (centre %.1f, edge %.1f, far %d)" % (centre, edge, far))
     img.delete()
 
+def t_fast_style():
+    # a feed-forward style network (made by make_fast_style.py: y = 255 - x), given as the
+    # fast-model file and as the model itself
+    net = "/src/work/invert_style.onnx"
+    if not os.path.exists(net):
+        log("skipped fast style: no %s (python3-onnx missing on the host)" % net)
+        return
+    for how in ("fast-model", "model"):
+        img = load(128)
+        layer = img.get_layers()[0]
+        w, h, before = pixels(layer)
+        arg = {"fast_model": Gio.File.new_for_path(net)} if how == "fast-model" else {"model": net}
+        st, _ = run("plug-in-cnnfx-style", img, layer, **arg)
+        _, _, after = pixels(layer)
+        err = max(abs((255 - before[i]) - after[i]) for i in range(len(before)) if i % 4 != 3)
+        check(st == OK and err <= 1, "style with a fast style network as %s inverts the colours (max error %d)"
+              % (how, err))
+        img.delete()
+
 try:
     if wanted("registered"): t_registered()
+    if wanted("faststyle"): t_fast_style()
     if wanted("errors"): t_error_leaves_image()
     if wanted("feather"): t_feather()
     for sel in (False, True):
