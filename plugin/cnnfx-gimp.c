@@ -410,8 +410,8 @@ static void set_sensitivity(GimpProcedureDialog *dlg, GimpProcedureConfig *confi
     gimp_value_array_append(va, &gv);
     g_value_unset(&gv);
   }
+  /* takes ownership of va */
   gimp_procedure_dialog_set_sensitive_if_in(dlg, a->arg, G_OBJECT(config), o->arg, va, ne == NULL);
-  gimp_value_array_unref(va);
 }
 
 static void tune_widget(GimpProcedureDialog *dlg, const Arg *a)
@@ -512,8 +512,7 @@ static gboolean show_dialog(GimpProcedure *proc, GimpProcedureConfig *config, co
   g_value_set_string(&gv, "file");
   gimp_value_array_append(va, &gv);
   g_value_unset(&gv);
-  gimp_procedure_dialog_set_sensitive_if_in(pd, "model-file", G_OBJECT(config), "model-source", va, TRUE);
-  gimp_value_array_unref(va);
+  gimp_procedure_dialog_set_sensitive_if_in(pd, "model-file", G_OBJECT(config), "model-source", va, TRUE); /* owns va */
   g_ptr_array_free(groups, TRUE);
 
   gboolean ok = gimp_procedure_dialog_run(pd);

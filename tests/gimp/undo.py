@@ -45,5 +45,39 @@ for f in os.environ.get("CNNFX_UNDO_FILTERS", "dream,style").split(","):
         % (f, changed))
     disp.delete()
     img.delete()
+# the interactive path: the dialog's Cancel leaves the image unchanged; OK runs the filter
+# (progress in the status bar) and one undo restores the original
+img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(W + "photo.jpg"))
+img.scale(256, round(img.get_height() * 256 / img.get_width()))
+img.undo_enable()
+disp = Gimp.Display.new(img)
+layer = img.get_layers()[0]
+before = pixels(layer)
+proc = pdb.lookup_procedure("plug-in-cnnfx-dream")
+for action in ("cancel", "ok"):
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+    cfg.set_property("image", img)
+    cfg.set_core_object_array("drawables", [layer])
+    log("DIALOG " + action)
+    r = proc.run(cfg)
+    st = r.index(0)
+    changed = pixels(layer) != before
+    if action == "cancel":
+        ok = st == Gimp.PDBStatusType.CANCEL and not changed
+        log(("PASS" if ok else "FAIL") + " interactive dream: Cancel in the dialog leaves the image unchanged (%s)"
+            % st.value_nick)
+    else:
+        ok = st == Gimp.PDBStatusType.SUCCESS and changed
+        log(("PASS" if ok else "FAIL") + " interactive dream: OK in the dialog runs the filter (%s)" % st.value_nick)
+Gimp.displays_flush()
+log("READY interactive")
+t = time.time()
+while not os.path.exists(W + "undo-go-interactive") and time.time() - t < 120:
+    time.sleep(0.2)
+time.sleep(1.0)
+log(("PASS" if pixels(layer) == before else "FAIL") + " interactive: one undo (ctrl+z) restores the original")
+disp.delete()
+img.delete()
 log("UNDO-DONE")
 out.close()

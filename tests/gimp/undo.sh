@@ -45,6 +45,28 @@ for f in "${fs[@]}"; do
         sleep 1; t=$((t + 1)); [ $t -gt 60 ] && { echo "FAIL: no undo result for $f"; exit 1; }
     done
 done
+# interactive: Escape (Cancel) in the first dialog, Return (OK) in the second, then ctrl+z
+for key in Escape Return; do
+    action=cancel; [ $key = Return ] && action=ok
+    t=0
+    until grep -q "^DIALOG $action" "$W/undo.txt" 2>/dev/null && dlg=$(in_root xdotool search --onlyvisible --name 'Deep Dream' 2>/dev/null | tail -n 1) && [ -n "$dlg" ]; do
+        sleep 1; t=$((t + 1))
+        if [ $t -gt 120 ] || ! kill -0 $gimp 2>/dev/null; then echo "FAIL: no Deep Dream dialog ($action)"; tail -n 20 "$W/undo-gimp.log"; exit 1; fi
+    done
+    sleep 1
+    in_root xdotool windowfocus --sync "$dlg" key $key
+done
+t=0
+until grep -q "^READY interactive" "$W/undo.txt" 2>/dev/null; do
+    sleep 1; t=$((t + 1)); [ $t -gt 300 ] && { echo "FAIL: the interactive run did not finish"; exit 1; }
+done
+win=$(in_root xdotool search --onlyvisible --name '[0-9]+x[0-9]+ – GIMP' 2>/dev/null | tail -n 1)
+in_root xdotool windowfocus --sync "$win" key ctrl+z
+touch "$W/undo-go-interactive"
+t=0
+until grep -q "^UNDO-DONE" "$W/undo.txt" 2>/dev/null; do
+    sleep 1; t=$((t + 1)); [ $t -gt 60 ] && { echo "FAIL: no result of the interactive undo"; break; }
+done
 grep -E '^(RAN|PASS|FAIL)' "$W/undo.txt"
 grep -q '^FAIL' "$W/undo.txt" && rc=1
 # gimp-3.0 is ended by cleanup (a quit could stop at an "unsaved images" question)
