@@ -95,6 +95,8 @@ for f in ${SHOTS//,/ }; do
 done
 wait_for SHOTS-DONE
 kill -- -$gimp 2>/dev/null
+cat "$W/shots.txt"
+if grep -q 'error' "$W/shots.txt"; then echo "FAIL: an interactive run ended with an error"; exit 1; fi
 
 # 2. before / after pictures
 if [ "${NO_GALLERY:-0}" != 1 ] && [ "$PREFIX" = gimp ]; then
