@@ -440,6 +440,12 @@ static void tune_widget(GimpProcedureDialog *dlg, const Arg *a)
   }
 }
 
+/* The table's main group: no group or "Basic" (compared untranslated). */
+static gboolean is_basic(const char *group)
+{
+  return !group || !*group || !strcmp(group, "Basic");
+}
+
 static gboolean show_dialog(GimpProcedure *proc, GimpProcedureConfig *config, const CnnfxFilterInfo *info)
 {
   gimp_ui_init(PLUG_IN_BINARY);
@@ -455,7 +461,7 @@ static gboolean show_dialog(GimpProcedure *proc, GimpProcedureConfig *config, co
   for (guint i = 0; i < args->len; i++) {
     const Arg *a = &g_array_index(args, Arg, i);
     if (a->common || !strcmp(a->p->name, "model") || !strcmp(a->p->name, "device")) continue;
-    const char *g = a->p->group ? a->p->group : "";
+    const char *g = is_basic(a->p->group) ? "" : a->p->group;
     gboolean seen = FALSE;
     for (guint k = 0; k < groups->len; k++) seen |= !strcmp(groups->pdata[k], g);
     if (!seen) g_ptr_array_add(groups, g_strdup(g));
@@ -469,7 +475,7 @@ static gboolean show_dialog(GimpProcedure *proc, GimpProcedureConfig *config, co
     for (guint i = 0; i < args->len; i++) {
       const Arg *a = &g_array_index(args, Arg, i);
       if (a->common || !strcmp(a->p->name, "model") || !strcmp(a->p->name, "device")) continue;
-      if (!strcmp(a->p->group ? a->p->group : "", g)) props = g_list_append(props, a->arg);
+      if (!strcmp(is_basic(a->p->group) ? "" : a->p->group, g)) props = g_list_append(props, a->arg);
     }
     if (k == 0 && !strcmp(info->name, "dream")) props = g_list_append(props, (gpointer) "new-layer");
     if (!props) continue;
@@ -491,12 +497,28 @@ static gboolean show_dialog(GimpProcedure *proc, GimpProcedureConfig *config, co
   mprops = g_list_append(mprops, (gpointer) "model-source");
   mprops = g_list_append(mprops, (gpointer) "model-file");
   mprops = g_list_append(mprops, (gpointer) "device");
+  GList *adv = NULL;
+  const char *adv_group = NULL;
   for (guint i = 0; i < args->len; i++) {
     const Arg *a = &g_array_index(args, Arg, i);
-    if (a->common && strcmp(a->p->name, "model") && strcmp(a->p->name, "device")) mprops = g_list_append(mprops, a->arg);
+    if (!a->common || !strcmp(a->p->name, "model") || !strcmp(a->p->name, "device")) continue;
+    if (is_basic(a->p->group)) {
+      mprops = g_list_append(mprops, a->arg);
+    } else {
+      adv = g_list_append(adv, a->arg);
+      if (!adv_group) adv_group = a->p->group;
+    }
   }
   if (!find_arg(args, "seed")) mprops = g_list_append(mprops, (gpointer) "seed");
   if (!find_arg(args, "max-memory")) mprops = g_list_append(mprops, (gpointer) "max-memory");
+  if (adv) {
+    /* the shared table's advanced entries (preprocessing of a model given as a file...) fold away */
+    gimp_procedure_dialog_fill_box_list(pd, "model-adv-box", adv);
+    g_list_free(adv);
+    gimp_procedure_dialog_get_label(pd, "model-adv-label", tr(adv_group), FALSE, FALSE);
+    gimp_procedure_dialog_fill_expander(pd, "model-adv-expander", "model-adv-label", FALSE, "model-adv-box");
+    mprops = g_list_append(mprops, (gpointer) "model-adv-expander");
+  }
   gimp_procedure_dialog_fill_box_list(pd, "model-box", mprops);
   g_list_free(mprops);
   gimp_procedure_dialog_get_label(pd, "model-label", _("Network"), FALSE, FALSE);
