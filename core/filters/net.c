@@ -184,7 +184,7 @@ void cnnfx_net_pin_input_size(CnnfxNet *eff)
 
 gboolean cnnfx_run_cancelled(const CnnfxRun *run, GError **error)
 {
-  if (run && run->cancel && *run->cancel) {
+  if (run && run->cancel && g_atomic_int_get(run->cancel)) {
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_CANCELLED, "cancelled");
     return TRUE;
   }
