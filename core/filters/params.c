@@ -99,7 +99,7 @@ static const CnnfxParam classify_params[] = {
 };
 
 static const CnnfxParam fool_params[] = {
-  P_CHOICE("method", "pgd", "fgsm|ifgsm|pgd", "Method", "FGSM (one step), iterative FGSM, or PGD (random start)",
+  P_CHOICE("method", "pgd", "fgsm|ifgsm|pgd", "Method", "How the adversarial noise is found",
            BASIC, .choice_labels = N_("FGSM (one step)|Iterative FGSM|PGD (random start)")),
   P_DBL("epsilon", 0, 255, 4, "Epsilon", "Largest change of any pixel, in 0..255 units", BASIC, .step = 0.5,
         .page = 2),
