@@ -45,8 +45,10 @@ void cnnfx_backend_free(CnnfxBackend *b)
   g_free(b);
 }
 
+/* A NULL backend is the CPU backend (sessions made without one never crash). */
 const char *cnnfx_backend_name(const CnnfxBackend *b)
 {
+  if (!b) return cpu_iface.name;
   return b->iface->name;
 }
 
@@ -57,10 +59,12 @@ char *cnnfx_backend_describe(const CnnfxBackend *b)
 
 const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type)
 {
+  if (!b) return cpu_iface.lookup(op_type);
   return b->iface->lookup(op_type);
 }
 
 int cnnfx_backend_threads(const CnnfxBackend *b)
 {
+  if (!b) return omp_get_max_threads();
   return b->n_threads;
 }

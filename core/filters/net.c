@@ -1,5 +1,4 @@
 /* Networks as the filters see them: a model plus how images go in. */
-#include "cnnfx-private.h"
 #include "imgops.h"
 #include "netutil.h"
 #include <stdlib.h>
@@ -127,17 +126,17 @@ const char *cnnfx_net_score_tensor(const CnnfxNet *net)
 {
   if (!net->output_is_prob) return net->output;
   const CnnfxModel *m = net->model;
-  int v = cnnfx_model_value_id(m, net->output);
-  for (int hops = 0; v >= 0 && hops < 8; hops++) {
-    int p = m->values[v].producer;
-    if (p < 0) break;
-    const CnnfxNode *n = &m->nodes[p];
-    if (n->n_in < 1 || n->in[0] < 0) break;
-    if (!strcmp(n->op_type, "Softmax")) return m->values[n->in[0]].name;
-    if (strcmp(n->op_type, "Reshape") && strcmp(n->op_type, "Flatten") && strcmp(n->op_type, "Squeeze") &&
-        strcmp(n->op_type, "Unsqueeze") && strcmp(n->op_type, "Identity"))
+  const char *v = net->output;
+  for (int hops = 0; v && *v && hops < 8; hops++) {
+    int p = cnnfx_model_producer(m, v);
+    if (p < 0 || cnnfx_model_node_n_inputs(m, p) < 1) break;
+    const char *in = cnnfx_model_node_input(m, p, 0), *op = cnnfx_model_node_op(m, p);
+    if (!in || !*in) break;
+    if (!strcmp(op, "Softmax")) return in;
+    if (strcmp(op, "Reshape") && strcmp(op, "Flatten") && strcmp(op, "Squeeze") && strcmp(op, "Unsqueeze") &&
+        strcmp(op, "Identity"))
       break;
-    v = n->in[0];
+    v = in;
   }
   return net->output;
 }
@@ -160,10 +159,10 @@ gboolean cnnfx_net_parse_class(const CnnfxNet *net, const char *s, int n_classes
   long v = strtol(s, &end, 10);
   if (end != s && *end == 0) {
     if (v >= 0 && v < n_classes) return *out = (int)v, TRUE;
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--class %ld: the model has classes 0..%d", v, n_classes - 1);
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Class: %ld is not a class of the model (0..%d)"), v, n_classes - 1);
     return FALSE;
   }
-  g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--class '%s': no such label (give a label or an index 0..%d)", s,
+  g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Class: '%s': no such label (give a label or an index 0..%d)"), s,
               n_classes - 1);
   return FALSE;
 }

@@ -3,8 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-#define N_(s) (s)
-#define _(s) g_dgettext(CNNFX_GETTEXT_DOMAIN, s)
+#include "netutil.h"
 /* Designated initialisers: the presentation fields (choice_labels, step, group, scope...) follow the
  * positional ones as trailing designated initialisers: P_DBL(..., .log_scale = TRUE). */
 #define P_INT(n, lo, hi, d, lab, h, ...) {.name = n, .type = CNNFX_P_INT, .min = lo, .max = hi, .def = d, .label = N_(lab), .help = N_(h), __VA_ARGS__}
