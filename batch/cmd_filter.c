@@ -152,7 +152,7 @@ int cmd_filter(int argc, char **argv)
   depth16 = cnnfx_params_bool(params, "depth16");
   quality = cnnfx_params_int(params, "jpeg-quality");
   if (argc < 2 || !outdir) {
-    fprintf(stderr, "cnnfx %s: need INPUT... and -o OUTDIR (see cnnfx %s --help)\n", info->name, info->name);
+    fprintf(stderr, _("cnnfx %s: need INPUT... and -o OUTDIR (see cnnfx %s --help)\n"), info->name, info->name);
     goto out;
   }
   if (max_mem_mb < 0 || quality < 1 || quality > 100) {

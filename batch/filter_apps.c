@@ -1,5 +1,6 @@
 /* Applying each filter to one image file and writing its outputs. */
 #include "netload.h"
+#include "cli.h"
 #include "render.h"
 #include <errno.h>
 #include <math.h>
@@ -70,12 +71,12 @@ static gboolean filter_prepare(FilterApp *app, GError **error)
     }
     if (!app->n_styles) {
       g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
-                  "style needs --style FILE, or a fast-style network (--fast-model FILE, -m style-mosaic)");
+                  _("style needs --style FILE, or a fast-style network (--fast-model FILE, -m style-mosaic)"));
       return FALSE;
     }
     const char *const *bl = cnnfx_params_strings(app->params, "style-blend");
     if (bl && *bl && (int)g_strv_length((char **)bl) != app->n_styles) {
-      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--style-blend has %u weights for %d style images",
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("--style-blend has %u weights for %d style images"),
                   g_strv_length((char **)bl), app->n_styles);
       return FALSE;
     }

@@ -6,138 +6,150 @@
 #include "netutil.h"
 /* Designated initialisers: the presentation fields (choice_labels, step, group, scope...) follow the
  * positional ones as trailing designated initialisers: P_DBL(..., .log_scale = TRUE). */
-#define P_INT(n, lo, hi, d, lab, h, ...) {.name = n, .type = CNNFX_P_INT, .min = lo, .max = hi, .def = d, .label = N_(lab), .help = N_(h), __VA_ARGS__}
-#define P_DBL(n, lo, hi, d, lab, h, ...) {.name = n, .type = CNNFX_P_DOUBLE, .min = lo, .max = hi, .def = d, .label = N_(lab), .help = N_(h), __VA_ARGS__}
-#define P_BOOL(n, d, lab, h, ...) {.name = n, .type = CNNFX_P_BOOL, .min = 0, .max = 1, .def = d, .label = N_(lab), .help = N_(h), __VA_ARGS__}
-#define P_STR(n, d, lab, h, ...) {.name = n, .type = CNNFX_P_STRING, .def_str = d, .label = N_(lab), .help = N_(h), __VA_ARGS__}
-#define P_STRS(n, lab, h, ...) {.name = n, .type = CNNFX_P_STRINGS, .label = N_(lab), .help = N_(h), __VA_ARGS__}
-#define P_CHOICE(n, d, ch, lab, h, ...) {.name = n, .type = CNNFX_P_CHOICE, .def_str = d, .choices = ch, .label = N_(lab), .help = N_(h), __VA_ARGS__}
-#define P_FILE(n, lab, h, ...) {.name = n, .type = CNNFX_P_FILE, .label = N_(lab), .help = N_(h), __VA_ARGS__}
-#define P_FILES(n, lab, h, ...) {.name = n, .type = CNNFX_P_FILES, .label = N_(lab), .help = N_(h), __VA_ARGS__}
-#define P_LAYER(n, lab, h, ...) {.name = n, .type = CNNFX_P_LAYER, .label = N_(lab), .help = N_(h), __VA_ARGS__}
-#define P_CLASS(n, lab, h, ...) {.name = n, .type = CNNFX_P_CLASS, .label = N_(lab), .help = N_(h), __VA_ARGS__}
-#define P_MLAYER(n, lab, h, ...) {.name = n, .type = CNNFX_P_MODEL_LAYER, .label = N_(lab), .help = N_(h), __VA_ARGS__}
+#define P_INT(n, lo, hi, d, lab, h, ...) {.name = n, .type = CNNFX_P_INT, .min = lo, .max = hi, .def = d, .label = lab, .help = h, __VA_ARGS__}
+#define P_DBL(n, lo, hi, d, lab, h, ...) {.name = n, .type = CNNFX_P_DOUBLE, .min = lo, .max = hi, .def = d, .label = lab, .help = h, __VA_ARGS__}
+#define P_BOOL(n, d, lab, h, ...) {.name = n, .type = CNNFX_P_BOOL, .min = 0, .max = 1, .def = d, .label = lab, .help = h, __VA_ARGS__}
+#define P_STR(n, d, lab, h, ...) {.name = n, .type = CNNFX_P_STRING, .def_str = d, .label = lab, .help = h, __VA_ARGS__}
+#define P_STRS(n, lab, h, ...) {.name = n, .type = CNNFX_P_STRINGS, .label = lab, .help = h, __VA_ARGS__}
+#define P_CHOICE(n, d, ch, lab, h, ...) {.name = n, .type = CNNFX_P_CHOICE, .def_str = d, .choices = ch, .label = lab, .help = h, __VA_ARGS__}
+#define P_FILE(n, lab, h, ...) {.name = n, .type = CNNFX_P_FILE, .label = lab, .help = h, __VA_ARGS__}
+#define P_FILES(n, lab, h, ...) {.name = n, .type = CNNFX_P_FILES, .label = lab, .help = h, __VA_ARGS__}
+#define P_LAYER(n, lab, h, ...) {.name = n, .type = CNNFX_P_LAYER, .label = lab, .help = h, __VA_ARGS__}
+#define P_CLASS(n, lab, h, ...) {.name = n, .type = CNNFX_P_CLASS, .label = lab, .help = h, __VA_ARGS__}
+#define P_MLAYER(n, lab, h, ...) {.name = n, .type = CNNFX_P_MODEL_LAYER, .label = lab, .help = h, __VA_ARGS__}
 #define P_END {.name = NULL}
 
-#define BASIC .group = N_("Basic")
-#define ADVANCED .group = N_("Advanced")
+#define BASIC .group = GROUP_BASIC
+#define ADVANCED .group = GROUP_ADVANCED
 #define CLI_ONLY .scope = CNNFX_SCOPE_CLI
 
+/* TRANSLATORS: parameter group (GIMP dialog section) */
+static const char GROUP_BASIC[] = N_("Basic");
+/* TRANSLATORS: parameter group (GIMP dialog section, expander) */
+static const char GROUP_ADVANCED[] = N_("Advanced");
+
 static const CnnfxParam dream_params[] = {
-  P_STRS("layer", "Layers", "Layer(s) whose activation is amplified (default: the model's dream layer)", BASIC),
-  P_STR("channel", NULL, "Channels", "Only these channels of the layer, e.g. 12, 3,40 or 8-15 (default: all)",
+  P_STRS("layer", N_("Layers"), N_("Layer(s) whose activation is amplified (default: the model's dream layer)"), BASIC),
+  P_STR("channel", NULL, N_("Channels"), N_("Only these channels of the layer, e.g. 12, 3,40 or 8-15 (default: all)"),
         ADVANCED),
-  P_INT("octaves", 1, 12, 4, "Octaves", "Number of scales, coarse to fine", BASIC, .step = 1, .page = 2),
-  P_DBL("octave-scale", 1.05, 3.0, 1.4, "Octave scale", "Size ratio between octaves", ADVANCED, .step = 0.05,
+  P_INT("octaves", 1, 12, 4, N_("Octaves"), N_("Number of scales, coarse to fine"), BASIC, .step = 1, .page = 2),
+  P_DBL("octave-scale", 1.05, 3.0, 1.4, N_("Octave scale"), N_("Size ratio between octaves"), ADVANCED, .step = 0.05,
         .page = 0.2),
-  P_INT("iterations", 1, 1000, 10, "Iterations", "Gradient-ascent steps per octave", BASIC, .step = 1, .page = 10,
+  P_INT("iterations", 1, 1000, 10, N_("Iterations"), N_("Gradient-ascent steps per octave"), BASIC, .step = 1, .page = 10,
         .log_scale = TRUE),
-  P_DBL("step", 0.01, 20.0, 1.5, "Step size", "Step size (gradient normalised by its mean absolute value)", BASIC,
+  P_DBL("step", 0.01, 20.0, 1.5, N_("Step size"), N_("Step size (gradient normalised by its mean absolute value)"), BASIC,
         .step = 0.1, .page = 0.5, .log_scale = TRUE),
-  P_INT("jitter", 0, 256, 32, "Jitter", "Random shift (roll) in pixels before each step", ADVANCED, .step = 1,
+  P_INT("jitter", 0, 256, 32, N_("Jitter"), N_("Random shift (roll) in pixels before each step"), ADVANCED, .step = 1,
         .page = 8),
-  P_BOOL("clip", 1, "Clip", "Keep pixel values in the valid range 0..1 after every step", ADVANCED),
-  P_LAYER("guide", "Guide image",
-          "Maximise the match with this image's features (best guide feature per position) instead of their norm",
+  P_BOOL("clip", 1, N_("Clip"), N_("Keep pixel values in the valid range 0..1 after every step"), ADVANCED),
+  P_LAYER("guide", N_("Guide image"),
+          N_("Maximise the match with this image's features (best guide feature per position) instead of their norm"),
           ADVANCED),
-  P_INT("tile", 128, 4096, 512, "Tile size", "Largest tile processed at once; big photos are done in overlapping tiles",
+  P_INT("tile", 128, 4096, 512, N_("Tile size"), N_("Largest tile processed at once; big photos are done in overlapping tiles"),
         ADVANCED, .step = 64, .page = 256),
   P_END,
 };
 
 static const CnnfxParam style_params[] = {
-  P_FILES("style", "Style images", "Style image (repeat for several)", BASIC),
-  P_STRS("style-blend", "Style blend", "Weight of each style image, in the same order (default: equal)", ADVANCED),
-  P_STRS("style-layers", "Style layers", "Style layers, each NAME or NAME:WEIGHT (default: the model's)", ADVANCED),
-  P_STRS("content-layers", "Content layers", "Content layer(s) (default: the model's)", ADVANCED),
-  P_DBL("content-weight", 0, 1e6, 1.0, "Content weight", "Weight of the content loss", BASIC, .step = 0.1, .page = 1,
+  P_FILES("style", N_("Style images"), N_("Style image (repeat for several)"), BASIC),
+  P_STRS("style-blend", N_("Style blend"), N_("Weight of each style image, in the same order (default: equal)"), ADVANCED),
+  P_STRS("style-layers", N_("Style layers"), N_("Style layers, each NAME or NAME:WEIGHT (default: the model's)"), ADVANCED),
+  P_STRS("content-layers", N_("Content layers"), N_("Content layer(s) (default: the model's)"), ADVANCED),
+  P_DBL("content-weight", 0, 1e6, 1.0, N_("Content weight"), N_("Weight of the content loss"), BASIC, .step = 0.1, .page = 1,
         .log_scale = TRUE),
-  P_DBL("style-weight", 0, 1e9, 1e3, "Style weight", "Weight of the style (Gram matrix) loss", BASIC, .step = 10,
+  P_DBL("style-weight", 0, 1e9, 1e3, N_("Style weight"), N_("Weight of the style (Gram matrix) loss"), BASIC, .step = 10,
         .page = 100, .log_scale = TRUE),
-  P_DBL("tv-weight", 0, 1e6, 1e-2, "Total variation", "Weight of the total-variation smoothness loss", ADVANCED,
+  P_DBL("tv-weight", 0, 1e6, 1e-2, N_("Total variation"), N_("Weight of the total-variation smoothness loss"), ADVANCED,
         .step = 0.001, .page = 0.01, .log_scale = TRUE),
-  P_CHOICE("init", "content", "content|noise", "Start from", "Start from the content image or from noise", ADVANCED,
+  P_CHOICE("init", "content", "content|noise", N_("Start from"), N_("Start from the content image or from noise"), ADVANCED,
+           /* TRANSLATORS: one label per choice, separated by '|' (keep the number of '|') */
            .choice_labels = N_("Content image|Noise")),
-  P_CHOICE("optimizer", "lbfgs", "lbfgs|adam", "Optimizer", "L-BFGS (default) or Adam", ADVANCED,
+  P_CHOICE("optimizer", "lbfgs", "lbfgs|adam", N_("Optimizer"), N_("L-BFGS (default) or Adam"), ADVANCED,
+           /* TRANSLATORS: one label per choice, separated by '|' (keep the number of '|') */
            .choice_labels = N_("L-BFGS|Adam")),
-  P_INT("iterations", 1, 10000, 100, "Iterations", "Optimisation steps per scale", BASIC, .step = 1, .page = 10,
+  P_INT("iterations", 1, 10000, 100, N_("Iterations"), N_("Optimisation steps per scale"), BASIC, .step = 1, .page = 10,
         .log_scale = TRUE),
-  P_DBL("learning-rate", 1e-4, 1.0, 0.02, "Learning rate", "Adam step size (image in 0..1 units)", ADVANCED,
+  P_DBL("learning-rate", 1e-4, 1.0, 0.02, N_("Learning rate"), N_("Adam step size (image in 0..1 units)"), ADVANCED,
         .step = 0.001, .page = 0.01, .log_scale = TRUE, .sensitive_if = "optimizer=adam"),
-  P_DBL("style-scale", 0.1, 4.0, 1.0, "Style scale", "Resize style images by this factor relative to the content",
+  P_DBL("style-scale", 0.1, 4.0, 1.0, N_("Style scale"), N_("Resize style images by this factor relative to the content"),
         ADVANCED, .step = 0.05, .page = 0.25),
-  P_BOOL("preserve-colors", 0, "Keep colours", "Transfer luminance only; keep the content's colours", BASIC),
-  P_INT("scales", 1, 6, 2, "Scales", "Multi-scale: optimise coarse to fine over this many sizes", ADVANCED, .step = 1,
+  P_BOOL("preserve-colors", 0, N_("Keep colours"), N_("Transfer luminance only; keep the content's colours"), BASIC),
+  P_INT("scales", 1, 6, 2, N_("Scales"), N_("Multi-scale: optimise coarse to fine over this many sizes"), ADVANCED, .step = 1,
         .page = 1),
-  P_INT("size", 64, 8192, 512, "Working size", "Longest side the optimisation works at (result is upscaled)", BASIC,
+  P_INT("size", 64, 8192, 512, N_("Working size"), N_("Longest side the optimisation works at (result is upscaled)"), BASIC,
         .step = 16, .page = 128),
-  P_FILE("fast-model", "Fast style network", "Run this feed-forward style network (ONNX) instead of optimising",
+  P_FILE("fast-model", N_("Fast style network"), N_("Run this feed-forward style network (ONNX) instead of optimising"),
          ADVANCED),
   P_END,
 };
 
 static const CnnfxParam classify_params[] = {
-  P_INT("top", 1, 100, 5, "Top K", "Number of labels reported", BASIC, .step = 1, .page = 5),
-  P_CHOICE("overlay", "gradcam", "none|gradcam|gradcam++|saliency|smoothgrad", "Heat map",
-           "Explanation rendered as a heat map", BASIC,
+  P_INT("top", 1, 100, 5, N_("Top K"), N_("Number of labels reported"), BASIC, .step = 1, .page = 5),
+  P_CHOICE("overlay", "gradcam", "none|gradcam|gradcam++|saliency|smoothgrad", N_("Heat map"),
+           N_("Explanation rendered as a heat map"), BASIC,
+           /* TRANSLATORS: one label per choice, separated by '|' (keep the number of '|') */
            .choice_labels = N_("None|Grad-CAM|Grad-CAM++|Saliency (input gradient)|SmoothGrad")),
-  P_CLASS("class", "Class", "Explain this class (label or index; default: the top one)", BASIC,
+  P_CLASS("class", N_("Class"), N_("Explain this class (label or index; default: the top one)"), BASIC,
           .sensitive_if = "overlay!=none"),
-  P_CHOICE("colormap", "jet", "jet|inferno|viridis|gray", "Colour map", "Colour map of the heat map", ADVANCED,
+  P_CHOICE("colormap", "jet", "jet|inferno|viridis|gray", N_("Colour map"), N_("Colour map of the heat map"), ADVANCED,
+           /* TRANSLATORS: one label per choice, separated by '|' (keep the number of '|') */
            .choice_labels = N_("Jet|Inferno|Viridis|Grey"), .sensitive_if = "overlay!=none"),
-  P_DBL("opacity", 0, 1, 0.5, "Opacity", "Heat map opacity over the image", BASIC, .step = 0.05, .page = 0.1,
+  P_DBL("opacity", 0, 1, 0.5, N_("Opacity"), N_("Heat map opacity over the image"), BASIC, .step = 0.05, .page = 0.1,
         .sensitive_if = "overlay!=none"),
-  P_INT("smooth-samples", 1, 200, 25, "SmoothGrad samples", "Noisy copies averaged by SmoothGrad", ADVANCED,
+  P_INT("smooth-samples", 1, 200, 25, N_("SmoothGrad samples"), N_("Noisy copies averaged by SmoothGrad"), ADVANCED,
         .step = 1, .page = 5, .sensitive_if = "overlay=smoothgrad"),
-  P_DBL("smooth-noise", 0, 1, 0.15, "SmoothGrad noise", "Noise level of SmoothGrad (fraction of the range)", ADVANCED,
+  P_DBL("smooth-noise", 0, 1, 0.15, N_("SmoothGrad noise"), N_("Noise level of SmoothGrad (fraction of the range)"), ADVANCED,
         .step = 0.01, .page = 0.05, .sensitive_if = "overlay=smoothgrad"),
-  P_BOOL("labels-image", 1, "Label image", "Also write the image with the top labels drawn on it", CLI_ONLY),
-  P_CHOICE("format", "csv", "csv|json", "Report format", "Batch report format", CLI_ONLY,
+  P_BOOL("labels-image", 1, N_("Label image"), N_("Also write the image with the top labels drawn on it"), CLI_ONLY),
+  P_CHOICE("format", "csv", "csv|json", N_("Report format"), N_("Batch report format"), CLI_ONLY,
+           /* TRANSLATORS: one label per choice, separated by '|' (keep the number of '|') */
            .choice_labels = N_("CSV|JSON")),
   P_END,
 };
 
 static const CnnfxParam fool_params[] = {
-  P_CHOICE("method", "pgd", "fgsm|ifgsm|pgd", "Method", "How the adversarial noise is found",
+  P_CHOICE("method", "pgd", "fgsm|ifgsm|pgd", N_("Method"), N_("How the adversarial noise is found"),
+           /* TRANSLATORS: one label per choice, separated by '|' (keep the number of '|') */
            BASIC, .choice_labels = N_("FGSM (one step)|Iterative FGSM|PGD (random start)")),
-  P_DBL("epsilon", 0, 255, 4, "Epsilon", "Largest change of any pixel, in 0..255 units", BASIC, .step = 0.5,
+  P_DBL("epsilon", 0, 255, 4, N_("Epsilon"), N_("Largest change of any pixel, in 0..255 units"), BASIC, .step = 0.5,
         .page = 2),
-  P_DBL("step", 0.01, 255, 1, "Step", "Step per iteration, in 0..255 units", ADVANCED, .step = 0.1, .page = 1,
+  P_DBL("step", 0.01, 255, 1, N_("Step"), N_("Step per iteration, in 0..255 units"), ADVANCED, .step = 0.1, .page = 1,
         .log_scale = TRUE, .sensitive_if = "method!=fgsm"),
-  P_INT("iterations", 1, 1000, 20, "Iterations", "Steps of iterative FGSM / PGD", ADVANCED, .step = 1, .page = 10,
+  P_INT("iterations", 1, 1000, 20, N_("Iterations"), N_("Steps of iterative FGSM / PGD"), ADVANCED, .step = 1, .page = 10,
         .log_scale = TRUE, .sensitive_if = "method!=fgsm"),
-  P_CLASS("target", "Target", "Target label or index, or 'least-likely' (default: untargeted)", BASIC),
-  P_DBL("amplify", 1, 255, 20, "Noise amplification", "Gain applied to the noise image written for viewing",
+  P_CLASS("target", N_("Target"), N_("Target label or index, or 'least-likely' (default: untargeted)"), BASIC),
+  P_DBL("amplify", 1, 255, 20, N_("Noise amplification"), N_("Gain applied to the noise image written for viewing"),
         ADVANCED, .step = 1, .page = 10, .log_scale = TRUE),
   P_END,
 };
 
 static const CnnfxParam visualize_params[] = {
-  P_CHOICE("mode", "class", "class|filters|activations", "Mode",
-           "Class visualisation, first-layer filters, or a layer's activation maps for the input", BASIC,
+  P_CHOICE("mode", "class", "class|filters|activations", N_("Mode"),
+           N_("Class visualisation, first-layer filters, or a layer's activation maps for the input"), BASIC,
+           /* TRANSLATORS: one label per choice, separated by '|' (keep the number of '|') */
            .choice_labels = N_("Class visualisation|Filters|Activation maps")),
-  P_CLASS("class", "Class", "Class to visualise (label or index; default: the input's top class)", BASIC,
+  P_CLASS("class", N_("Class"), N_("Class to visualise (label or index; default: the input's top class)"), BASIC,
           .sensitive_if = "mode=class"),
-  P_MLAYER("layer", "Layer", "Layer for filters / activations: tensor name or OpType#N (default: the first "
-           "convolution; for activations its activation)", BASIC, .sensitive_if = "mode=filters|activations"),
-  P_INT("iterations", 1, 5000, 200, "Iterations", "Gradient-ascent steps for class visualisation", BASIC, .step = 1,
+  P_MLAYER("layer", N_("Layer"), N_("Layer for filters / activations: tensor name or OpType#N (default: the first "
+           "convolution; for activations its activation)"), BASIC, .sensitive_if = "mode=filters|activations"),
+  P_INT("iterations", 1, 5000, 200, N_("Iterations"), N_("Gradient-ascent steps for class visualisation"), BASIC, .step = 1,
         .page = 10, .log_scale = TRUE, .sensitive_if = "mode=class"),
-  P_DBL("l2", 0, 1, 1e-4, "L2 weight", "Lambda of the -lambda*||x||^2 regulariser (x: the network input)", ADVANCED,
+  P_DBL("l2", 0, 1, 1e-4, N_("L2 weight"), N_("Lambda of the -lambda*||x||^2 regulariser (x: the network input)"), ADVANCED,
         .step = 1e-5, .page = 1e-4, .log_scale = TRUE, .sensitive_if = "mode=class"),
-  P_DBL("step", 0.001, 100, 1.0, "Step size",
-        "Gradient-ascent step in 0..255 units (gradient normalised by its mean absolute value)", ADVANCED,
+  P_DBL("step", 0.001, 100, 1.0, N_("Step size"),
+        N_("Gradient-ascent step in 0..255 units (gradient normalised by its mean absolute value)"), ADVANCED,
         .step = 0.1, .page = 1, .log_scale = TRUE, .sensitive_if = "mode=class"),
-  P_INT("jitter", 0, 64, 8, "Jitter",
-        "Random shift (roll) per step, in pixels of a 224 px input (scaled for other fixed input sizes)", ADVANCED,
+  P_INT("jitter", 0, 64, 8, N_("Jitter"),
+        N_("Random shift (roll) per step, in pixels of a 224 px input (scaled for other fixed input sizes)"), ADVANCED,
         .step = 1, .page = 4, .sensitive_if = "mode=class"),
-  P_DBL("blur", 0, 16, 0.5, "Blur", "Gaussian blur sigma, in pixels of a 224 px input (scaled like jitter); 0 = off",
+  P_DBL("blur", 0, 16, 0.5, N_("Blur"), N_("Gaussian blur sigma, in pixels of a 224 px input (scaled like jitter); 0 = off"),
         ADVANCED, .step = 0.1, .page = 0.5, .sensitive_if = "mode=class"),
-  P_INT("blur-every", 1, 100, 4, "Blur every", "Blur period in steps", ADVANCED, .step = 1, .page = 5,
+  P_INT("blur-every", 1, 100, 4, N_("Blur every"), N_("Blur period in steps"), ADVANCED, .step = 1, .page = 5,
         .sensitive_if = "mode=class"),
-  P_INT("size", 16, 2048, 224, "Size", "Long side of the class visualisation; grids fit in size x size", BASIC,
+  P_INT("size", 16, 2048, 224, N_("Size"), N_("Long side of the class visualisation; grids fit in size x size"), BASIC,
         .step = 16, .page = 64),
-  P_INT("max-channels", 1, 1024, 64, "Channels shown",
-        "Largest number of filters / maps (and input channels) in the grid", ADVANCED, .step = 1, .page = 16,
+  P_INT("max-channels", 1, 1024, 64, N_("Channels shown"),
+        N_("Largest number of filters / maps (and input channels) in the grid"), ADVANCED, .step = 1, .page = 16,
         .sensitive_if = "mode!=class"),
   P_END,
 };
@@ -145,42 +157,43 @@ static const CnnfxParam visualize_params[] = {
 /* Shared by every filter: the model and where it runs, then the preprocessing of a model given as a
  * path (override its DIR/M.ini), then the CLI's batch options. */
 static const CnnfxParam common_params[] = {
-  P_STR("model", NULL, "Model",
-        "Model name (see 'cnnfx models list') or ONNX file; default: the filter's offline default", BASIC,
+  P_STR("model", NULL, N_("Model"),
+        N_("Model name (see 'cnnfx models list') or ONNX file; default: the filter's offline default"), BASIC,
         .short_name = 'm', .metavar = "NAME|PATH"),
-  P_FILE("labels", "Labels file", "Labels file (one per line) for a model given as a path", ADVANCED),
-  P_CHOICE("device", "auto", "auto|cpu|cuda|sim", "Device",
-           "Where the network runs: auto, cpu, cuda (or cuda:N), or sim (the simulated test device)", BASIC,
+  P_FILE("labels", N_("Labels file"), N_("Labels file (one per line) for a model given as a path"), ADVANCED),
+  P_CHOICE("device", "auto", "auto|cpu|cuda|sim", N_("Device"),
+           N_("Where the network runs: auto, cpu, cuda (or cuda:N), or sim (the simulated test device)"), BASIC,
+           /* TRANSLATORS: one label per choice, separated by '|' (keep the number of '|') */
            .choice_labels = N_("Automatic|CPU|CUDA GPU|Simulated device (tests)"), .choice_index = TRUE),
-  P_INT("seed", 0, G_MAXINT, 0, "Random seed", "Random seed; the same seed gives the same result", ADVANCED,
+  P_INT("seed", 0, G_MAXINT, 0, N_("Random seed"), N_("Random seed; the same seed gives the same result"), ADVANCED,
         .step = 1, .page = 10),
-  P_INT("max-memory", 0, 1 << 20, 2048, "Memory bound (MiB)",
-        "Memory bound for network tensors in MiB; big images are processed in tiles to fit (0 = no bound)",
+  P_INT("max-memory", 0, 1 << 20, 2048, N_("Memory bound (MiB)"),
+        N_("Memory bound for network tensors in MiB; big images are processed in tiles to fit (0 = no bound)"),
         ADVANCED, .step = 64, .page = 512, .log_scale = TRUE, .metavar = "MB"),
-  P_BOOL("exact", 0, "Exact arithmetic", "Turn off Winograd convolutions and other approximations", ADVANCED),
+  P_BOOL("exact", 0, N_("Exact arithmetic"), N_("Turn off Winograd convolutions and other approximations"), ADVANCED),
   /* preprocessing of a model given as a path (each overrides the model's .ini when given) */
-  P_STRS("mean", "Input mean", "Per-channel mean subtracted from the scaled input, r,g,b (model given as a path)",
+  P_STRS("mean", N_("Input mean"), N_("Per-channel mean subtracted from the scaled input, r,g,b (model given as a path)"),
          ADVANCED, .metavar = "R,G,B"),
-  P_STRS("std", "Input standard deviation",
-         "Per-channel standard deviation the input is divided by, r,g,b (model given as a path)", ADVANCED,
+  P_STRS("std", N_("Input standard deviation"),
+         N_("Per-channel standard deviation the input is divided by, r,g,b (model given as a path)"), ADVANCED,
          .metavar = "R,G,B"),
-  P_DBL("scale", 0.001, 65535, 1, "Input scale", "Factor applied to 0..1 pixel values before mean and std "
-        "(255 for 0..255 networks; model given as a path)", ADVANCED, .step = 1, .page = 10, .log_scale = TRUE),
-  P_BOOL("bgr", 0, "BGR channel order", "The network takes BGR instead of RGB (model given as a path)", ADVANCED),
-  P_BOOL("gray", 0, "Greyscale input", "The network takes one grey channel (model given as a path)", ADVANCED),
-  P_STRS("input-size", "Input size", "Fixed input size H,W of a classifier (model given as a path; default: any size)",
+  P_DBL("scale", 0.001, 65535, 1, N_("Input scale"), N_("Factor applied to 0..1 pixel values before mean and std "
+        "(255 for 0..255 networks; model given as a path)"), ADVANCED, .step = 1, .page = 10, .log_scale = TRUE),
+  P_BOOL("bgr", 0, N_("BGR channel order"), N_("The network takes BGR instead of RGB (model given as a path)"), ADVANCED),
+  P_BOOL("gray", 0, N_("Greyscale input"), N_("The network takes one grey channel (model given as a path)"), ADVANCED),
+  P_STRS("input-size", N_("Input size"), N_("Fixed input size H,W of a classifier (model given as a path; default: any size)"),
          ADVANCED, .metavar = "H,W"),
-  P_BOOL("output-is-prob", 0, "Output is probabilities",
-         "The network's output is already softmaxed (model given as a path)", ADVANCED),
+  P_BOOL("output-is-prob", 0, N_("Output is probabilities"),
+         N_("The network's output is already softmaxed (model given as a path)"), ADVANCED),
   /* batch runs: command line only */
-  P_FILE("output", "Output folder", "Output folder (required; mirrors the input tree)", CLI_ONLY, .short_name = 'o',
+  P_FILE("output", N_("Output folder"), N_("Output folder (required; mirrors the input tree)"), CLI_ONLY, .short_name = 'o',
          .metavar = "OUTDIR"),
-  P_BOOL("overwrite", 0, "Overwrite", "Replace existing outputs (otherwise they are skipped, so a run can resume)", CLI_ONLY),
-  P_BOOL("recursive", 0, "Recursive", "Recurse into sub-folders", CLI_ONLY, .short_name = 'r'),
-  P_INT("jpeg-quality", 1, 100, 92, "JPEG quality", "JPEG output quality", CLI_ONLY, .metavar = "Q"),
-  P_BOOL("depth16", 0, "16-bit output", "Write 16-bit PNG (otherwise: the input's depth)", CLI_ONLY,
+  P_BOOL("overwrite", 0, N_("Overwrite"), N_("Replace existing outputs (otherwise they are skipped, so a run can resume)"), CLI_ONLY),
+  P_BOOL("recursive", 0, N_("Recursive"), N_("Recurse into sub-folders"), CLI_ONLY, .short_name = 'r'),
+  P_INT("jpeg-quality", 1, 100, 92, N_("JPEG quality"), N_("JPEG output quality"), CLI_ONLY, .metavar = "Q"),
+  P_BOOL("depth16", 0, N_("16-bit output"), N_("Write 16-bit PNG (otherwise: the input's depth)"), CLI_ONLY,
          .cli_name = "16bit"),
-  P_BOOL("quiet", 0, "Quiet", "No progress bar", CLI_ONLY, .short_name = 'q'),
+  P_BOOL("quiet", 0, N_("Quiet"), N_("No progress bar"), CLI_ONLY, .short_name = 'q'),
   P_END,
 };
 

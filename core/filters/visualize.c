@@ -110,8 +110,8 @@ static CnnfxTensor *render_grid(const float *tiles, int n, int C, int th, int tw
   }
   int64_t gh = (int64_t)rows * (oh + 1) + 1, gw = (int64_t)cols * (ow + 1) + 1;
   if (gh * gw > (int64_t)1 << 26) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Channels shown: the grid would be %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
-                  " pixels; show fewer channels or choose a smaller size"), gw, gh);
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Channels shown: the grid would be %lldx%lld pixels; show fewer channels or choose a smaller size"),
+                (long long)gw, (long long)gh);
     return NULL;
   }
   CnnfxTensor *g = new_image(3, (int)gh, (int)gw, error);
