@@ -229,6 +229,16 @@ static void test_runs(const char *weights)
     cnnfx_tensor_unref(heat);
   }
   g_clear_error(&e);
+  /* dynamic choices from the loaded model */
+  g_auto(GStrv) classes = cnnfx_param_dynamic_choices(cnnfx_params_find(p, "class"), net);
+  CHECK(classes && g_strv_length(classes) == 10 && !strcmp(classes[1], "Trouser"), "class choices = the labels");
+  g_autoptr(CnnfxParams) fp = cnnfx_params_new(cnnfx_filter_info("fool"));
+  g_auto(GStrv) targets = cnnfx_param_dynamic_choices(cnnfx_params_find(fp, "target"), net);
+  CHECK(targets && g_strv_contains((const char *const *)targets, "least-likely"), "target offers least-likely");
+  g_autoptr(CnnfxParams) vp = cnnfx_params_new(cnnfx_filter_info("visualize"));
+  g_auto(GStrv) layers = cnnfx_param_dynamic_choices(cnnfx_params_find(vp, "layer"), net);
+  CHECK(layers && g_strv_contains((const char *const *)layers, "relu2"), "layer choices include relu2");
+  CHECK(!cnnfx_param_dynamic_choices(cnnfx_params_find(vp, "size"), net), "no dynamic choices for a number");
   /* a bad class is reported by its label */
   cnnfx_params_set(p, "class", "giraffe", NULL);
   ok = cnnfx_classify(net, p, &run, img, top, 3, &heat, &e);

@@ -153,6 +153,15 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxNet, cnnfx_net_free)
  * Returns the tensor name (g_free) or NULL with an error naming the available layers. */
 char *cnnfx_net_resolve_layer(const CnnfxNet *n, const char *spec, GError **error);
 
+/* Dynamic choices of a parameter from the loaded model (the plug-in's combo boxes):
+ * CNNFX_P_CLASS: the class labels (none when the model has no labels: an index is typed then;
+ * fool's target also offers "least-likely"); CNNFX_P_MODEL_LAYER and the layer lists of dream /
+ * style: every tensor computed by a node of the model, in file order.  NULL when the type has no
+ * dynamic choices.  g_strfreev. */
+char **cnnfx_param_dynamic_choices(const CnnfxParam *d, const CnnfxNet *net);
+/* Every tensor computed by a node of the model, in file order (g_strfreev). */
+char **cnnfx_net_layer_names(const CnnfxNet *net);
+
 /* Image <-> network input */
 CnnfxTensor *cnnfx_net_preprocess(const CnnfxNet *n, const CnnfxTensor *rgb, GError **error);
 /* Preprocess an RGB image, bind it as the net's input of session s and run forward. */

@@ -189,3 +189,33 @@ gboolean cnnfx_run_cancelled(const CnnfxRun *run, GError **error)
   }
   return FALSE;
 }
+
+/* ---- dynamic choices ------------------------------------------------------------------------ */
+
+char **cnnfx_net_layer_names(const CnnfxNet *net)
+{
+  GPtrArray *a = g_ptr_array_new();
+  const CnnfxModel *m = net && net->model ? net->model : NULL;
+  for (int k = 0; m && k < cnnfx_model_n_nodes(m); k++)
+    for (int o = 0; o < cnnfx_model_node_n_outputs(m, k); o++) {
+      const char *v = cnnfx_model_node_output(m, k, o);
+      if (v && *v) g_ptr_array_add(a, g_strdup(v));
+    }
+  g_ptr_array_add(a, NULL);
+  return (char **)g_ptr_array_free(a, FALSE);
+}
+
+
+char **cnnfx_param_dynamic_choices(const CnnfxParam *d, const CnnfxNet *net)
+{
+  if (!d || !net) return NULL;
+  gboolean layers = d->type == CNNFX_P_MODEL_LAYER ||
+                    (d->type == CNNFX_P_STRINGS && strstr(d->name, "layer") != NULL);
+  if (layers) return cnnfx_net_layer_names(net);
+  if (d->type != CNNFX_P_CLASS) return NULL;
+  GPtrArray *a = g_ptr_array_new();
+  for (int i = 0; net->labels && net->labels[i]; i++) g_ptr_array_add(a, g_strdup(net->labels[i]));
+  if (!strcmp(d->name, "target")) g_ptr_array_add(a, g_strdup("least-likely"));
+  g_ptr_array_add(a, NULL);
+  return (char **)g_ptr_array_free(a, FALSE);
+}
