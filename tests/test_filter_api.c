@@ -105,6 +105,9 @@ static void test_params(void)
   CHECK(!cnnfx_params_is_set(p, "bgr") && cnnfx_params_set(p, "bgr", "yes", NULL) && cnnfx_params_is_set(p, "bgr") &&
           cnnfx_params_bool(p, "bgr"),
         "is_set tracks overrides");
+  CHECK(cnnfx_params_set(p, "target", "3", NULL) && cnnfx_params_set(p, "target", "", NULL) &&
+          cnnfx_params_string(p, "target") == NULL && !cnnfx_params_is_set(p, "target"),
+        "an empty text field means the default");
   /* sensitivity */
   CHECK(cnnfx_params_sensitive(p, "step"), "pgd: step matters");
   cnnfx_params_set(p, "method", "fgsm", NULL);

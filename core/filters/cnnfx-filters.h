@@ -96,7 +96,8 @@ typedef struct CnnfxParams CnnfxParams;
 CnnfxParams *cnnfx_params_new(const CnnfxFilterInfo *f);
 void cnnfx_params_free(CnnfxParams *p);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxParams, cnnfx_params_free)
-/* Parse and range-check a value given as text (CLI); STRINGS/FILES append. */
+/* Parse and range-check a value given as text (CLI); STRINGS/FILES append; "" for a text-like
+ * parameter (string, file, class, layer...) means its default (a GUI's empty field). */
 gboolean cnnfx_params_set(CnnfxParams *p, const char *name, const char *value, GError **error);
 gboolean cnnfx_params_set_int(CnnfxParams *p, const char *name, int v, GError **error);
 gboolean cnnfx_params_set_double(CnnfxParams *p, const char *name, double v, GError **error);

@@ -458,6 +458,11 @@ gboolean cnnfx_params_set(CnnfxParams *p, const char *name, const char *value, G
   }
   default: /* STRING, CHOICE, FILE, COLOR, LAYER, CLASS, MODEL_LAYER */
     g_free(p->v[i].str);
+    if (!*value && d->type != CNNFX_P_CHOICE) { /* "" (an empty GUI field) = the default */
+      p->v[i].str = g_strdup(d->def_str);
+      p->v[i].set = FALSE;
+      return TRUE;
+    }
     p->v[i].str = g_strdup(value);
   }
   p->v[i].set = TRUE;
