@@ -14,15 +14,7 @@ typedef struct {
 struct CnnfxBackend {
   const CnnfxBackendIface *iface;
   int n_threads;
-  gboolean omp_passive; /* OMP_WAIT_POLICY=passive when the backend was made */
 };
-
-/* The process's OpenMP wait policy, read where a backend is configured (kernels read no environment). */
-static gboolean omp_wait_passive(void)
-{
-  const char *p = g_getenv("OMP_WAIT_POLICY");
-  return p && !g_ascii_strcasecmp(p, "passive");
-}
 
 static char *cpu_describe(const CnnfxBackend *b)
 {
@@ -38,7 +30,6 @@ CnnfxBackend *cnnfx_backend_new(const char *name, GError **error)
     CnnfxBackend *b = g_new0(CnnfxBackend, 1);
     b->iface = &cpu_iface;
     b->n_threads = omp_get_max_threads();
-    b->omp_passive = omp_wait_passive();
     return b;
   }
   if (!strcmp(name, "cuda")) {
@@ -54,10 +45,8 @@ void cnnfx_backend_free(CnnfxBackend *b)
   g_free(b);
 }
 
-/* A NULL backend is the CPU backend (sessions made without one never crash). */
 const char *cnnfx_backend_name(const CnnfxBackend *b)
 {
-  if (!b) return cpu_iface.name;
   return b->iface->name;
 }
 
@@ -68,17 +57,10 @@ char *cnnfx_backend_describe(const CnnfxBackend *b)
 
 const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type)
 {
-  if (!b) return cpu_iface.lookup(op_type);
   return b->iface->lookup(op_type);
-}
-
-gboolean cnnfx_backend_band_parallel(const CnnfxBackend *b)
-{
-  return b ? b->omp_passive : omp_wait_passive();
 }
 
 int cnnfx_backend_threads(const CnnfxBackend *b)
 {
-  if (!b) return omp_get_max_threads();
   return b->n_threads;
 }

@@ -108,9 +108,6 @@ int cnnfx_model_value_id(const CnnfxModel *m, const char *name); /* -1 if absent
 typedef struct {
   CnnfxMem *mem;
   int n_threads;
-  /* im2col / col2im bands in parallel: only when OpenMP's idle workers sleep (OMP_WAIT_POLICY
-   * passive), read once by the backend, never by a kernel */
-  gboolean band_parallel;
 } CnnfxExec;
 
 /* Bits for CnnfxOp.saves: which tensors backward reads (the rest may be freed). */
@@ -155,7 +152,6 @@ extern const CnnfxOp *const cnnfx_ops_resize[];
 /* Backend internals (backend.c) */
 const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type);
 int cnnfx_backend_threads(const CnnfxBackend *b);
-gboolean cnnfx_backend_band_parallel(const CnnfxBackend *b);
 
 /* Attribute helpers */
 const CnnfxAttr *cnnfx_attr(const CnnfxNode *n, const char *name);

@@ -124,7 +124,6 @@ typedef struct {
 
 typedef struct CnnfxSession CnnfxSession;
 
-/* b may be NULL: the CPU backend. */
 CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b,
                                 const CnnfxSessionOptions *opts, GError **error);
 void cnnfx_session_free(CnnfxSession *s);

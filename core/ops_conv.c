@@ -266,9 +266,10 @@ static inline void scatter_seg(float *restrict row, const float *restrict src, i
  * libgomp's default wait policy its idle workers keep spinning while OpenBLAS runs, which on a
  * 2-core machine made convolutions 3-7x slower than doing im2col on the calling thread; with
  * OMP_WAIT_POLICY=passive the OpenMP version is the fastest.  So: parallel only when passive. */
-static gboolean band_parallel(const CnnfxExec *x)
+static gboolean band_parallel(void)
 {
-  return x->band_parallel; /* the backend read the policy */
+  const char *p = g_getenv("OMP_WAIT_POLICY");
+  return p && !g_ascii_strcasecmp(p, "passive");
 }
 
 /* col[r, p - p0] for rows r = ((c*KD + kd)*KH + kh)*KW + kw and flattened output positions
@@ -622,7 +623,7 @@ static gboolean geo_fwd(const CnnfxExec *x, const Geo *g, const float *img, cons
   } else {
     const int64_t nbmax = band_cols(g);
     const size_t ncol = (size_t)(CiKK * nbmax);
-    const gboolean par = band_parallel(x);
+    const gboolean par = band_parallel();
     float *col = cnnfx_scratch_f32(x->mem, ncol, error);
     if (!col) return FALSE;
     for (int64_t nn = 0; nn < g->N; nn++)
@@ -689,7 +690,7 @@ static gboolean geo_adj(const CnnfxExec *x, const Geo *g, const float *out, cons
   for (size_t i = 0; i < total; i++) img[i] = 0.f;
   const int64_t nbmax = band_cols(g);
   const size_t ncol = (size_t)(CiKK * nbmax);
-  const gboolean par = band_parallel(x);
+  const gboolean par = band_parallel();
   float *col = cnnfx_scratch_f32(x->mem, ncol, error);
   if (!col) return FALSE;
   for (int64_t nn = 0; nn < g->N; nn++)
@@ -727,7 +728,7 @@ static gboolean geo_wgrad(const CnnfxExec *x, const Geo *g, const float *img, co
   }
   const int64_t nbmax = band_cols(g);
   const size_t ncol = (size_t)(CiKK * nbmax);
-  const gboolean par = band_parallel(x);
+  const gboolean par = band_parallel();
   float *col = cnnfx_scratch_f32(x->mem, ncol, error);
   if (!col) return FALSE;
   for (int64_t nn = 0; nn < g->N; nn++)

@@ -100,7 +100,6 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
   s->mem.cache = TRUE;
   s->exec.mem = &s->mem;
   s->exec.n_threads = cnnfx_backend_threads(b);
-  s->exec.band_parallel = cnnfx_backend_band_parallel(b);
   s->ops = g_new0(const CnnfxOp *, nn + 1);
   s->active = g_new0(gboolean, nn + 1);
   s->rg = g_new0(gboolean, nv + 1);

@@ -311,8 +311,8 @@ static CnnfxTensor *saliency(Ctx *c, const CnnfxParams *p, const CnnfxTensor *im
 
 /* ---- entry point ----------------------------------------------------------------------- */
 
-gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, const CnnfxTensor *image,
-                        CnnfxScore *top, int k, CnnfxTensor **heatmap, GError **error)
+static gboolean classify_run(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, const CnnfxTensor *image,
+                             CnnfxScore *top, int k, CnnfxTensor **heatmap, GError **error)
 {
   if (heatmap) *heatmap = NULL;
   if (!net || !net->model || !net->input || !net->output || !p || !image || !top || k < 1) {
@@ -421,4 +421,14 @@ gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRu
   progress(&c, 1.0, N_("done"));
   *heatmap = map;
   return TRUE;
+}
+
+gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, const CnnfxTensor *image,
+                        CnnfxScore *top, int k, CnnfxTensor **heatmap, GError **error)
+{
+  if (heatmap) *heatmap = NULL;
+  CnnfxRun local;
+  g_autoptr(CnnfxBackend) own = NULL;
+  const CnnfxRun *r = cnnfx_run_resolve(run, &local, &own, error); /* no backend: the CPU */
+  return r && classify_run(net, p, r, image, top, k, heatmap, error);
 }

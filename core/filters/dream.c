@@ -536,8 +536,8 @@ static void dream_clear(Dream *d)
 
 /* ---- the filter ----------------------------------------------------------------------- */
 
-gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
-                     const CnnfxTensor *guide, GError **error)
+static gboolean dream_run(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                          const CnnfxTensor *guide, GError **error)
 {
   g_return_val_if_fail(net && p && run && image, FALSE);
   if (image->dtype != CNNFX_F32 || !(image->ndim == 3 || (image->ndim == 4 && image->dims[0] == 1)) ||
@@ -671,4 +671,13 @@ out:
   g_free(detail);
   dream_clear(&d);
   return ok;
+}
+
+gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                     const CnnfxTensor *guide, GError **error)
+{
+  CnnfxRun local;
+  g_autoptr(CnnfxBackend) own = NULL;
+  const CnnfxRun *r = cnnfx_run_resolve(run, &local, &own, error); /* no backend: the CPU */
+  return r && dream_run(net, p, r, image, guide, error);
 }

@@ -193,8 +193,8 @@ static void sign_step(float *x, const float *g, size_t n, float step)
   for (size_t i = 0; i < n; i++) x[i] += g[i] > 0 ? step : g[i] < 0 ? -step : 0.f;
 }
 
-gboolean cnnfx_fool(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
-                    CnnfxTensor **noise, CnnfxFoolReport *report, GError **error)
+static gboolean fool_run(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                         CnnfxTensor **noise, CnnfxFoolReport *report, GError **error)
 {
   if (noise) *noise = NULL;
   if (image->dtype != CNNFX_F32 || image->ndim < 3 || image->ndim > 4 || image->dims[image->ndim - 3] != 3 ||
@@ -346,4 +346,14 @@ out:
   if (x) cnnfx_tensor_unref(x);
   if (g) cnnfx_tensor_unref(g);
   return ok;
+}
+
+gboolean cnnfx_fool(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                    CnnfxTensor **noise, CnnfxFoolReport *report, GError **error)
+{
+  if (noise) *noise = NULL;
+  CnnfxRun local;
+  g_autoptr(CnnfxBackend) own = NULL;
+  const CnnfxRun *r = cnnfx_run_resolve(run, &local, &own, error); /* no backend: the CPU */
+  return r && fool_run(net, p, r, image, noise, report, error);
 }

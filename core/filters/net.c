@@ -181,6 +181,16 @@ void cnnfx_net_pin_input_size(CnnfxNet *eff)
   }
 }
 
+const CnnfxRun *cnnfx_run_resolve(const CnnfxRun *run, CnnfxRun *local, CnnfxBackend **own, GError **error)
+{
+  *own = NULL;
+  if (run && run->backend) return run;
+  *local = run ? *run : (CnnfxRun){0};
+  if (!(*own = cnnfx_backend_new("cpu", error))) return NULL;
+  local->backend = *own;
+  return local;
+}
+
 gboolean cnnfx_run_cancelled(const CnnfxRun *run, GError **error)
 {
   if (run && run->cancel && g_atomic_int_get(run->cancel)) {

@@ -25,4 +25,9 @@ gboolean cnnfx_net_parse_class(const CnnfxNet *net, const char *s, int n_classes
  * size they were trained at.  Works on a shallow copy of the caller's net. */
 void cnnfx_net_pin_input_size(CnnfxNet *eff);
 
+/* The run a filter works with: a copy of *run (or of an empty run when NULL) in *local whose
+ * backend is the caller's, or a CPU backend made here (*own, the caller frees it) when the caller
+ * gave none: a front-end without a device never crashes.  NULL + error if no CPU backend. */
+const CnnfxRun *cnnfx_run_resolve(const CnnfxRun *run, CnnfxRun *local, CnnfxBackend **own, GError **error);
+
 #endif

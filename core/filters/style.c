@@ -969,8 +969,8 @@ static void style_clear(Style *st)
 
 /* ---- the filter ----------------------------------------------------------------------------- */
 
-gboolean cnnfx_style(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
-                     CnnfxTensor *const *styles, int n_styles, GError **error)
+static gboolean style_run(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                          CnnfxTensor *const *styles, int n_styles, GError **error)
 {
   g_return_val_if_fail(net && p && run && image, FALSE);
   if (!check_image(image, "image", error)) return FALSE;
@@ -1111,7 +1111,7 @@ out:
 /* A feed-forward style network (the ONNX model zoo's fast-neural-style): RGB 0..255 in and out,
  * [1,3,H,W] -> [1,3,H,W], fully convolutional.  Big images run in overlapping tiles blended
  * linearly (instance normalisation then sees each tile's statistics: tiles are kept large). */
-gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor *image, GError **error)
+static gboolean fast_style_run(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor *image, GError **error)
 {
   g_return_val_if_fail(m && run && image, FALSE);
   if (image->dtype != CNNFX_F32 || !(image->ndim == 3 || (image->ndim == 4 && image->dims[0] == 1)) ||
@@ -1213,4 +1213,21 @@ gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor 
   }
   g_free(acc);
   return ok;
+}
+
+gboolean cnnfx_style(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                     CnnfxTensor *const *styles, int n_styles, GError **error)
+{
+  CnnfxRun local;
+  g_autoptr(CnnfxBackend) own = NULL;
+  const CnnfxRun *r = cnnfx_run_resolve(run, &local, &own, error); /* no backend: the CPU */
+  return r && style_run(net, p, r, image, styles, n_styles, error);
+}
+
+gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor *image, GError **error)
+{
+  CnnfxRun local;
+  g_autoptr(CnnfxBackend) own = NULL;
+  const CnnfxRun *r = cnnfx_run_resolve(run, &local, &own, error); /* no backend: the CPU */
+  return r && fast_style_run(m, r, image, error);
 }

@@ -555,8 +555,8 @@ static CnnfxTensor *viz_class(Viz *v, const CnnfxTensor *image, GError **error)
 
 /* ---- entry point --------------------------------------------------------------------------- */
 
-CnnfxTensor *cnnfx_visualize(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run,
-                             const CnnfxTensor *image, GError **error)
+static CnnfxTensor *visualize_run(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run,
+                                  const CnnfxTensor *image, GError **error)
 {
   if (!net || !net->model || !net->input || !p) {
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "visualize: missing argument");
@@ -584,4 +584,13 @@ CnnfxTensor *cnnfx_visualize(const CnnfxNet *net, const CnnfxParams *p, const Cn
   }
   g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "visualize: unknown mode '%s'", mode ? mode : "");
   return NULL;
+}
+
+CnnfxTensor *cnnfx_visualize(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run,
+                             const CnnfxTensor *image, GError **error)
+{
+  CnnfxRun local;
+  g_autoptr(CnnfxBackend) own = NULL;
+  const CnnfxRun *r = cnnfx_run_resolve(run, &local, &own, error); /* no backend: the CPU */
+  return r ? visualize_run(net, p, r, image, error) : NULL;
 }
