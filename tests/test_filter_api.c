@@ -10,6 +10,8 @@
  * Argument: the weights/ folder. */
 #include "cnnfx-filters.h"
 #include "render.h"
+#include <libintl.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -277,15 +279,66 @@ static void test_runs(const char *weights)
   CHECK(!ok && e && g_error_matches(e, CNNFX_ERROR, CNNFX_ERROR_CANCELLED), "fool honours a raised token");
 }
 
+typedef struct {
+  gboolean cyrillic;
+} RuProg;
+
+static void ru_progress(double f, const char *what, gpointer user)
+{
+  (void)f;
+  RuProg *r = user;
+  if (what && g_utf8_validate(what, -1, NULL))
+    for (const char *c = what; *c; c = g_utf8_next_char(c)) {
+      gunichar u = g_utf8_get_char(c);
+      if (u >= 0x0400 && u <= 0x04FF) r->cyrillic = TRUE;
+    }
+}
+
+/* With the catalogues of the build tree and LANGUAGE=ru: the filter layer's progress texts and
+ * errors arrive in Russian, and labels are translated at display time. */
+static void test_russian(const char *weights, const char *localedir)
+{
+  g_autofree char *mo = g_build_filename(localedir, "ru", "LC_MESSAGES", "cnnfx.mo", NULL);
+  if (!g_file_test(mo, G_FILE_TEST_EXISTS)) {
+    printf("skipped: Russian part (no %s; gettext not installed?)\n", mo);
+    return;
+  }
+  g_setenv("LANGUAGE", "ru", TRUE);
+  setlocale(LC_ALL, "");
+  if (!setlocale(LC_MESSAGES, "C.UTF-8")) setlocale(LC_MESSAGES, "C.utf8");
+  bindtextdomain(CNNFX_GETTEXT_DOMAIN, localedir);
+  bind_textdomain_codeset(CNNFX_GETTEXT_DOMAIN, "UTF-8");
+  const CnnfxFilterInfo *fool = cnnfx_filter_info("fool");
+  CHECK(!strcmp(cnnfx_param_text(fool->title), "Обмануть сеть"), "title in Russian: %s", cnnfx_param_text(fool->title));
+  g_autoptr(CnnfxParams) p = cnnfx_params_new(fool);
+  g_autoptr(GError) e = NULL;
+  CHECK(!cnnfx_params_set(p, "epsilon", "300", &e) && e && g_str_has_prefix(e->message, "Эпсилон: "),
+        "error names the Russian label: %s", e ? e->message : "(none)");
+  g_autofree char *lab = cnnfx_param_choice_label(cnnfx_params_find(p, "method"), "ifgsm");
+  CHECK(!strcmp(lab, "Итеративный FGSM"), "choice label in Russian: %s", lab);
+  g_autoptr(CnnfxNet) net = lenet(weights, NULL);
+  if (!net) return;
+  int64_t d[3] = {3, 28, 28};
+  g_autoptr(CnnfxTensor) img = cnnfx_tensor_new_f32(3, d, NULL);
+  memset(img->data, 0, img->numel * sizeof(float));
+  g_autoptr(CnnfxParams) c = cnnfx_params_new(cnnfx_filter_info("classify"));
+  RuProg rp = {FALSE};
+  CnnfxRun run = {.progress = ru_progress, .user = &rp};
+  CnnfxScore top[2];
+  CHECK(cnnfx_classify(net, c, &run, img, top, 2, NULL, NULL) && rp.cyrillic, "progress texts in Russian");
+  g_unsetenv("LANGUAGE");
+}
+
 int main(int argc, char **argv)
 {
   if (argc < 2) {
-    fprintf(stderr, "usage: test_filter_api WEIGHTS_DIR\n");
+    fprintf(stderr, "usage: test_filter_api WEIGHTS_DIR [BUILD_LOCALEDIR]\n");
     return 2;
   }
   test_params();
   test_render();
   test_runs(argv[1]);
+  if (argc > 2) test_russian(argv[1], argv[2]);
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
