@@ -3,6 +3,7 @@
 #define CNNFX_CLI_H
 
 #include "cnnfx.h"
+#include <glib/gi18n.h> /* _() and N_(): the CLI's messages, domain "cnnfx" (textdomain in main.c) */
 
 /* Parse GOption entries for a subcommand; prints the error and returns FALSE on bad usage. */
 gboolean cli_parse(int *argc, char ***argv, const char *summary, GOptionEntry *entries);

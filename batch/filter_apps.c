@@ -1,5 +1,7 @@
 /* Applying each filter to one image file and writing its outputs. */
 #include "netload.h"
+#include "cli.h"
+#include "render.h"
 #include <errno.h>
 #include <math.h>
 #include <glib/gstdio.h>
@@ -8,6 +10,26 @@
 static gboolean is_filter(const FilterApp *app, const char *name)
 {
   return !strcmp(app->info->name, name);
+}
+
+/* The filter layer names a parameter by its (translated) label ("Target: ..."); on the command
+ * line the flag says more: "--target: Target: ...". */
+static void add_flag(const FilterApp *app, GError **error)
+{
+  if (!error || !*error || (*error)->domain != CNNFX_ERROR) return;
+  const char *msg = (*error)->message;
+  const CnnfxParam *best = NULL;
+  size_t best_len = 0;
+  for (int i = 0; i < cnnfx_params_count(app->params); i++) {
+    const CnnfxParam *d = cnnfx_params_nth(app->params, i);
+    const char *lab = cnnfx_param_text(d->label);
+    size_t n = strlen(lab);
+    if (n > best_len && !strncmp(msg, lab, n) && msg[n] == ':') {
+      best = d;
+      best_len = n;
+    }
+  }
+  if (best) g_prefix_error(error, "--%s: ", cnnfx_param_flag(best));
 }
 
 void cli_pending_free(gpointer p)
@@ -84,7 +106,16 @@ static void json_string(GString *s, const char *t)
   g_string_append_c(s, '"');
 }
 
+static gboolean filter_prepare(FilterApp *app, GError **error);
+
 gboolean cli_filter_prepare(FilterApp *app, GError **error)
+{
+  gboolean ok = filter_prepare(app, error);
+  if (!ok) add_flag(app, error);
+  return ok;
+}
+
+static gboolean filter_prepare(FilterApp *app, GError **error)
 {
   if (is_filter(app, "style")) {
     const char *fast = cnnfx_params_string(app->params, "fast-model");
@@ -111,12 +142,12 @@ gboolean cli_filter_prepare(FilterApp *app, GError **error)
     }
     if (!app->n_styles) {
       g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
-                  "style needs --style FILE, or a fast-style network (--fast-model FILE, -m style-mosaic)");
+                  _("style needs --style FILE, or a fast-style network (--fast-model FILE, -m style-mosaic)"));
       return FALSE;
     }
     const char *const *bl = cnnfx_params_strings(app->params, "style-blend");
     if (bl && *bl && (int)g_strv_length((char **)bl) != app->n_styles) {
-      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--style-blend has %u weights for %d style images",
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("--style-blend has %u weights for %d style images"),
                   g_strv_length((char **)bl), app->n_styles);
       return FALSE;
     }
@@ -347,7 +378,16 @@ static gboolean apply_fool(FilterApp *app, CnnfxImage *img, CnnfxTensor *x, cons
   return ok;
 }
 
+static gboolean filter_apply(FilterApp *app, CnnfxImage *img, const char *src, const char *rel, GError **error);
+
 gboolean cli_filter_apply(FilterApp *app, CnnfxImage *img, const char *src, const char *rel, GError **error)
+{
+  gboolean ok = filter_apply(app, img, src, rel, error);
+  if (!ok) add_flag(app, error);
+  return ok;
+}
+
+static gboolean filter_apply(FilterApp *app, CnnfxImage *img, const char *src, const char *rel, GError **error)
 {
   g_autoptr(CnnfxTensor) x = cli_image_to_tensor(img, error);
   if (!x) return FALSE;
@@ -377,52 +417,14 @@ gboolean cli_filter_apply(FilterApp *app, CnnfxImage *img, const char *src, cons
 
 /* ---- heat maps ------------------------------------------------------------------------ */
 
-static void colormap(const char *name, float v, float rgb[3])
-{
-  v = CLAMP(v, 0.f, 1.f);
-  if (!g_strcmp0(name, "gray")) {
-    rgb[0] = rgb[1] = rgb[2] = v;
-  } else if (!g_strcmp0(name, "inferno") || !g_strcmp0(name, "viridis")) {
-    /* piecewise-linear approximations through 5 control points of matplotlib's maps */
-    static const float inferno[5][3] = {{0, 0, 0.016f}, {0.341f, 0.063f, 0.431f}, {0.735f, 0.216f, 0.330f},
-                                        {0.976f, 0.557f, 0.035f}, {0.988f, 1.0f, 0.643f}};
-    static const float viridis[5][3] = {{0.267f, 0.005f, 0.329f}, {0.230f, 0.322f, 0.546f}, {0.128f, 0.567f, 0.551f},
-                                        {0.369f, 0.789f, 0.383f}, {0.993f, 0.906f, 0.144f}};
-    const float(*m)[3] = name[0] == 'i' ? inferno : viridis;
-    float s = v * 4;
-    int i = MIN((int)s, 3);
-    float t = s - i;
-    for (int c = 0; c < 3; c++) rgb[c] = m[i][c] + (m[i + 1][c] - m[i][c]) * t;
-  } else { /* jet */
-    rgb[0] = CLAMP(1.5f - fabsf(4 * v - 3), 0.f, 1.f);
-    rgb[1] = CLAMP(1.5f - fabsf(4 * v - 2), 0.f, 1.f);
-    rgb[2] = CLAMP(1.5f - fabsf(4 * v - 1), 0.f, 1.f);
-  }
-}
-
 static CnnfxImage *render_heatmap(const CnnfxImage *img, const CnnfxTensor *map, const char *cmap, double opacity,
                                   GError **error)
 {
   CnnfxImage *o = cnnfx_image_new(img->width, img->height, img->channels, img->depth, error);
   if (!o) return NULL;
-  int mh = (int)map->dims[map->ndim - 2], mw = (int)map->dims[map->ndim - 1];
-  const float *m = cnnfx_f32(map);
-  int c = img->channels;
-  for (int y = 0; y < img->height; y++)
-    for (int x = 0; x < img->width; x++) {
-      /* bilinear sample of the map at this pixel */
-      float sy = (y + 0.5f) * mh / img->height - 0.5f, sx = (x + 0.5f) * mw / img->width - 0.5f;
-      sy = CLAMP(sy, 0.f, mh - 1.f);
-      sx = CLAMP(sx, 0.f, mw - 1.f);
-      int y0 = (int)sy, x0 = (int)sx, y1 = MIN(y0 + 1, mh - 1), x1 = MIN(x0 + 1, mw - 1);
-      float fy = sy - y0, fx = sx - x0;
-      float v = (m[y0 * mw + x0] * (1 - fx) + m[y0 * mw + x1] * fx) * (1 - fy) +
-                (m[y1 * mw + x0] * (1 - fx) + m[y1 * mw + x1] * fx) * fy;
-      float rgb[3];
-      colormap(cmap, v, rgb);
-      size_t i = ((size_t)y * img->width + x) * c;
-      for (int k = 0; k < 3; k++) o->px[i + k] = (float)((1 - opacity) * img->px[i + k] + opacity * rgb[k]);
-      if (c == 4) o->px[i + 3] = img->px[i + 3];
-    }
+  if (!cnnfx_render_heatmap(img->px, img->width, img->height, img->channels, map, cmap, opacity, o->px, error)) {
+    cnnfx_image_free(o);
+    return NULL;
+  }
   return o;
 }

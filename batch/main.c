@@ -1,5 +1,6 @@
 /* cnnfx: neural image filters and model tools from the command line. */
 #include "cli.h"
+#include "cnnfx-filters.h"
 #include <locale.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -12,20 +13,20 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
-  {"dream", cmd_filter, "Deep Dream: amplify what a layer sees"},
-  {"style", cmd_filter, "style transfer (Gatys et al.) or a fast style network"},
-  {"classify", cmd_filter, "top-k labels, Grad-CAM / saliency heat maps"},
-  {"fool", cmd_filter, "adversarial noise that changes the label"},
-  {"visualize", cmd_filter, "class visualisation, filters, activation maps"},
-  {"train", cmd_train, "train a small network (Fashion-MNIST) or build a random-feature one"},
-  {"models", cmd_models, "list, fetch, verify downloadable models"},
-  {"check-onnx", cmd_check_onnx, "run ONNX backend-test directories and compare outputs"},
-  {"info", cmd_info, "list a model's inputs, outputs and tensors with shapes"},
-  {"bench", cmd_bench, "time forward / forward+backward passes"},
-  {"grad", cmd_grad, "write the gradient of 0.5*||tap||^2 w.r.t. the input"},
-  {"check-grad", cmd_check_grad, "check gradients against finite differences"},
-  {"report", cmd_report, "merge per-image reports of (sharded) runs: cnnfx report merge OUTDIR"},
-  {"man", cmd_man, "print the manual page (roff)"},
+  {"dream", cmd_filter, N_("Deep Dream: amplify what a layer sees")},
+  {"style", cmd_filter, N_("style transfer (Gatys et al.) or a fast style network")},
+  {"classify", cmd_filter, N_("top-k labels, Grad-CAM / saliency heat maps")},
+  {"fool", cmd_filter, N_("adversarial noise that changes the label")},
+  {"visualize", cmd_filter, N_("class visualisation, filters, activation maps")},
+  {"train", cmd_train, N_("train a small network (Fashion-MNIST) or build a random-feature one")},
+  {"models", cmd_models, N_("list, fetch, verify downloadable models")},
+  {"check-onnx", cmd_check_onnx, N_("run ONNX backend-test directories and compare outputs")},
+  {"info", cmd_info, N_("list a model's inputs, outputs and tensors with shapes")},
+  {"bench", cmd_bench, N_("time forward / forward+backward passes")},
+  {"grad", cmd_grad, N_("write the gradient of 0.5*||tap||^2 w.r.t. the input")},
+  {"check-grad", cmd_check_grad, N_("check gradients against finite differences")},
+  {"report", cmd_report, N_("merge per-image reports of (sharded) runs: cnnfx report merge OUTDIR")},
+  {"man", cmd_man, N_("print the manual page (roff; --markdown NAME: an option table)")},
 };
 
 gboolean cli_parse(int *argc, char ***argv, const char *summary, GOptionEntry *entries)
@@ -42,15 +43,42 @@ gboolean cli_parse(int *argc, char ***argv, const char *summary, GOptionEntry *e
 
 int cli_usage_error(const char *msg)
 {
-  fprintf(stderr, "cnnfx: %s (see cnnfx --help)\n", msg);
+  fprintf(stderr, _("cnnfx: %s (see cnnfx --help)\n"), msg);
   return 2;
+}
+
+/* Messages in the user's language: LANGUAGE / LC_ALL / LC_MESSAGES / LANG.  The catalogues are
+ * the installed ones (CNNFX_LOCALEDIR), or the build tree's (BUILD/po/<lang>/LC_MESSAGES) when this
+ * cnnfx runs from its build folder.  Output is UTF-8 whatever the locale's charset. */
+static void init_i18n(const char *argv0)
+{
+  const char *dir = CNNFX_LOCALEDIR;
+  g_autofree char *exe = g_file_read_link("/proc/self/exe", NULL);
+  if (exe && g_str_has_prefix(exe, CNNFX_BUILD_ROOT "/") && g_file_test(CNNFX_BUILD_LOCALEDIR, G_FILE_TEST_IS_DIR))
+    dir = CNNFX_BUILD_LOCALEDIR;
+  (void)argv0;
+  /* glibc ignores LANGUAGE under the "C" locale (no locale configured, as in containers and
+   * CI); the C.UTF-8 locale is built in and behaves the same otherwise, so switch to it for
+   * messages when LANGUAGE asks for a language. */
+  const char *language = g_getenv("LANGUAGE");
+  const char *msgs = setlocale(LC_MESSAGES, NULL);
+  if (language && *language && msgs && (!strcmp(msgs, "C") || !strcmp(msgs, "POSIX")))
+    if (!setlocale(LC_MESSAGES, "C.UTF-8")) setlocale(LC_MESSAGES, "C.utf8");
+  /* No usable locale (none configured, or LANG names one that is not generated, e.g. ru_RU.UTF-8
+   * on a fresh Debian): print UTF-8 rather than '?' for every non-ASCII character. */
+  const char *ctype = setlocale(LC_CTYPE, NULL);
+  if (ctype && (!strcmp(ctype, "C") || !strcmp(ctype, "POSIX")))
+    if (!setlocale(LC_CTYPE, "C.UTF-8")) setlocale(LC_CTYPE, "C.utf8");
+  bindtextdomain(CNNFX_GETTEXT_DOMAIN, dir);
+  bind_textdomain_codeset(CNNFX_GETTEXT_DOMAIN, "UTF-8");
+  textdomain(CNNFX_GETTEXT_DOMAIN);
 }
 
 static void usage(FILE *f)
 {
-  fprintf(f, "Usage: cnnfx COMMAND [OPTIONS] ...\n\nCommands:\n");
-  for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
-  fprintf(f, "\n'cnnfx COMMAND --help' shows a command's options.\n");
+  fprintf(f, "%s\n\n%s\n", _("Usage: cnnfx COMMAND [OPTIONS] ..."), _("Commands:"));
+  for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) fprintf(f, "  %-12s %s\n", commands[i].name, _(commands[i].help));
+  fprintf(f, "\n%s\n", _("'cnnfx COMMAND --help' shows a command's options."));
 }
 
 /* Chosen once at start (CNNFX_SIMD, OMP_WAIT_POLICY) and passed to every backend. */
@@ -124,6 +152,7 @@ int main(int argc, char **argv)
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   setlocale(LC_ALL, "");
+  init_i18n(argv[0]);
   if (argc < 2) {
     usage(stderr);
     return 2;
@@ -139,7 +168,7 @@ int main(int argc, char **argv)
   }
   for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)
     if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-  fprintf(stderr, "cnnfx: unknown command '%s'\n", argv[1]);
+  fprintf(stderr, _("cnnfx: unknown command '%s'\n"), argv[1]);
   usage(stderr);
   return 2;
 }

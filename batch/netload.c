@@ -1,6 +1,7 @@
 /* Finding a model, its preprocessing and labels: offline defaults (weights/offline.ini),
  * downloaded models (weights/models.ini + the user data dir), or a path. */
 #include "netload.h"
+#include "render.h"
 #include "fetch.h"
 #include <math.h>
 #include <stdlib.h>
@@ -248,6 +249,8 @@ gboolean cli_net_overrides_from_params(NetOverrides *ov, const CnnfxParams *p, G
     const CnnfxParam *d = NULL;
     for (const CnnfxParam *q = info->params; q->name; q++)
       if (!strcmp(q->name, keys[i])) d = q;
+    for (const CnnfxParam *q = cnnfx_common_params(); !d && q->name; q++)
+      if (!strcmp(q->name, keys[i])) d = q;
     if (!d) continue;
     g_autofree char *text = NULL;
     switch (d->type) {
@@ -485,24 +488,10 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
 
 CnnfxTensor *cli_image_to_tensor(const CnnfxImage *img, GError **error)
 {
-  int64_t d[3] = {3, img->height, img->width};
-  CnnfxTensor *t = cnnfx_tensor_new_f32(3, d, error);
-  if (!t) return NULL;
-  size_t hw = (size_t)img->width * img->height;
-  float *o = cnnfx_f32(t);
-  int c = img->channels;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < hw; i++)
-    for (int k = 0; k < 3; k++) o[k * hw + i] = img->px[i * c + k];
-  return t;
+  return cnnfx_pixels_to_tensor(img->px, img->width, img->height, img->channels, error); /* render.c */
 }
 
 void cli_tensor_to_image(const CnnfxTensor *t, CnnfxImage *img)
 {
-  size_t hw = (size_t)img->width * img->height;
-  const float *s = cnnfx_f32(t);
-  int c = img->channels;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < hw; i++)
-    for (int k = 0; k < 3; k++) img->px[i * c + k] = CLAMP(s[k * hw + i], 0.f, 1.f);
+  cnnfx_tensor_to_pixels(t, img->px, img->width, img->height, img->channels); /* render.c */
 }

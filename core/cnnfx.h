@@ -158,7 +158,7 @@ typedef struct {
    * the gradient at a feature map).  NULL-terminated, may be NULL. */
   const char *const *keep_grads;
   size_t mem_limit;          /* bytes; 0 = no limit except what malloc gives */
-  const volatile int *cancel; /* optional: set to non-zero to stop at the next node */
+  const volatile gint *cancel; /* optional: set to non-zero (g_atomic_int_set, any thread) to stop at the next node */
 } CnnfxSessionOptions;
 
 typedef struct CnnfxSession CnnfxSession;

@@ -270,7 +270,7 @@ static CnnfxTensor *value_of(CnnfxSession *s, int v)
 
 static gboolean check_cancel(CnnfxSession *s, GError **error)
 {
-  if (s->opts.cancel && *s->opts.cancel) {
+  if (s->opts.cancel && g_atomic_int_get(s->opts.cancel)) {
     cnnfx_set_error(error, CNNFX_ERROR_CANCELLED, "cancelled");
     return FALSE;
   }

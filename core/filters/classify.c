@@ -41,7 +41,6 @@
  * consumer of A reading A' instead: dS/dZ = dS/dA.  The derived model is a few arrays built
  * here (no copy of the weights) and lives only for the call.
  */
-#include "cnnfx-private.h"
 #include "imgops.h"
 #include "netutil.h"
 #include <math.h>
@@ -60,139 +59,24 @@ typedef struct {
 
 static void progress(const Ctx *c, double f, const char *what)
 {
-  if (c->run && c->run->progress) c->run->progress(c->prog0 + (c->prog1 - c->prog0) * f, what, c->run->user);
+  if (c->run && c->run->progress) c->run->progress(c->prog0 + (c->prog1 - c->prog0) * f, _(what), c->run->user);
 }
 
-static CnnfxSession *new_session(const Ctx *c, const CnnfxModel *m, CnnfxGradMode grad, const char *const *targets,
-                                 GError **error)
+static CnnfxSession *new_session_keep(const Ctx *c, const CnnfxModel *m, CnnfxGradMode grad,
+                                      const char *const *targets, const char *const *keep_grads, GError **error)
 {
   CnnfxSessionOptions o = {.grad = grad,
                            .targets = targets,
+                           .keep_grads = keep_grads,
                            .mem_limit = c->run ? c->run->max_memory : 0,
                            .cancel = c->run ? c->run->cancel : NULL};
   return cnnfx_session_new(m, c->run ? c->run->backend : NULL, &o, error);
 }
 
-/* ---- derived model for the gradient at an inner tensor -------------------------------- */
-
-typedef struct {
-  CnnfxModel m;
-  int a_id, z_id, a2_id;
-  int **ins;       /* node input arrays we allocated (NULL where shared) */
-} CamModel;
-
-static void cam_model_free(CamModel *cm)
+static CnnfxSession *new_session(const Ctx *c, const CnnfxModel *m, CnnfxGradMode grad, const char *const *targets,
+                                 GError **error)
 {
-  if (!cm) return;
-  if (cm->ins)
-    for (int k = 0; k < cm->m.n_nodes; k++) g_free(cm->ins[k]);
-  g_free(cm->ins);
-  if (cm->m.values) {
-    g_free(cm->m.values[cm->z_id].name);
-    g_free(cm->m.values[cm->a2_id].name);
-  }
-  g_free(cm->m.values);
-  g_free(cm->m.nodes);
-  g_free(cm->m.inputs);
-  if (cm->m.by_name) g_hash_table_destroy(cm->m.by_name);
-  g_free(cm);
-}
-
-static CamModel *cam_model_new(const CnnfxModel *src, const char *layer, int ndim, const int64_t *dims,
-                               GError **error)
-{
-  int a = cnnfx_model_value_id(src, layer);
-  int p = a >= 0 ? src->values[a].producer : -1;
-  if (p < 0) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
-                "CAM layer '%s' is not computed by a node of the model (give a feature map)", layer);
-    return NULL;
-  }
-  CamModel *cm = g_new0(CamModel, 1);
-  CnnfxModel *m = &cm->m;
-  *m = *src; /* scalars (opset, counts) and shared pointers; arrays replaced below */
-  int nv = src->n_values, nn = src->n_nodes;
-  cm->a_id = a;
-  cm->z_id = nv;
-  cm->a2_id = nv + 1;
-  m->n_values = nv + 2;
-  m->values = g_new0(CnnfxValue, nv + 3);
-  memcpy(m->values, src->values, sizeof(CnnfxValue) * nv);
-  m->by_name = g_hash_table_new(g_str_hash, g_str_equal);
-  m->nodes = NULL;
-  m->inputs = NULL;
-  for (int v = 0; v < nv; v++) g_hash_table_insert(m->by_name, m->values[v].name, GINT_TO_POINTER(v + 1));
-  for (int u = 0;; u++) {
-    char *zn = g_strdup_printf("%s:cnnfx_cam_delta%s%d", layer, u ? "_" : "", u);
-    char *an = g_strdup_printf("%s:cnnfx_cam_probe%s%d", layer, u ? "_" : "", u);
-    if (!g_hash_table_contains(m->by_name, zn) && !g_hash_table_contains(m->by_name, an)) {
-      m->values[cm->z_id].name = zn;
-      m->values[cm->a2_id].name = an;
-      break;
-    }
-    g_free(zn);
-    g_free(an);
-  }
-  CnnfxValue *z = &m->values[cm->z_id], *a2 = &m->values[cm->a2_id];
-  z->is_input = TRUE;
-  z->producer = -1;
-  z->decl_ndim = ndim;
-  for (int i = 0; i < ndim; i++) z->decl_dims[i] = dims[i];
-  a2->producer = p + 1;
-  a2->decl_ndim = -1;
-  g_hash_table_insert(m->by_name, z->name, GINT_TO_POINTER(cm->z_id + 1));
-  g_hash_table_insert(m->by_name, a2->name, GINT_TO_POINTER(cm->a2_id + 1));
-
-  m->n_inputs = src->n_inputs + 1;
-  m->inputs = g_new0(int, m->n_inputs + 1);
-  if (src->n_inputs) memcpy(m->inputs, src->inputs, sizeof(int) * src->n_inputs);
-  m->inputs[src->n_inputs] = cm->z_id;
-
-  /* nodes 0..p, the Add, nodes p+1..; consumers after p read A' */
-  m->n_nodes = nn + 1;
-  m->nodes = g_new0(CnnfxNode, nn + 2);
-  cm->ins = g_new0(int *, nn + 2);
-  for (int k = 0, j = 0; k < nn; k++, j++) {
-    m->nodes[j] = src->nodes[k];
-    if (k == p) {
-      j++;
-      CnnfxNode *add = &m->nodes[j];
-      memset(add, 0, sizeof *add);
-      add->name = (char *)"cnnfx_cam_probe";
-      add->op_type = (char *)"Add";
-      add->domain = (char *)"";
-      add->opset = MAX(src->opset, 7);
-      add->n_in = 2;
-      add->n_out = 1;
-      cm->ins[j] = g_new(int, 3);
-      cm->ins[j][0] = a;
-      cm->ins[j][1] = cm->z_id;
-      cm->ins[j][2] = cm->a2_id; /* the output id lives in the same allocation */
-      add->in = cm->ins[j];
-      add->out = cm->ins[j] + 2;
-      add->op = cnnfx_op_lookup("Add");
-      continue;
-    }
-    if (k > p) {
-      CnnfxNode *n = &m->nodes[j];
-      gboolean reads = FALSE;
-      for (int i = 0; i < n->n_in; i++) reads |= n->in[i] == a;
-      if (reads) {
-        cm->ins[j] = g_new(int, n->n_in + 1);
-        for (int i = 0; i < n->n_in; i++) cm->ins[j][i] = n->in[i] == a ? cm->a2_id : n->in[i];
-        n->in = cm->ins[j];
-      }
-    }
-  }
-  for (int k = 0; k < m->n_nodes; k++)
-    for (int o = 0; o < m->nodes[k].n_out; o++)
-      if (m->nodes[k].out[o] >= 0) m->values[m->nodes[k].out[o]].producer = k;
-  if (!m->nodes[p + 1].op) {
-    cam_model_free(cm);
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_UNSUPPORTED, "Grad-CAM needs the Add operator");
-    return NULL;
-  }
-  return cm;
+  return new_session_keep(c, m, grad, targets, NULL, error);
 }
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -249,13 +133,13 @@ static double gauss(GRand *r)
 /* Last 4-D node output with spatial size > 1 computed by session s. */
 static char *auto_cam_layer(const CnnfxModel *m, CnnfxSession *s)
 {
-  for (int k = m->n_nodes - 1; k >= 0; k--)
-    for (int o = m->nodes[k].n_out - 1; o >= 0; o--) {
-      int v = m->nodes[k].out[o];
+  for (int k = cnnfx_model_n_nodes(m) - 1; k >= 0; k--)
+    for (int o = cnnfx_model_node_n_outputs(m, k) - 1; o >= 0; o--) {
+      const char *v = cnnfx_model_node_output(m, k, o);
       int nd;
       int64_t d[CNNFX_MAX_DIMS];
-      if (v < 0 || !cnnfx_session_shape(s, m->values[v].name, &nd, d)) continue;
-      if (nd == 4 && d[0] == 1 && (d[2] > 1 || d[3] > 1)) return g_strdup(m->values[v].name);
+      if (!v || !*v || !cnnfx_session_shape(s, v, &nd, d)) continue;
+      if (nd == 4 && d[0] == 1 && (d[2] > 1 || d[3] > 1)) return g_strdup(v);
     }
   return NULL;
 }
@@ -286,25 +170,21 @@ static CnnfxTensor *gradcam(Ctx *c, const CnnfxTensor *x, int cls, gboolean plus
                 "[1,C,H,W] is needed", layer, nd);
     return NULL;
   }
-  CamModel *cm = cam_model_new(net->model, layer, nd, d, error);
-  if (!cm) return NULL;
   CnnfxTensor *map = NULL;
   CnnfxSession *s = NULL;
-  g_autoptr(CnnfxTensor) z = NULL, seed = NULL;
+  g_autoptr(CnnfxTensor) seed = NULL;
   const char *targets[] = {c->score, layer, NULL};
+  const char *keep[] = {layer, NULL}; /* backward keeps dS/dA at the feature map (public session option) */
   progress(c, 0.1, "Grad-CAM");
-  if (!(s = new_session(c, &cm->m, CNNFX_GRAD_INPUT, targets, error))) goto out;
-  if (!(z = cnnfx_tensor_new_f32(nd, d, error))) goto out;
-  memset(z->data, 0, z->numel * sizeof(float));
-  if (!cnnfx_session_set_input(s, net->input, (CnnfxTensor *)x, error) ||
-      !cnnfx_session_set_input(s, cm->m.values[cm->z_id].name, z, error) || !cnnfx_session_forward(s, error))
+  if (!(s = new_session_keep(c, net->model, CNNFX_GRAD_INPUT, targets, keep, error))) goto out;
+  if (!cnnfx_session_set_input(s, net->input, (CnnfxTensor *)x, error) || !cnnfx_session_forward(s, error))
     goto out;
   CnnfxTensor *sc = cnnfx_session_get(s, c->score, error);
   if (!sc || !(seed = one_hot(sc, cls, error))) goto out;
   progress(c, 0.5, "Grad-CAM");
   if (!cnnfx_session_backward(s, 1, &c->score, &seed, error)) goto out;
   CnnfxTensor *A = cnnfx_session_get(s, layer, error);
-  CnnfxTensor *G = A ? cnnfx_session_grad(s, cm->m.values[cm->z_id].name, error) : NULL;
+  CnnfxTensor *G = A ? cnnfx_session_grad(s, layer, error) : NULL;
   if (!G) goto out;
   if (!cnnfx_same_shape(A, G)) {
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_SHAPE, "Grad-CAM: gradient and feature map differ in shape");
@@ -350,7 +230,6 @@ static CnnfxTensor *gradcam(Ctx *c, const CnnfxTensor *x, int cls, gboolean plus
   if (!normalise(o, hw, 1.0, error)) g_clear_pointer(&map, cnnfx_tensor_unref);
 out:
   cnnfx_session_free(s);
-  cam_model_free(cm);
   return map;
 }
 
@@ -394,7 +273,7 @@ static CnnfxTensor *saliency(Ctx *c, const CnnfxParams *p, const CnnfxTensor *im
   float *acc = cnnfx_f32(map);
   memset(acc, 0, hw * sizeof(float));
   if (!smooth) {
-    progress(c, 0.5, "saliency");
+    progress(c, 0.5, N_("saliency"));
     if (!saliency_once(c, s, x, TRUE, cls, acc, error)) return NULL;
   } else {
     int n = MAX(1, cnnfx_params_int(p, "smooth-samples"));
@@ -418,7 +297,7 @@ static CnnfxTensor *saliency(Ctx *c, const CnnfxParams *p, const CnnfxTensor *im
     g_autoptr(GRand) rng = g_rand_new_with_seed_array(seed, 2);
     for (int t = 0; t < n; t++) {
       if (cnnfx_run_cancelled(c->run, error)) return NULL;
-      g_autofree char *what = g_strdup_printf("SmoothGrad sample %d/%d", t + 1, n);
+      g_autofree char *what = g_strdup_printf(_("SmoothGrad sample %d/%d"), t + 1, n);
       progress(c, (double)t / n, what);
       for (size_t i = 0; i < base->numel; i++) nz[i] = b[i] + (float)(sigma * gauss(rng));
       g_autoptr(CnnfxTensor) xn = cnnfx_net_preprocess(&c->eff, noisy, error);
@@ -432,8 +311,8 @@ static CnnfxTensor *saliency(Ctx *c, const CnnfxParams *p, const CnnfxTensor *im
 
 /* ---- entry point ----------------------------------------------------------------------- */
 
-gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, const CnnfxTensor *image,
-                        CnnfxScore *top, int k, CnnfxTensor **heatmap, GError **error)
+static gboolean classify_run(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, const CnnfxTensor *image,
+                             CnnfxScore *top, int k, CnnfxTensor **heatmap, GError **error)
 {
   if (heatmap) *heatmap = NULL;
   if (!net || !net->model || !net->input || !net->output || !p || !image || !top || k < 1) {
@@ -462,7 +341,7 @@ gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRu
   cnnfx_net_pin_input_size(&c.eff);
   c.score = cnnfx_net_score_tensor(net);
 
-  progress(&c, 0, "classify");
+  progress(&c, 0, N_("classifying"));
   g_autoptr(CnnfxTensor) x = cnnfx_net_preprocess(&c.eff, image, error);
   if (!x) return FALSE;
   gboolean input_grads = method == M_SALIENCY || method == M_SMOOTHGRAD;
@@ -534,7 +413,7 @@ gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRu
     top[r] = (CnnfxScore){.index = idx, .prob = prob[idx], .label = idx < n_labels ? net->labels[idx] : NULL};
   }
   if (method == M_NONE) {
-    progress(&c, 1.0, "done");
+    progress(&c, 1.0, N_("done"));
     return TRUE;
   }
 
@@ -552,7 +431,17 @@ gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRu
     map = saliency(&c, p, image, x, cls, method == M_SMOOTHGRAD, s, error);
   }
   if (!map) return FALSE;
-  progress(&c, 1.0, "done");
+  progress(&c, 1.0, N_("done"));
   *heatmap = map;
   return TRUE;
+}
+
+gboolean cnnfx_classify(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, const CnnfxTensor *image,
+                        CnnfxScore *top, int k, CnnfxTensor **heatmap, GError **error)
+{
+  if (heatmap) *heatmap = NULL;
+  CnnfxRun local;
+  g_autoptr(CnnfxBackend) own = NULL;
+  const CnnfxRun *r = cnnfx_run_resolve(run, &local, &own, error); /* no backend: the CPU */
+  return r && classify_run(net, p, r, image, top, k, heatmap, error);
 }

@@ -53,6 +53,11 @@ typedef struct {
   const char *group;    /* N_("Basic") (NULL) or N_("Advanced") ... */
   CnnfxParamScope scope;
   const char *sensitive_if; /* GUI sensitivity: "param" (true / non-empty) or "param=v1|v2" or "param!=v" */
+  /* command line (added after the contract's fields; 0 / NULL = derived) */
+  char short_name;      /* one-letter CLI flag ('o' for -o), 0 = none */
+  const char *cli_name; /* CLI flag when it differs from name ("16bit" for depth16; names are identifiers) */
+  const char *metavar;  /* placeholder in --help ("OUTDIR"); NULL = from the type */
+  gboolean choice_index; /* CHOICE: a nick may carry ":N" (device "cuda:1") */
 } CnnfxParam;
 
 typedef struct {
@@ -63,8 +68,24 @@ typedef struct {
 } CnnfxFilterInfo;
 
 /* Parameters every filter shares (model, device, seed, memory bound, preprocessing of a model
- * given as a path...), one table for all filters; NULL-name terminated. */
+ * given as a path...), one table for all filters; NULL-name terminated.  Entries with scope
+ * CNNFX_SCOPE_CLI (output folder, overwrite, JPEG quality...) are for the CLI only. */
 const CnnfxParam *cnnfx_common_params(void);
+
+/* The translation domain of every string in the tables (labels, help, choice labels, groups,
+ * titles) and of the filters' progress texts and messages.  Front-ends translate table strings
+ * at display time: g_dgettext(CNNFX_GETTEXT_DOMAIN, p->label), or with cnnfx_param_text(). */
+#define CNNFX_GETTEXT_DOMAIN "cnnfx"
+/* A table string (label, help, title, group...) translated in the cnnfx domain; NULL stays NULL. */
+const char *cnnfx_param_text(const char *msgid);
+/* The translated label of choice `nick` of a CHOICE parameter (choice_labels, else the nick). g_free. */
+char *cnnfx_param_choice_label(const CnnfxParam *d, const char *nick);
+/* The CLI flag of a parameter without the leading "--" (cli_name or name). */
+const char *cnnfx_param_flag(const CnnfxParam *d);
+/* Is `value` accepted for d? (range, whole number, choice...); the error names the parameter by
+ * its (translated) label. */
+gboolean cnnfx_param_check(const CnnfxParam *d, const char *value, GError **error);
+
 
 /* The five filters' tables, and lookup by name. */
 const CnnfxFilterInfo *cnnfx_filter_info(const char *name);
@@ -75,7 +96,8 @@ typedef struct CnnfxParams CnnfxParams;
 CnnfxParams *cnnfx_params_new(const CnnfxFilterInfo *f);
 void cnnfx_params_free(CnnfxParams *p);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxParams, cnnfx_params_free)
-/* Parse and range-check a value given as text (CLI); STRINGS/FILES append. */
+/* Parse and range-check a value given as text (CLI); STRINGS/FILES append; "" for a text-like
+ * parameter (string, file, class, layer...) means its default (a GUI's empty field). */
 gboolean cnnfx_params_set(CnnfxParams *p, const char *name, const char *value, GError **error);
 gboolean cnnfx_params_set_int(CnnfxParams *p, const char *name, int v, GError **error);
 gboolean cnnfx_params_set_double(CnnfxParams *p, const char *name, double v, GError **error);
@@ -85,6 +107,18 @@ gboolean cnnfx_params_bool(const CnnfxParams *p, const char *name);
 const char *cnnfx_params_string(const CnnfxParams *p, const char *name);    /* NULL if unset */
 const char *const *cnnfx_params_strings(const CnnfxParams *p, const char *name); /* NULL-terminated */
 const CnnfxFilterInfo *cnnfx_params_filter(const CnnfxParams *p);
+/* The values hold the common table's entries first, then the filter's: all n of them, in order
+ * (for front-ends that iterate). */
+int cnnfx_params_count(const CnnfxParams *p);
+const CnnfxParam *cnnfx_params_nth(const CnnfxParams *p, int i);
+const CnnfxParam *cnnfx_params_find(const CnnfxParams *p, const char *name); /* NULL if none */
+/* TRUE once a value was set (the default was overridden), e.g. preprocessing keys that override a
+ * model's .ini only when given. */
+gboolean cnnfx_params_is_set(const CnnfxParams *p, const char *name);
+/* Set a STRINGS / FILES list as a whole (replaces); NULL or empty clears it. */
+gboolean cnnfx_params_set_strings(CnnfxParams *p, const char *name, const char *const *values, GError **error);
+/* GUI sensitivity: does parameter `name` matter with the current values (its sensitive_if)? */
+gboolean cnnfx_params_sensitive(const CnnfxParams *p, const char *name);
 
 /* ---- networks ------------------------------------------------------------------- */
 
@@ -126,6 +160,15 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxNet, cnnfx_net_free)
  * Returns the tensor name (g_free) or NULL with an error naming the available layers. */
 char *cnnfx_net_resolve_layer(const CnnfxNet *n, const char *spec, GError **error);
 
+/* Dynamic choices of a parameter from the loaded model (the plug-in's combo boxes):
+ * CNNFX_P_CLASS: the class labels (none when the model has no labels: an index is typed then;
+ * fool's target also offers "least-likely"); CNNFX_P_MODEL_LAYER and the layer lists of dream /
+ * style: every tensor computed by a node of the model, in file order.  NULL when the type has no
+ * dynamic choices.  g_strfreev. */
+char **cnnfx_param_dynamic_choices(const CnnfxParam *d, const CnnfxNet *net);
+/* Every tensor computed by a node of the model, in file order (g_strfreev). */
+char **cnnfx_net_layer_names(const CnnfxNet *net);
+
 /* Image <-> network input */
 CnnfxTensor *cnnfx_net_preprocess(const CnnfxNet *n, const CnnfxTensor *rgb, GError **error);
 /* Preprocess an RGB image, bind it as the net's input of session s and run forward. */
@@ -139,10 +182,15 @@ typedef struct {
   CnnfxBackend *backend;
   guint64 seed;
   size_t max_memory;            /* bytes for tensors (0 = no limit); big images are tiled to fit */
-  const volatile int *cancel;   /* set non-zero to stop: the filter returns CNNFX_ERROR_CANCELLED */
-  /* fraction 0..1 of the whole run, and a short description ("octave 2/4, tile 3/12") */
+  /* Cancel token: another thread (or a signal handler) sets it with g_atomic_int_set(&flag, 1); the
+   * filter reads it with g_atomic_int_get and returns CNNFX_ERROR_CANCELLED soon after. */
+  const volatile gint *cancel;
+  /* fraction 0..1 of the whole run, and a short description ("octave 2/4, tile 3/12"), already
+   * translated in the cnnfx domain (plain English when no catalogue is bound).  Called on the thread
+   * that runs the filter: a GUI hands it to its main loop. */
   void (*progress)(double fraction, const char *what, gpointer user);
   gpointer user;
+  gboolean exact;               /* no Winograd or other approximations (bit-for-bit reference arithmetic) */
 } CnnfxRun;
 
 /* TRUE (and CNNFX_ERROR_CANCELLED) once the run's cancel flag is raised. */

@@ -31,6 +31,7 @@
  *          + ~40 bytes per tile pixel of tile buffers.
  * The octave bases are never stored: they are area-resampled from the image when needed. */
 #include "cnnfx-filters.h"
+#include "netutil.h"
 #include <cblas.h>
 #include "imgops.h"
 #include "tiles.h"
@@ -85,7 +86,7 @@ static GArray *parse_channels(const char *s, GError **error)
       if (end == t2) end = t2 - 1; /* force the error below */
     }
     if (end == t || *end || lo < 0 || hi < lo || hi > 1000000) {
-      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--channel: '%s' is not a channel number or range", t);
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Channels: '%s' is not a channel number or range"), t);
       g_array_free(a, TRUE);
       return NULL;
     }
@@ -95,7 +96,7 @@ static GArray *parse_channels(const char *s, GError **error)
     }
   }
   if (!a->len) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--channel: no channel given");
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Channels: no channel given"));
     g_array_free(a, TRUE);
     return NULL;
   }
@@ -318,7 +319,8 @@ static void report(Dream *d, double frac_of_step, double step_work, int tile, in
 {
   if (!d->run->progress) return;
   char what[96];
-  snprintf(what, sizeof what, "octave %d/%d, iter %d/%d, tile %d/%d", d->octave, d->n_octaves, d->iter, d->n_iters,
+  /* TRANSLATORS: Deep Dream progress */
+  snprintf(what, sizeof what, _("octave %d/%d, iteration %d/%d, tile %d/%d"), d->octave, d->n_octaves, d->iter, d->n_iters,
            tile, n_tiles);
   d->run->progress(MIN(1.0, (d->work_done + frac_of_step * step_work) / d->work_total), what, d->run->user);
 }
@@ -463,7 +465,7 @@ static gboolean probe(Dream *d, const CnnfxTensor *image, const GArray *chans, G
     for (guint i = 0; chans && i < chans->len; i++) {
       int c = g_array_index(chans, int, i);
       if (c >= L->C) {
-        g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--channel %d: layer '%s' has %d channels (0..%d)", c,
+        g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Channels: channel %d: layer '%s' has %d channels (0..%d)"), c,
                     L->name, L->C, L->C - 1);
         return FALSE;
       }
@@ -534,8 +536,8 @@ static void dream_clear(Dream *d)
 
 /* ---- the filter ----------------------------------------------------------------------- */
 
-gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
-                     const CnnfxTensor *guide, GError **error)
+static gboolean dream_run(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                          const CnnfxTensor *guide, GError **error)
 {
   g_return_val_if_fail(net && p && run && image, FALSE);
   if (image->dtype != CNNFX_F32 || !(image->ndim == 3 || (image->ndim == 4 && image->dims[0] == 1)) ||
@@ -568,7 +570,7 @@ gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *
   if (!want || !*want) want = (const char *const *)net->dream_layers;
   if (!want || !*want) {
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
-                "dream: model %s has no default dream layer; give --layer NAME (see `cnnfx info MODEL`)",
+                _("Layers: model %s has no default dream layer; choose one of its layers"),
                 net->name ? net->name : "");
     return FALSE;
   }
@@ -600,8 +602,8 @@ gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *
     double fit = sqrt(MAX(0.0, 0.9 * (double)run->max_memory - d.mem_fixed) / d.bytes_per_px);
     if (fit < MIN_TILE) {
       g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_NOMEM,
-                  "dream: --max-memory %zu MiB is too small for this model and layer (a %d px tile needs about "
-                  "%.0f MiB)",
+                  _("Memory bound (MiB): %zu MiB is too small for this model and layer (a %d px tile needs "
+                    "about %.0f MiB)"),
                   run->max_memory >> 20, MIN_TILE,
                   (d.mem_fixed + d.bytes_per_px * MIN_TILE * MIN_TILE) / 1048576.0 / 0.9);
       goto out;
@@ -663,7 +665,7 @@ gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *
     }
   }
   g_debug("dream: session peak %.1f MiB, final tile %d", cnnfx_session_peak_bytes(d.s) / 1048576.0, d.tile);
-  if (run->progress) run->progress(1.0, "done", run->user);
+  if (run->progress) run->progress(1.0, _("done"), run->user);
   ok = TRUE;
   goto out;
 nomem:
@@ -675,4 +677,13 @@ out:
   g_free(detail);
   dream_clear(&d);
   return ok;
+}
+
+gboolean cnnfx_dream(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                     const CnnfxTensor *guide, GError **error)
+{
+  CnnfxRun local;
+  g_autoptr(CnnfxBackend) own = NULL;
+  const CnnfxRun *r = cnnfx_run_resolve(run, &local, &own, error); /* no backend: the CPU */
+  return r && dream_run(net, p, r, image, guide, error);
 }

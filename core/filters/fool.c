@@ -38,8 +38,9 @@ typedef struct {
 static void progress(Fool *f, const char *what)
 {
   if (!f->run->progress) return;
-  char buf[64];
-  g_snprintf(buf, sizeof buf, "%s %d/%d", what, MIN(f->done, f->total), f->total);
+  char buf[160];
+  /* TRANSLATORS: fool progress: "<what> <done>/<total>" */
+  g_snprintf(buf, sizeof buf, _("%s %d/%d"), _(what), MIN(f->done, f->total), f->total);
   f->run->progress(f->total ? MIN(1.0, (double)f->done / f->total) : 0.0, buf, f->run->user);
 }
 
@@ -142,7 +143,7 @@ static int parse_target(const Fool *f, const char *spec, GError **error)
   long v = strtol(t, &end, 10);
   if (*t && end != t && *end == 0) {
     if (v < 0 || v >= f->K) {
-      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "fool: --target %ld is out of range (the model has %d classes)",
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Target: class %ld is out of range (the model has %d classes)"),
                   v, f->K);
       return -1;
     }
@@ -156,8 +157,11 @@ static int parse_target(const Fool *f, const char *spec, GError **error)
       if (!g_ascii_strcasecmp(g_strstrip(*s), t)) return k;
   }
   g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
-              "fool: --target '%s' is not a label of model %s%s; give a label, a class index 0..%d or 'least-likely'",
-              t, f->net->name ? f->net->name : "", f->n_labels ? "" : " (it has no labels)", f->K - 1);
+              f->n_labels ? _("Target: '%s' is not a label of model %s; give a label, a class index 0..%d or "
+                              "'least-likely' (or nothing for an untargeted attack)")
+                          : _("Target: '%s' is not a label of model %s (it has no labels); give a class index 0..%d "
+                              "or 'least-likely' (or nothing for an untargeted attack)"),
+              t, f->net->name ? f->net->name : "", f->K - 1);
   return -1;
 }
 
@@ -194,8 +198,8 @@ static void sign_step(float *x, const float *g, size_t n, float step)
   for (size_t i = 0; i < n; i++) x[i] += g[i] > 0 ? step : g[i] < 0 ? -step : 0.f;
 }
 
-gboolean cnnfx_fool(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
-                    CnnfxTensor **noise, CnnfxFoolReport *report, GError **error)
+static gboolean fool_run(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                         CnnfxTensor **noise, CnnfxFoolReport *report, GError **error)
 {
   if (noise) *noise = NULL;
   if (image->dtype != CNNFX_F32 || image->ndim < 3 || image->ndim > 4 || image->dims[image->ndim - 3] != 3 ||
@@ -243,7 +247,7 @@ gboolean cnnfx_fool(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *r
     xs[i] = o[i] / 255.f;
   }
   f.total = iters + 2;
-  progress(&f, "classifying");
+  progress(&f, N_("classifying"));
   if (!evaluate(&f, x, 0, NULL, error)) goto out;
   const int y0 = argmax(f.prob, f.K);
   rep.before = (CnnfxScore){y0, f.prob[y0], label_of(&f, y0)};
@@ -267,7 +271,7 @@ gboolean cnnfx_fool(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *r
     project(xs, o, n, eps);
     rep.iterations++;
     f.done++;
-    progress(&f, fgsm ? "FGSM" : pgd ? "PGD step" : "I-FGSM step");
+    progress(&f, fgsm ? "FGSM" : pgd ? N_("PGD step") : N_("I-FGSM step"));
   }
 
   /* survive the 8-bit save */
@@ -281,7 +285,7 @@ gboolean cnnfx_fool(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *r
   int rounds_left = float_fooled ? max_extra : 0;
   double best_obj = -INFINITY;
   f.done++;
-  progress(&f, "checking the 8-bit result");
+  progress(&f, N_("checking the 8-bit result"));
   for (;;) {
     if (!evaluate(&f, x, cls, rounds_left > 0 ? g : NULL, error)) goto out;
     int a = argmax(f.prob, f.K);
@@ -301,7 +305,7 @@ gboolean cnnfx_fool(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *r
     rounds_left--;
     if (f.total < rep.iterations + 2) f.total = rep.iterations + 2;
     f.done++;
-    progress(&f, "re-projecting after 8-bit rounding, step");
+    progress(&f, N_("re-projecting after 8-bit rounding, step"));
   }
   if (!rep.fooled && best) {
     double obj = targeted ? f.prob[cls] : 1.0 - f.prob[y0];
@@ -333,7 +337,7 @@ gboolean cnnfx_fool(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *r
   memcpy(cnnfx_f32(image), xs, n * sizeof(float));
   if (report) *report = rep;
   f.done = f.total;
-  progress(&f, "done");
+  progress(&f, N_("done"));
   ok = TRUE;
   goto out;
 nomem:
@@ -348,4 +352,14 @@ out:
   if (x) cnnfx_tensor_unref(x);
   if (g) cnnfx_tensor_unref(g);
   return ok;
+}
+
+gboolean cnnfx_fool(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                    CnnfxTensor **noise, CnnfxFoolReport *report, GError **error)
+{
+  if (noise) *noise = NULL;
+  CnnfxRun local;
+  g_autoptr(CnnfxBackend) own = NULL;
+  const CnnfxRun *r = cnnfx_run_resolve(run, &local, &own, error); /* no backend: the CPU */
+  return r && fool_run(net, p, r, image, noise, report, error);
 }

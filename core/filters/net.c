@@ -1,5 +1,4 @@
 /* Networks as the filters see them: a model plus how images go in. */
-#include "cnnfx-private.h"
 #include "imgops.h"
 #include "netutil.h"
 #include <stdlib.h>
@@ -159,35 +158,35 @@ char *cnnfx_net_resolve_layer(const CnnfxNet *n, const char *spec, GError **erro
 
 /* ---- classifier helpers (netutil.h) ------------------------------------------------------ */
 
-/* The Softmax behind a tensor, through shape-only ops; NULL if none. */
-static const CnnfxNode *softmax_behind(const CnnfxModel *m, const char *name)
+/* The input of the Softmax behind a tensor, through shape-only ops; NULL if none. */
+static const char *softmax_input_behind(const CnnfxModel *m, const char *name)
 {
-  int v = cnnfx_model_value_id(m, name);
-  for (int hops = 0; v >= 0 && hops < 8; hops++) {
-    int p = m->values[v].producer;
-    if (p < 0) break;
-    const CnnfxNode *n = &m->nodes[p];
-    if (n->n_in < 1 || n->in[0] < 0) break;
-    if (!strcmp(n->op_type, "Softmax")) return n;
-    if (strcmp(n->op_type, "Reshape") && strcmp(n->op_type, "Flatten") && strcmp(n->op_type, "Squeeze") &&
-        strcmp(n->op_type, "Unsqueeze") && strcmp(n->op_type, "Identity"))
+  const char *v = name;
+  for (int hops = 0; v && *v && hops < 8; hops++) {
+    int p = cnnfx_model_producer(m, v);
+    if (p < 0 || cnnfx_model_node_n_inputs(m, p) < 1) break;
+    const char *in = cnnfx_model_node_input(m, p, 0), *op = cnnfx_model_node_op(m, p);
+    if (!in || !*in) break;
+    if (!strcmp(op, "Softmax")) return in;
+    if (strcmp(op, "Reshape") && strcmp(op, "Flatten") && strcmp(op, "Squeeze") && strcmp(op, "Unsqueeze") &&
+        strcmp(op, "Identity"))
       break;
-    v = n->in[0];
+    v = in;
   }
   return NULL;
 }
 
 gboolean cnnfx_net_output_is_softmax(const CnnfxNet *net)
 {
-  return net && net->model && net->output && softmax_behind(net->model, net->output) != NULL;
+  return net && net->model && net->output && softmax_input_behind(net->model, net->output) != NULL;
 }
 
 /* The logits behind a probability output: walk back through shape-only ops to a Softmax. */
 const char *cnnfx_net_score_tensor(const CnnfxNet *net)
 {
   if (!net->output_is_prob) return net->output;
-  const CnnfxNode *sm = softmax_behind(net->model, net->output);
-  return sm ? net->model->values[sm->in[0]].name : net->output;
+  const char *in = softmax_input_behind(net->model, net->output);
+  return in ? in : net->output;
 }
 
 gboolean cnnfx_net_parse_class(const CnnfxNet *net, const char *s, int n_classes, int *out, GError **error)
@@ -208,10 +207,10 @@ gboolean cnnfx_net_parse_class(const CnnfxNet *net, const char *s, int n_classes
   long v = strtol(s, &end, 10);
   if (end != s && *end == 0) {
     if (v >= 0 && v < n_classes) return *out = (int)v, TRUE;
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--class %ld: the model has classes 0..%d", v, n_classes - 1);
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Class: %ld is not a class of the model (0..%d)"), v, n_classes - 1);
     return FALSE;
   }
-  g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--class '%s': no such label (give a label or an index 0..%d)", s,
+  g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Class: '%s': no such label (give a label or an index 0..%d)"), s,
               n_classes - 1);
   return FALSE;
 }
@@ -230,11 +229,51 @@ void cnnfx_net_pin_input_size(CnnfxNet *eff)
   }
 }
 
+const CnnfxRun *cnnfx_run_resolve(const CnnfxRun *run, CnnfxRun *local, CnnfxBackend **own, GError **error)
+{
+  *own = NULL;
+  if (run && run->backend) return run;
+  *local = run ? *run : (CnnfxRun){0};
+  if (!(*own = cnnfx_backend_new("cpu", error))) return NULL;
+  local->backend = *own;
+  return local;
+}
+
 gboolean cnnfx_run_cancelled(const CnnfxRun *run, GError **error)
 {
-  if (run && run->cancel && *run->cancel) {
+  if (run && run->cancel && g_atomic_int_get(run->cancel)) {
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_CANCELLED, "cancelled");
     return TRUE;
   }
   return FALSE;
+}
+
+/* ---- dynamic choices ------------------------------------------------------------------------ */
+
+char **cnnfx_net_layer_names(const CnnfxNet *net)
+{
+  GPtrArray *a = g_ptr_array_new();
+  const CnnfxModel *m = net && net->model ? net->model : NULL;
+  for (int k = 0; m && k < cnnfx_model_n_nodes(m); k++)
+    for (int o = 0; o < cnnfx_model_node_n_outputs(m, k); o++) {
+      const char *v = cnnfx_model_node_output(m, k, o);
+      if (v && *v) g_ptr_array_add(a, g_strdup(v));
+    }
+  g_ptr_array_add(a, NULL);
+  return (char **)g_ptr_array_free(a, FALSE);
+}
+
+
+char **cnnfx_param_dynamic_choices(const CnnfxParam *d, const CnnfxNet *net)
+{
+  if (!d || !net) return NULL;
+  gboolean layers = d->type == CNNFX_P_MODEL_LAYER ||
+                    (d->type == CNNFX_P_STRINGS && strstr(d->name, "layer") != NULL);
+  if (layers) return cnnfx_net_layer_names(net);
+  if (d->type != CNNFX_P_CLASS) return NULL;
+  GPtrArray *a = g_ptr_array_new();
+  for (int i = 0; net->labels && net->labels[i]; i++) g_ptr_array_add(a, g_strdup(net->labels[i]));
+  if (!strcmp(d->name, "target")) g_ptr_array_add(a, g_strdup("least-likely"));
+  g_ptr_array_add(a, NULL);
+  return (char **)g_ptr_array_free(a, FALSE);
 }

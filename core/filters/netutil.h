@@ -5,6 +5,11 @@
 
 #include "cnnfx-filters.h"
 
+/* Messages and progress texts of the filters, translated in the cnnfx domain (N_() marks table
+ * strings that are translated where they are shown). */
+#define _(s) g_dgettext(CNNFX_GETTEXT_DOMAIN, s)
+#define N_(s) (s)
+
 /* The tensor whose entries are the class scores to differentiate (logits): net->output, or for
  * a probability output produced by a Softmax (possibly followed by Reshape / Flatten / Squeeze /
  * Unsqueeze / Identity) the Softmax input.  Borrowed from the model. */
@@ -19,5 +24,10 @@ gboolean cnnfx_net_parse_class(const CnnfxNet *net, const char *s, int n_classes
  * static H x W (the model zoo's [1,3,224,224]), set pre.fixed_h/w to it: classifiers run at the
  * size they were trained at.  Works on a shallow copy of the caller's net. */
 void cnnfx_net_pin_input_size(CnnfxNet *eff);
+
+/* The run a filter works with: a copy of *run (or of an empty run when NULL) in *local whose
+ * backend is the caller's, or a CPU backend made here (*own, the caller frees it) when the caller
+ * gave none: a front-end without a device never crashes.  NULL + error if no CPU backend. */
+const CnnfxRun *cnnfx_run_resolve(const CnnfxRun *run, CnnfxRun *local, CnnfxBackend **own, GError **error);
 
 #endif

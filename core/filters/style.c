@@ -29,6 +29,7 @@
  * luminance (as grey RGB), with each style's luminance matched to the content's mean and standard
  * deviation; the result's luminance is combined with the content's chroma (YUV). */
 #include "cnnfx-filters.h"
+#include "netutil.h"
 #include "imgops.h"
 #include "tiles.h"
 #include <cblas.h>
@@ -89,7 +90,8 @@ static void report(Style *st, const char *phase)
 {
   if (!st->run->progress) return;
   char what[96];
-  snprintf(what, sizeof what, "scale %d/%d, %s %d/%d", st->scale, st->n_scales, phase, st->iter, st->n_iters);
+  /* TRANSLATORS: style transfer progress: "scale 1/2, iteration 5/100" */
+  snprintf(what, sizeof what, _("scale %d/%d, %s %d/%d"), st->scale, st->n_scales, _(phase), st->iter, st->n_iters);
   st->run->progress(MIN(0.999, st->done / MAX(1.0, st->total)), what, st->run->user);
 }
 
@@ -137,7 +139,7 @@ static gboolean setup_layers(Style *st, const CnnfxParams *p, GError **error)
   if (!cl || !*cl) cl = (const char *const *)net->content_layers;
   if (!sl || !*sl) {
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
-                "style: model %s has no default style layers; give --style-layers (see `cnnfx info MODEL`)",
+                _("Style layers: model %s has no default style layers; choose some of its layers"),
                 net->name ? net->name : "");
     return FALSE;
   }
@@ -637,7 +639,7 @@ static gboolean lbfgs(Style *st, float *x, int iters, size_t budget, GError **er
   g_debug("style: scale %d start loss %.6g (style %.4g content %.4g tv %.4g)", st->scale, f, st->ls, st->lc, st->ltv);
   for (int it = 0; it < iters; it++) {
     st->iter = it + 1;
-    report(st, "iteration");
+    report(st, N_("iteration"));
     /* d = -H g (two-loop recursion) */
     memcpy(d, g, vb);
     for (int j = 0; j < k; j++) {
@@ -739,7 +741,7 @@ static gboolean adam(Style *st, float *x, int iters, double lr, GError **error)
   }
   for (int it = 0; it < iters; it++) {
     st->iter = it + 1;
-    report(st, "iteration");
+    report(st, N_("iteration"));
     if (!eval_retry(st, x, &f, g, error)) goto out;
     if (it == 0) g_debug("style: scale %d start loss %.6g", st->scale, f);
     double c1 = 1 - pow(b1, it + 1), c2 = 1 - pow(b2, it + 1);
@@ -850,7 +852,7 @@ static int choose_tile(Style *st, int req, GError **error)
     double fit = sqrt(MAX(0.0, 0.9 * (double)st->run->max_memory - st->mem_fixed) / st->bytes_per_px);
     if (fit < MIN_TILE) {
       g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_NOMEM,
-                  "style: --max-memory %zu MiB is too small for this model (a %d px tile needs about %.0f MiB)",
+                  _("Memory bound (MiB): %zu MiB is too small for this model (a %d px tile needs about %.0f MiB)"),
                   st->run->max_memory >> 20, MIN_TILE,
                   (st->mem_fixed + st->bytes_per_px * MIN_TILE * MIN_TILE) / 1048576.0 / 0.9);
       return 0;
@@ -900,7 +902,7 @@ static gboolean parse_blend(const CnnfxParams *p, int n, double *blend, GError *
   const char *const *b = cnnfx_params_strings(p, "style-blend");
   int nb = b ? (int)g_strv_length((char **)b) : 0;
   if (nb && nb != n) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--style-blend has %d weights for %d style images", nb, n);
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Style blend: %d weights for %d style images"), nb, n);
     return FALSE;
   }
   double sum = 0;
@@ -910,14 +912,14 @@ static gboolean parse_blend(const CnnfxParams *p, int n, double *blend, GError *
       char *end;
       blend[i] = g_ascii_strtod(b[i], &end);
       if (end == b[i] || *end || !(blend[i] >= 0) || !isfinite(blend[i])) {
-        g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--style-blend: '%s' is not a weight >= 0", b[i]);
+        g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Style blend: '%s' is not a weight >= 0"), b[i]);
         return FALSE;
       }
     }
     sum += blend[i];
   }
   if (!(sum > 0)) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "--style-blend: the weights add up to 0");
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Style blend: the weights add up to 0"));
     return FALSE;
   }
   for (int i = 0; i < n; i++) blend[i] /= sum;
@@ -967,8 +969,8 @@ static void style_clear(Style *st)
 
 /* ---- the filter ----------------------------------------------------------------------------- */
 
-gboolean cnnfx_style(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
-                     CnnfxTensor *const *styles, int n_styles, GError **error)
+static gboolean style_run(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                          CnnfxTensor *const *styles, int n_styles, GError **error)
 {
   g_return_val_if_fail(net && p && run && image, FALSE);
   if (!check_image(image, "image", error)) return FALSE;
@@ -1095,7 +1097,7 @@ gboolean cnnfx_style(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *
     if (keep_colours) recolour(img, full, hw);
   }
   cnnfx_clamp(img, 3 * hw, 0.f, 1.f);
-  if (run->progress) run->progress(1.0, "done", run->user);
+  if (run->progress) run->progress(1.0, _("done"), run->user);
   ok = TRUE;
 out:
   if (rng) g_rand_free(rng);
@@ -1109,7 +1111,7 @@ out:
 /* A feed-forward style network (the ONNX model zoo's fast-neural-style): RGB 0..255 in and out,
  * [1,3,H,W] -> [1,3,H,W], fully convolutional.  Big images run in overlapping tiles blended
  * linearly (instance normalisation then sees each tile's statistics: tiles are kept large). */
-gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor *image, GError **error)
+static gboolean fast_style_run(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor *image, GError **error)
 {
   g_return_val_if_fail(m && run && image, FALSE);
   if (image->dtype != CNNFX_F32 || !(image->ndim == 3 || (image->ndim == 4 && image->dims[0] == 1)) ||
@@ -1193,7 +1195,7 @@ gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor 
               wy[y - y0] * wx[xx - x0] * yp[((size_t)c * ph + (y - y0)) * pw + (xx - x0)] / 255.f;
       if (run->progress) {
         char what[64];
-        snprintf(what, sizeof what, "tile %d/%d", i + 1, ny * nx);
+        snprintf(what, sizeof what, _("tile %d/%d"), i + 1, ny * nx);
         run->progress((double)(i + 1) / (ny * nx), what, run->user);
       }
     }
@@ -1225,4 +1227,21 @@ gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor 
   }
   g_free(acc);
   return ok;
+}
+
+gboolean cnnfx_style(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run, CnnfxTensor *image,
+                     CnnfxTensor *const *styles, int n_styles, GError **error)
+{
+  CnnfxRun local;
+  g_autoptr(CnnfxBackend) own = NULL;
+  const CnnfxRun *r = cnnfx_run_resolve(run, &local, &own, error); /* no backend: the CPU */
+  return r && style_run(net, p, r, image, styles, n_styles, error);
+}
+
+gboolean cnnfx_fast_style(const CnnfxModel *m, const CnnfxRun *run, CnnfxTensor *image, GError **error)
+{
+  CnnfxRun local;
+  g_autoptr(CnnfxBackend) own = NULL;
+  const CnnfxRun *r = cnnfx_run_resolve(run, &local, &own, error); /* no backend: the CPU */
+  return r && fast_style_run(m, r, image, error);
 }

@@ -67,7 +67,7 @@ typedef struct {
 
 static void progress(const Viz *v, double f, const char *what)
 {
-  if (v->run && v->run->progress) v->run->progress(f, what, v->run->user);
+  if (v->run && v->run->progress) v->run->progress(f, _(what), v->run->user);
 }
 
 static gpointer nomem(GError **error, const char *what)
@@ -110,8 +110,8 @@ static CnnfxTensor *render_grid(const float *tiles, int n, int C, int th, int tw
   }
   int64_t gh = (int64_t)rows * (oh + 1) + 1, gw = (int64_t)cols * (ow + 1) + 1;
   if (gh * gw > (int64_t)1 << 26) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "visualize: the grid would be %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
-                " pixels; lower --max-channels or --size", gw, gh);
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Channels shown: the grid would be %lldx%lld pixels; show fewer channels or choose a smaller size"),
+                (long long)gw, (long long)gh);
     return NULL;
   }
   CnnfxTensor *g = new_image(3, (int)gh, (int)gw, error);
@@ -218,7 +218,7 @@ static int conv_for_layer(const Viz *v, const char *spec, GError **error)
   if (!spec || !*spec) {
     int k = first_conv(m);
     if (k < 0)
-      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "visualize: model %s has no Conv node (give --layer)",
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Layer: model %s has no Conv node; choose a layer"),
                   v->net->name ? v->net->name : "");
     return k;
   }
@@ -236,8 +236,8 @@ static int conv_for_layer(const Viz *v, const char *spec, GError **error)
   }
   if (k < 0 || !is_conv(cnnfx_model_node_op(m, k))) {
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG,
-                "--layer %s: not computed by a convolution (mode filters needs a Conv output, or an activation / "
-                "normalisation / pooling of one)", spec);
+                _("Layer: %s is not computed by a convolution (mode filters needs a Conv output, or an "
+                  "activation / normalisation / pooling of one)"), spec);
     return -1;
   }
   return k;
@@ -298,7 +298,7 @@ static CnnfxTensor *viz_filters(Viz *v, GError **error)
       memcpy(tiles + (size_t)f * nc * khw, filt, (size_t)nc * khw * sizeof(float));
     }
   }
-  progress(v, 1.0, "filters");
+  progress(v, 1.0, N_("filters"));
   g_debug("visualize: filters of %s (%s, %dx%dx%dx%d), %d tiles in %d columns", cnnfx_model_node_output(m, k, 0),
           wname, F, C, kh, kw, n, cols);
   return render_grid(tiles, n, tc, kh, kw, cols, cnnfx_params_int(v->p, "size"), error);
@@ -311,7 +311,7 @@ static char *default_activation_layer(const Viz *v, GError **error)
   const CnnfxModel *m = v->net->model;
   int k = first_conv(m);
   if (k < 0 || cnnfx_model_node_n_outputs(m, k) < 1) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "visualize: model %s has no Conv node (give --layer)",
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, _("Layer: model %s has no Conv node; choose a layer"),
                 v->net->name ? v->net->name : "");
     return NULL;
   }
@@ -343,7 +343,7 @@ static CnnfxTensor *viz_activations(Viz *v, const CnnfxTensor *image, GError **e
     if (!(small = cnnfx_tensor_resized(image, h, w, error))) return NULL;
     img = small;
   }
-  progress(v, 0.0, "activations");
+  progress(v, 0.0, N_("activations"));
   g_autoptr(CnnfxTensor) x = cnnfx_net_preprocess(&v->eff, img, error);
   if (!x) return NULL;
   const char *targets[] = {layer, NULL};
@@ -355,7 +355,7 @@ static CnnfxTensor *viz_activations(Viz *v, const CnnfxTensor *image, GError **e
       a->dims[3] < 1) {
     g_autofree char *sh = cnnfx_shape_string(a);
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_SHAPE,
-                "--layer %s: '%s' has shape %s; mode activations needs a feature map [1,C,H,W]", spec ? spec : "",
+                _("Layer: %s: '%s' has shape %s; mode activations needs a feature map [1,C,H,W]"), spec ? spec : "",
                 layer, sh);
     return NULL;
   }
@@ -368,7 +368,7 @@ static CnnfxTensor *viz_activations(Viz *v, const CnnfxTensor *image, GError **e
   for (int i = 0; i < n; i++) minmax_normalise(tiles + (size_t)i * hw, hw, 0.f);
   int cols = (int)ceil(sqrt((double)n) - 1e-9);
   g_debug("visualize: activations of %s (%dx%dx%d), %d tiles", layer, K, h, w, n);
-  progress(v, 1.0, "activations");
+  progress(v, 1.0, N_("activations"));
   return render_grid(tiles, n, 1, h, w, cols, size, error);
 }
 
@@ -445,7 +445,7 @@ static CnnfxTensor *viz_class(Viz *v, const CnnfxTensor *image, GError **error)
   if (!scratch) return nomem(error, "image");
 
   /* the class: given, or the top class of the input image */
-  progress(v, 0.0, "class visualisation");
+  progress(v, 0.0, N_("class visualisation"));
   int cls = -1;
   double s_input = NAN;
   if (!cls_spec || !*cls_spec) {
@@ -487,7 +487,7 @@ static CnnfxTensor *viz_class(Viz *v, const CnnfxTensor *image, GError **error)
     if (cnnfx_run_cancelled(v->run, error)) return NULL;
     if (v->run && v->run->progress) {
       char what[64];
-      g_snprintf(what, sizeof what, "class %d, step %d/%d", cls, t + 1, iters);
+      g_snprintf(what, sizeof what, _("class %d, step %d/%d"), cls, t + 1, iters);
       progress(v, (double)t / iters, what);
     }
     int dy = jitter ? g_rand_int_range(rng, -jitter, jitter + 1) : 0;
@@ -548,7 +548,7 @@ static CnnfxTensor *viz_class(Viz *v, const CnnfxTensor *image, GError **error)
   g_debug("visualize: class %d, score %.4g on the input image, %.4g at the start, %.4g at the last step, %.4g "
           "at the end (top class %d, %.4g); working size %dx%d, jitter %d, blur sigma %.3g",
           cls, s_input, s_start, s_last, z[cls], top, z[top], ww, wh, jitter, blur);
-  progress(v, 1.0, "done");
+  progress(v, 1.0, N_("done"));
 
   /* the result: long side `size` */
   int oh = wh >= ww ? size : MAX(1, (int)lround((double)size * wh / ww));
@@ -573,8 +573,8 @@ static CnnfxTensor *viz_class(Viz *v, const CnnfxTensor *image, GError **error)
 
 /* ---- entry point --------------------------------------------------------------------------- */
 
-CnnfxTensor *cnnfx_visualize(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run,
-                             const CnnfxTensor *image, GError **error)
+static CnnfxTensor *visualize_run(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run,
+                                  const CnnfxTensor *image, GError **error)
 {
   if (!net || !net->model || !net->input || !p) {
     g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "visualize: missing argument");
@@ -602,4 +602,13 @@ CnnfxTensor *cnnfx_visualize(const CnnfxNet *net, const CnnfxParams *p, const Cn
   }
   g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "visualize: unknown mode '%s'", mode ? mode : "");
   return NULL;
+}
+
+CnnfxTensor *cnnfx_visualize(const CnnfxNet *net, const CnnfxParams *p, const CnnfxRun *run,
+                             const CnnfxTensor *image, GError **error)
+{
+  CnnfxRun local;
+  g_autoptr(CnnfxBackend) own = NULL;
+  const CnnfxRun *r = cnnfx_run_resolve(run, &local, &own, error); /* no backend: the CPU */
+  return r ? visualize_run(net, p, r, image, error) : NULL;
 }
