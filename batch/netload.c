@@ -203,7 +203,7 @@ gboolean cli_net_overrides_set(NetOverrides *ov, const char *key, const char *va
     }
     ov->scale = (float)d;
     ov->set |= NET_OV_SCALE;
-  } else if (!strcmp(k, "bgr") || !strcmp(k, "output-is-prob")) {
+  } else if (!strcmp(k, "bgr") || !strcmp(k, "gray") || !strcmp(k, "output-is-prob")) {
     gboolean b = TRUE;
     if (*v && !parse_bool_text(v, &b)) {
       g_set_error(error, NL_ERROR, 3, "--%s '%s': give yes or no", k, v);
@@ -212,6 +212,9 @@ gboolean cli_net_overrides_set(NetOverrides *ov, const char *key, const char *va
     if (!strcmp(k, "bgr")) {
       ov->bgr = b;
       ov->set |= NET_OV_BGR;
+    } else if (!strcmp(k, "gray")) {
+      ov->gray = b;
+      ov->set |= NET_OV_GRAY;
     } else {
       ov->output_is_prob = b;
       ov->set |= NET_OV_OUTPUT_IS_PROB;
@@ -243,7 +246,7 @@ gboolean cli_net_overrides_set(NetOverrides *ov, const char *key, const char *va
 
 gboolean cli_net_overrides_from_params(NetOverrides *ov, const CnnfxParams *p, GError **error)
 {
-  static const char *const keys[] = {"mean", "std", "scale", "bgr", "input-size", "output-is-prob"};
+  static const char *const keys[] = {"mean", "std", "scale", "bgr", "gray", "input-size", "output-is-prob"};
   const CnnfxFilterInfo *info = cnnfx_params_filter(p);
   for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
     const CnnfxParam *d = NULL;
@@ -292,6 +295,7 @@ static void apply_overrides(CnnfxNet *n, const NetOverrides *ov)
   }
   if (ov->set & NET_OV_SCALE) n->pre.scale = ov->scale;
   if (ov->set & NET_OV_BGR) n->pre.bgr = ov->bgr;
+  if (ov->set & NET_OV_GRAY) n->pre.gray = ov->gray;
   if (ov->set & NET_OV_INPUT_SIZE) {
     n->pre.fixed_h = ov->input_h;
     n->pre.fixed_w = ov->input_w;

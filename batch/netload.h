@@ -11,19 +11,19 @@
  * sidecar MODEL.ini and the guess.  `set` says which fields were given (NET_OV_* bits). */
 enum {
   NET_OV_MEAN = 1 << 0, NET_OV_STD = 1 << 1, NET_OV_SCALE = 1 << 2, NET_OV_BGR = 1 << 3,
-  NET_OV_INPUT_SIZE = 1 << 4, NET_OV_OUTPUT_IS_PROB = 1 << 5,
+  NET_OV_INPUT_SIZE = 1 << 4, NET_OV_OUTPUT_IS_PROB = 1 << 5, NET_OV_GRAY = 1 << 6,
 };
 typedef struct {
   guint set;
   double mean[3], std[3];
   float scale;
-  gboolean bgr;
+  gboolean bgr, gray;
   int input_h, input_w;  /* 0 = any size */
   gboolean output_is_prob;
 } NetOverrides;
 
 /* Set one override from its option text: key "mean" / "std" (one value or three, ',' or ';'),
- * "scale", "bgr" / "output-is-prob" (yes|no|true|false|1|0), "input-size" (N, or H,W / HxW;
+ * "scale", "bgr" / "gray" / "output-is-prob" (yes|no|true|false|1|0), "input-size" (N, or H,W / HxW;
  * 0 = any size).  Underscores are accepted for dashes.  FALSE with an error on bad text. */
 gboolean cli_net_overrides_set(NetOverrides *ov, const char *key, const char *value, GError **error);
 
