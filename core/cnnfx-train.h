@@ -88,6 +88,20 @@ gboolean cnnfx_train_copy_weights(CnnfxSession *dst, const CnnfxModel *dst_model
 /* NULL-terminated list of the names above (static). */
 const char *const *cnnfx_arch_names(void);
 
+/* ---- transfer learning ---------------------------------------------------------------- */
+
+/* A copy of m with a new classifier head for `classes` classes: the layer that computes the
+ * first output (through Softmax / LogSoftmax / Flatten / Reshape / Squeeze / Identity /
+ * Dropout) must be a Gemm, a MatMul (+ Add of a bias) or a 1x1 Conv; its weights become
+ * small random values (seeded) and its bias zeros.  head_params (optional): NULL-terminated
+ * names of the new initializers; old_classes: the old class count. */
+GBytes *cnnfx_model_new_head(const CnnfxModel *m, int classes, guint64 seed, char ***head_params, int *old_classes,
+                             GError **error);
+/* Float initializers of the last k+1 weighted layers (Conv / Gemm / MatMul, counted from the
+ * end, the head included) and of the BatchNormalization (scale, bias) / Add nodes among them.
+ * NULL-terminated, g_strfreev. */
+char **cnnfx_model_last_layers_params(const CnnfxModel *m, int k);
+
 /* ---- optimizers --------------------------------------------------------------- */
 
 typedef enum { CNNFX_OPTIM_SGD, CNNFX_OPTIM_ADAM } CnnfxOptimKind;

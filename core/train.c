@@ -28,6 +28,7 @@ typedef struct {
   GRand *rng;
   GError **error;
   gboolean ok;
+  double wscale;   /* multiplies the He standard deviation; 0 = 1 */
 } Arch;
 
 /* He-normal weights [dims], std sqrt(2/fan_in); zero_mean: each output filter centred
@@ -41,7 +42,7 @@ static void arch_weight(Arch *a, const char *name, int ndim, const int64_t *dims
     return;
   }
   size_t fan_in = t->numel / (size_t)dims[0];
-  double sd = sqrt(2.0 / (double)fan_in);
+  double sd = sqrt(2.0 / (double)fan_in) * (a->wscale > 0 ? a->wscale : 1.0);
   float *w = cnnfx_f32(t);
   for (size_t i = 0; i < t->numel; i++) w[i] = (float)(sd * rand_normal(a->rng));
   if (zero_mean) {
@@ -212,7 +213,7 @@ static void arch_bn(Arch *a, const char *name, const char *in, const char *out, 
     cnnfx_builder_node(a->b, "BatchNormalization", name, (const char *[]){in, sn, bn, mn, vn, NULL},
                        (const char *[]){out, NULL});
   cnnfx_builder_attr_float(a->b, "epsilon", 1e-5f);
-  cnnfx_builder_attr_float(a->b, "momentum", 0.9f);
+  cnnfx_builder_attr_float(a->b, "momentum", 0.5f); /* ONNX: running = 0.5 * running + 0.5 * batch (airbench: torch momentum 0.6) */
   if (training) cnnfx_builder_attr_int(a->b, "training_mode", 1);
 }
 
@@ -250,7 +251,9 @@ static void build_cifar(Arch *a, int w0, int w1, int w2, int w3, int classes, gb
   cnnfx_builder_node(a->b, "GlobalMaxPool", "gpool", (const char *[]){prev, NULL}, (const char *[]){"gpool", NULL});
   cnnfx_builder_node(a->b, "Flatten", "flatten", (const char *[]){"gpool", NULL}, (const char *[]){"flat", NULL});
   cnnfx_builder_attr_int(a->b, "axis", 1);
+  a->wscale = 0.05; /* small logits at the start (airbench scales its head's output by 1/9) */
   arch_fc(a, "fc", "flat", "logits", w3, classes);
+  a->wscale = 0;
   cnnfx_builder_output(a->b, "logits", CNNFX_F32, 2, out_dims);
 }
 
@@ -289,7 +292,7 @@ GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gbool
     return NULL;
   }
   g_autoptr(CnnfxBuilder) b = cnnfx_builder_new(bn ? 15 : 13);
-  Arch a = {b, seeded_rand(seed), error, TRUE};
+  Arch a = {b, seeded_rand(seed), error, TRUE, 0.0};
   char seedtxt[32];
   g_snprintf(seedtxt, sizeof seedtxt, "%" G_GUINT64_FORMAT, seed);
   if (!strcmp(arch, "lenet5")) {
@@ -687,4 +690,178 @@ int cnnfx_count_correct(const CnnfxTensor *logits, const int *labels)
     correct += arg == labels[b];
   }
   return correct;
+}
+
+
+/* ---- transfer learning: a new classifier head ------------------------------------------ */
+
+static gboolean passthrough_op(const char *op)
+{
+  static const char *const ops[] = {"Softmax", "LogSoftmax", "Flatten", "Reshape", "Identity", "Squeeze", "Dropout",
+                                    NULL};
+  for (int i = 0; ops[i]; i++)
+    if (!strcmp(op, ops[i])) return TRUE;
+  return FALSE;
+}
+
+static CnnfxTensor *head_tensor(int ndim, const int64_t *dims, GRand *r, double sd, GError **error)
+{
+  CnnfxTensor *t = cnnfx_tensor_new_f32(ndim, dims, error);
+  if (!t) return NULL;
+  float *p = cnnfx_f32(t);
+  for (size_t i = 0; i < t->numel; i++) p[i] = sd > 0 ? (float)(sd * rand_normal(r)) : 0.0f;
+  return t;
+}
+
+static gboolean set_init(CnnfxModel *m, int v, CnnfxTensor *t, GPtrArray *names)
+{
+  if (m->values[v].init) cnnfx_tensor_unref(m->values[v].init);
+  m->values[v].init = t;
+  g_ptr_array_add(names, g_strdup(m->values[v].name));
+  return TRUE;
+}
+
+GBytes *cnnfx_model_new_head(const CnnfxModel *src, int classes, guint64 seed, char ***head_params, int *old_classes,
+                             GError **error)
+{
+  if (classes < 2) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "a classifier needs at least 2 classes");
+    return NULL;
+  }
+  g_autoptr(GBytes) copy = cnnfx_model_save(src, NULL, error);
+  if (!copy) return NULL;
+  g_autoptr(CnnfxModel) m = cnnfx_model_load(g_bytes_get_data(copy, NULL), g_bytes_get_size(copy), error);
+  if (!m) return NULL;
+  if (m->n_outputs < 1) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "the model has no output");
+    return NULL;
+  }
+  int v = m->outputs[0], k = -1;
+  for (int guard = 0; guard < 64; guard++) {
+    k = m->values[v].producer;
+    if (k < 0) break;
+    const CnnfxNode *n = &m->nodes[k];
+    if (passthrough_op(n->op_type) && n->n_in > 0 && n->in[0] >= 0) {
+      v = n->in[0];
+      continue;
+    }
+    break;
+  }
+  g_autoptr(GRand) r = seeded_rand(seed ^ G_GUINT64_CONSTANT(0x9e3779b97f4a7c15));
+  GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+  int K = -1;
+  const CnnfxNode *n = k >= 0 ? &m->nodes[k] : NULL;
+  const CnnfxNode *mm = NULL;
+  int bias_v = -1;
+  if (n && !strcmp(n->op_type, "Add") && n->n_in == 2) {
+    /* MatMul + Add(bias) */
+    for (int i = 0; i < 2; i++) {
+      int pv = n->in[i], ov = n->in[1 - i];
+      if (pv >= 0 && ov >= 0 && m->values[pv].init && m->values[ov].producer >= 0 &&
+          !strcmp(m->nodes[m->values[ov].producer].op_type, "MatMul")) {
+        mm = &m->nodes[m->values[ov].producer];
+        bias_v = pv;
+      }
+    }
+    if (!mm) n = NULL;
+  } else if (n && !strcmp(n->op_type, "MatMul")) {
+    mm = n;
+  }
+  GError *e = NULL;
+  if (mm) {
+    int wv = mm->in[1];
+    const CnnfxTensor *w = wv >= 0 ? m->values[wv].init : NULL;
+    if (!w || w->ndim != 2) goto unsupported;
+    K = (int)w->dims[1];
+    int64_t d[2] = {w->dims[0], classes};
+    CnnfxTensor *t = head_tensor(2, d, r, 0.01, &e);
+    if (!t) goto fail;
+    set_init(m, wv, t, names);
+    if (bias_v >= 0) {
+      int64_t bd = classes;
+      if (!(t = head_tensor(1, &bd, r, 0, &e))) goto fail;
+      set_init(m, bias_v, t, names);
+    }
+  } else if (n && !strcmp(n->op_type, "Gemm")) {
+    int wv = n->in[1];
+    const CnnfxTensor *w = wv >= 0 ? m->values[wv].init : NULL;
+    if (!w || w->ndim != 2) goto unsupported;
+    gboolean tb = cnnfx_attr_int(n, "transB", 0) != 0;
+    K = (int)(tb ? w->dims[0] : w->dims[1]);
+    int64_t d[2] = {tb ? classes : w->dims[0], tb ? w->dims[1] : classes};
+    CnnfxTensor *t = head_tensor(2, d, r, 0.01, &e);
+    if (!t) goto fail;
+    set_init(m, wv, t, names);
+    if (n->n_in > 2 && n->in[2] >= 0 && m->values[n->in[2]].init) {
+      int64_t bd = classes;
+      if (!(t = head_tensor(1, &bd, r, 0, &e))) goto fail;
+      set_init(m, n->in[2], t, names);
+    }
+  } else if (n && !strcmp(n->op_type, "Conv")) {
+    int wv = n->in[1];
+    const CnnfxTensor *w = wv >= 0 ? m->values[wv].init : NULL;
+    if (!w || w->ndim != 4 || w->dims[2] != 1 || w->dims[3] != 1 || cnnfx_attr_int(n, "group", 1) != 1)
+      goto unsupported;
+    K = (int)w->dims[0];
+    int64_t d[4] = {classes, w->dims[1], 1, 1};
+    CnnfxTensor *t = head_tensor(4, d, r, 0.01, &e);
+    if (!t) goto fail;
+    set_init(m, wv, t, names);
+    if (n->n_in > 2 && n->in[2] >= 0 && m->values[n->in[2]].init) {
+      int64_t bd = classes;
+      if (!(t = head_tensor(1, &bd, r, 0, &e))) goto fail;
+      set_init(m, n->in[2], t, names);
+    }
+  } else {
+    goto unsupported;
+  }
+  /* declared output shapes: the class dimension changes */
+  for (int o = 0; o < m->n_outputs; o++) {
+    CnnfxValue *ov = &m->values[m->outputs[o]];
+    if (ov->decl_ndim >= 2 && ov->decl_dims[1] == K) ov->decl_dims[1] = classes;
+  }
+  GBytes *out = cnnfx_model_save(m, NULL, error);
+  if (!out) {
+    g_ptr_array_free(names, TRUE);
+    return NULL;
+  }
+  if (old_classes) *old_classes = K;
+  if (head_params) {
+    g_ptr_array_add(names, NULL);
+    *head_params = (char **)g_ptr_array_free(names, FALSE);
+  } else {
+    g_ptr_array_free(names, TRUE);
+  }
+  return out;
+unsupported:
+  g_ptr_array_free(names, TRUE);
+  cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED,
+                  "cannot find the classifier head: the first output must come from a Gemm, a MatMul(+Add) or "
+                  "a 1x1 Conv (through Softmax/Flatten/Reshape only)");
+  return NULL;
+fail:
+  g_ptr_array_free(names, TRUE);
+  g_propagate_error(error, e);
+  return NULL;
+}
+
+char **cnnfx_model_last_layers_params(const CnnfxModel *m, int k)
+{
+  GPtrArray *a = g_ptr_array_new();
+  int taken = 0;
+  for (int i = m->n_nodes - 1; i >= 0 && taken <= k; i--) {
+    const CnnfxNode *n = &m->nodes[i];
+    gboolean weighted = !strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "Gemm") || !strcmp(n->op_type, "MatMul");
+    if (weighted) taken++;
+    if (taken > k + 1) break;
+    if (!weighted && strcmp(n->op_type, "BatchNormalization") && strcmp(n->op_type, "Add")) continue;
+    if (taken == 0) continue;
+    for (int j = 0; j < n->n_in; j++) {
+      if (n->in[j] < 0 || !m->values[n->in[j]].init || m->values[n->in[j]].init->dtype != CNNFX_F32) continue;
+      if (!strcmp(n->op_type, "BatchNormalization") && j >= 3) continue;
+      g_ptr_array_add(a, g_strdup(m->values[n->in[j]].name));
+    }
+  }
+  g_ptr_array_add(a, NULL);
+  return (char **)g_ptr_array_free(a, FALSE);
 }
