@@ -216,13 +216,14 @@ int cmd_filter(int argc, char **argv)
   g_autoptr(CnnfxParams) params = cnnfx_params_new(info);
   char *model = NULL, *device = NULL, *outdir = NULL, *labels = NULL;
   gint64 seed = 0, max_mem_mb = 0;
-  gboolean overwrite = FALSE, recurse = FALSE, quiet = FALSE, depth16 = FALSE;
+  gboolean overwrite = FALSE, recurse = FALSE, quiet = FALSE, depth16 = FALSE, offline = FALSE;
   int quality = 92, shard_count = 0;
   g_autofree char *shard = NULL;
   GOptionEntry common[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &outdir, "Output folder (required; mirrors the input tree)", "OUTDIR"},
     {"model", 'm', 0, G_OPTION_ARG_STRING, &model, "Model name (see `cnnfx models list`) or ONNX file; default: the offline default", "NAME|PATH"},
     {"labels", 0, 0, G_OPTION_ARG_FILENAME, &labels, "Labels file (one per line) for a model given as a path", "FILE"},
+    {"offline", 0, 0, G_OPTION_ARG_NONE, &offline, "Never download the filter's preferred model on first use (also CNNFX_OFFLINE=1)", NULL},
     {"device", 0, 0, G_OPTION_ARG_STRING, &device, "auto, cpu or cuda (default auto)", "DEV"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Random seed (default 0)", "N"},
     {"overwrite", 0, 0, G_OPTION_ARG_NONE, &overwrite, "Replace existing outputs (default: skip them, so a run can resume)", NULL},
@@ -291,6 +292,7 @@ int cmd_filter(int argc, char **argv)
     goto out;
   }
   rc = 1;
+  if (offline) g_setenv("CNNFX_OFFLINE", "1", TRUE);
   net = cli_load_net(model, labels, info->name, &err);
   if (!net) {
     fprintf(stderr, "cnnfx %s: %s\n", info->name, err->message);

@@ -2,6 +2,7 @@
  * downloaded models (weights/models.ini + the user data dir), or a path. */
 #include "netload.h"
 #include "fetch.h"
+#include "autofetch.h"
 #include <string.h>
 
 #define NL_ERROR g_quark_from_static_string("cnnfx-netload-error")
@@ -161,6 +162,8 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
   g_autoptr(CnnfxManifest) man = NULL;
 
   if (labels && !(n->labels = load_labels(labels, error))) return NULL;
+  g_autofree char *fetched = model ? NULL : cli_autofetch(filter); /* first use: the preferred model */
+  if (fetched) model = fetched;
   if (model && (g_str_has_suffix(model, ".onnx") || strchr(model, '/')) ) {
     path = g_strdup(model);
   } else {
