@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "cnnfx-train.h"
 #include "imagefolder.h"
+#include "netload.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -227,7 +228,7 @@ static void progress(gboolean tty, int epoch, int epochs, int batch, int nbatche
 
 typedef struct {
   const char *arch, *from, *resume, *dir, *out, *backend;
-  int epochs, batch, per_class, test_per_class, train_blocks, pad, size, ckpt_every, warmup_pct;
+  int epochs, batch, per_class, test_per_class, train_blocks, pad, size, ckpt_every, warmup_pct, eval_every;
   double lr, momentum, wd, smoothing, holdout, start_factor;
   gboolean nesterov, tta, no_flip, zero_pad, quiet;
   CnnfxLrSchedule schedule;
@@ -305,7 +306,8 @@ static void fmt_secs(char *buf, size_t n, double s)
 
 static gboolean write_sidecar(const char *out, const char *arch, const FolderOpts *o, char **classes,
                               const double mean[3], const double std[3], int size, const char *cam_layer,
-                              const char *dream_layer, double test_acc, int n_test, GError **error)
+                              const char *dream_layer, double test_acc, int n_test, const char *input,
+                              const char *output, gboolean is_prob, gboolean bgr, GError **error)
 {
   g_autofree char *base = g_str_has_suffix(out, ".onnx") ? g_strndup(out, strlen(out) - 5) : g_strdup(out);
   g_autofree char *ini = g_strconcat(base, ".ini", NULL);
@@ -323,42 +325,15 @@ static gboolean write_sidecar(const char *out, const char *arch, const FolderOpt
                          arch, o->seed, K, size, size);
   g_string_append_printf(t, "# Held-out accuracy %.4f on %d images%s.\n", test_acc, n_test,
                          o->tta ? " (with horizontal-flip test-time augmentation)" : "");
-  g_string_append_printf(t, "[%s]\nfile=%s\ninput=input\noutput=logits\noutput_is_prob=false\nlabels=%s\n", group,
-                         onnxbase, labbase);
+  g_string_append_printf(t, "[%s]\nfile=%s\ninput=%s\noutput=%s\noutput_is_prob=%s\nlabels=%s\n", group, onnxbase,
+                         input, output, is_prob ? "true" : "false", labbase);
+  if (bgr) g_string_append(t, "bgr=true\n");
   g_string_append_printf(t, "classes=%d\ninput_size=%d\nscale=1\nmean=%.6f;%.6f;%.6f\nstd=%.6f;%.6f;%.6f\n", K, size,
                          mean[0], mean[1], mean[2], std[0], std[1], std[2]);
   if (cam_layer) g_string_append_printf(t, "cam_layer=%s\n", cam_layer);
   if (dream_layer) g_string_append_printf(t, "dream_layers=%s\n", dream_layer);
   g_autoptr(GBytes) ib = g_string_free_to_bytes(t);
   return cnnfx_write_file_atomic(ini, ib, error);
-}
-
-/* Preprocessing of a model given to --from: its sidecar MODEL.ini (first group) if any. */
-static gboolean read_source_preproc(const char *model, double mean[3], double std[3], int *size, char **input,
-                                    char **output)
-{
-  g_autofree char *base = g_str_has_suffix(model, ".onnx") ? g_strndup(model, strlen(model) - 5) : g_strdup(model);
-  g_autofree char *ini = g_strconcat(base, ".ini", NULL);
-  g_autoptr(GKeyFile) kf = g_key_file_new();
-  if (!g_key_file_load_from_file(kf, ini, G_KEY_FILE_NONE, NULL)) return FALSE;
-  g_autofree char *g = g_key_file_get_start_group(kf);
-  if (!g) return FALSE;
-  double scale = g_key_file_has_key(kf, g, "scale", NULL) ? g_key_file_get_double(kf, g, "scale", NULL) : 1;
-  gsize n = 0;
-  g_autofree double *m = g_key_file_get_double_list(kf, g, "mean", &n, NULL);
-  for (int k = 0; k < 3; k++) mean[k] = m && n ? m[MIN((gsize)k, n - 1)] : 0;
-  g_autofree double *s = g_key_file_get_double_list(kf, g, "std", &n, NULL);
-  for (int k = 0; k < 3; k++) std[k] = s && n ? s[MIN((gsize)k, n - 1)] : 1;
-  /* x = (p*scale - mean)/std = (p - mean/scale) / (std/scale) */
-  if (scale != 0 && scale != 1)
-    for (int k = 0; k < 3; k++) {
-      mean[k] /= scale;
-      std[k] /= scale;
-    }
-  if (g_key_file_has_key(kf, g, "input_size", NULL)) *size = g_key_file_get_integer(kf, g, "input_size", NULL);
-  if (g_key_file_has_key(kf, g, "input", NULL)) *input = g_key_file_get_string(kf, g, "input", NULL);
-  if (g_key_file_has_key(kf, g, "output", NULL)) *output = g_key_file_get_string(kf, g, "output", NULL);
-  return TRUE;
 }
 
 static int train_folder(FolderOpts *o)
@@ -381,16 +356,30 @@ static int train_folder(FolderOpts *o)
   double mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
   int size = o->size;
   gboolean have_src_pre = FALSE;
+  g_autoptr(CnnfxNet) src_net = NULL;
   const char *arch_label = o->arch ? o->arch : o->from;
 
   if (o->from) {
-    have_src_pre = read_source_preproc(o->from, mean, std, &size, &src_input, &src_output);
+    /* a path (with its sidecar MODEL.ini), an offline default or a downloaded manifest model */
+    if (!(src_net = cli_load_net(o->from, NULL, "classify", &err))) goto done;
+    if (src_net->pre.gray) {
+      g_set_error(&err, CNNFX_ERROR, CNNFX_ERROR_UNSUPPORTED, "%s: single-channel (grey) models are not supported "
+                  "for transfer learning", o->from);
+      goto done;
+    }
+    float sc = src_net->pre.scale != 0 ? src_net->pre.scale : 1.0f;
+    for (int k = 0; k < 3; k++) {
+      mean[k] = src_net->pre.mean[k] / sc;
+      std[k] = (src_net->pre.std[k] != 0 ? src_net->pre.std[k] : 1.0f) / sc;
+    }
+    have_src_pre = TRUE;
+    src_input = g_strdup(src_net->input);
+    src_output = g_strdup(src_net->output);
+    if (size <= 0) size = src_net->pre.fixed_h > 0 ? src_net->pre.fixed_h : 0;
     if (size <= 0) {
-      g_autoptr(CnnfxModel) sm = cli_load_model(o->from, &err);
-      if (!sm) goto done;
       int64_t d[8];
-      int nd = cnnfx_model_input_shape(sm, 0, d);
-      size = nd == 4 && d[2] > 0 ? (int)d[2] : 32;
+      int nd = cnnfx_model_input_shape(src_net->model, 0, d);
+      size = nd == 4 && d[2] > 0 ? (int)d[2] : 224;
     }
   }
   if (size <= 0) size = 32;
@@ -410,6 +399,10 @@ static int train_folder(FolderOpts *o)
   if (!o->quiet)
     fprintf(stderr, "loaded %d training and %d %s images of %d classes (%dx%d) in %.1f s\n", train.n, test.n,
             split ? "held-out" : "test", train.n_classes, size, size, (g_get_monotonic_time() - tl0) / 1e6);
+  if (src_net && src_net->pre.bgr) {
+    cnnfx_imageset_swap_rb(&train);
+    cnnfx_imageset_swap_rb(&test);
+  }
   if (!have_src_pre) cnnfx_imageset_stats(&train, mean, std);
   cnnfx_imageset_normalise(&train, mean, std);
   cnnfx_imageset_normalise(&test, mean, std);
@@ -420,10 +413,8 @@ static int train_folder(FolderOpts *o)
     if (!(tb = cnnfx_arch_build_full(o->arch, o->seed, K, TRUE, &err))) goto done;
     if (!(ib = cnnfx_arch_build_full(o->arch, o->seed, K, FALSE, &err))) goto done;
   } else {
-    g_autoptr(CnnfxModel) sm = cli_load_model(o->from, &err);
-    if (!sm) goto done;
     int oldk = 0;
-    if (!(ib = cnnfx_model_new_head(sm, K, o->seed, &head, &oldk, &err))) goto done;
+    if (!(ib = cnnfx_model_new_head(src_net->model, K, o->seed, &head, &oldk, &err))) goto done;
     tb = g_bytes_ref(ib);
     if (!o->quiet) fprintf(stderr, "%s: replaced its %d-class head with a %d-class one\n", o->from, oldk, K);
   }
@@ -433,6 +424,12 @@ static int train_folder(FolderOpts *o)
   if (!imodel) goto done;
   const char *input = src_input ? src_input : cnnfx_model_input_name(imodel, 0);
   const char *output = src_output ? src_output : cnnfx_model_output_name(imodel, 0);
+  const char *saved_output = output;
+  if (output) {
+    /* a model ending in Softmax: train on its input (the logits) */
+    int pk = cnnfx_model_producer(imodel, output);
+    if (pk >= 0 && !strcmp(cnnfx_model_node_op(imodel, pk), "Softmax")) output = cnnfx_model_node_input(imodel, pk, 0);
+  }
   if (!input || !output) {
     g_set_error(&err, CNNFX_ERROR, CNNFX_ERROR_ARG, "the model needs an input and an output");
     goto done;
@@ -582,15 +579,19 @@ static int train_folder(FolderOpts *o)
     }
     double secs = (g_get_monotonic_time() - t0) / 1e6;
     if (!cnnfx_train_copy_weights(is, imodel, ts, tmodel, NULL, &err)) goto done;
+    gboolean do_eval = ep + 1 == o->epochs || (o->eval_every > 0 && (ep + 1) % o->eval_every == 0);
     gint64 e0 = g_get_monotonic_time();
-    if (!folder_eval(&ir, &test, o->tta, &test_acc, &test_loss, &err)) goto done;
+    if (do_eval && !folder_eval(&ir, &test, o->tta, &test_acc, &test_loss, &err)) goto done;
     double esecs = (g_get_monotonic_time() - e0) / 1e6;
     if (tty) fprintf(stderr, "\r\033[K");
-    if (!o->quiet)
+    if (!o->quiet && do_eval)
       printf("epoch %d/%d  loss %.4f  train acc %.4f  test loss %.4f  test acc %.4f  lr %.3g  %.1f s (%.0f img/s) + "
              "eval %.1f s\n",
              ep + 1, o->epochs, seen ? sum_loss / seen : 0, seen ? (double)correct / seen : 0, test_loss, test_acc,
              cur_lr, secs, secs > 0 ? seen / secs : 0, esecs);
+    else if (!o->quiet)
+      printf("epoch %d/%d  loss %.4f  train acc %.4f  lr %.3g  %.1f s (%.0f img/s)\n", ep + 1, o->epochs,
+             seen ? sum_loss / seen : 0, seen ? (double)correct / seen : 0, cur_lr, secs, secs > 0 ? seen / secs : 0);
     fflush(stdout);
     if (o->ckpt_every > 0 && ((ep + 1) % o->ckpt_every == 0) && ep + 1 < o->epochs) {
       g_autofree char *sp = state_path_for(ckpt);
@@ -605,9 +606,11 @@ static int train_folder(FolderOpts *o)
   }
   if (!save_model(imodel, is, o->out, &err)) goto done;
   {
-    const char *cam = o->arch && cnnfx_arch_has_batchnorm(o->arch) ? "b3.relu2" : NULL;
-    const char *dream = o->arch && cnnfx_arch_has_batchnorm(o->arch) ? "b2.relu2" : NULL;
-    if (!write_sidecar(o->out, arch_label, o, train.classes, mean, std, size, cam, dream, test_acc, test.n, &err))
+    const char *cam = o->arch && cnnfx_arch_has_batchnorm(o->arch) ? "b3.relu2" : src_net ? src_net->cam_layer : NULL;
+    const char *dream = o->arch && cnnfx_arch_has_batchnorm(o->arch) ? "b2.relu2"
+                        : src_net && src_net->dream_layers ? src_net->dream_layers[0] : NULL;
+    if (!write_sidecar(o->out, arch_label, o, train.classes, mean, std, size, cam, dream, test_acc, test.n, input,
+                       saved_output, src_net && src_net->output_is_prob, src_net && src_net->pre.bgr, &err))
       goto done;
   }
   if (!o->quiet) printf("wrote %s (+ .ini, .labels) after %.1f s\n", o->out, (g_get_monotonic_time() - t_start) / 1e6);
@@ -635,7 +638,7 @@ int cmd_train(int argc, char **argv)
   g_autofree char *arch = NULL, *init = NULL, *data = NULL, *optim = NULL, *sched = NULL, *resume = NULL,
                   *out = NULL, *backend_name = NULL, *from = NULL;
   int epochs = 10, batch = 64, ckpt_every = 0, limit = 0, test_limit = 0, step_epochs = 0;
-  int per_class = 0, test_per_class = 0, train_blocks = 0, pad = 2, size = 0, warmup_pct = 25;
+  int per_class = 0, test_per_class = 0, train_blocks = 0, pad = 2, size = 0, warmup_pct = 25, eval_every = 1;
   double lr = 0, momentum = 0.9, wd = 0, gamma = 0.1, smoothing = 0, holdout = 0.2, start_factor = 0.1;
   gint64 seed = 1;
   gboolean eval_only = FALSE, quiet = FALSE, nesterov = FALSE, tta = FALSE, no_flip = FALSE, zero_pad = FALSE;
@@ -653,6 +656,8 @@ int cmd_train(int argc, char **argv)
     {"pad", 0, 0, G_OPTION_ARG_INT, &pad, "Random-crop padding in pixels (ImageFolder, default 2; 0 = no crop)", "P"},
     {"zero-pad", 0, 0, G_OPTION_ARG_NONE, &zero_pad, "Pad crops with zeros (mean colour), not by reflection", NULL},
     {"no-flip", 0, 0, G_OPTION_ARG_NONE, &no_flip, "No random horizontal flips", NULL},
+    {"eval-every", 0, 0, G_OPTION_ARG_INT, &eval_every,
+     "ImageFolder: measure test accuracy every N epochs (default 1; 0 = only after the last)", "N"},
     {"tta", 0, 0, G_OPTION_ARG_NONE, &tta, "Evaluate with horizontal-flip test-time augmentation", NULL},
     {"warmup", 0, 0, G_OPTION_ARG_INT, &warmup_pct, "onecycle: warm-up share of the steps in percent (default 25)",
      "PCT"},
@@ -695,7 +700,7 @@ int cmd_train(int argc, char **argv)
     if (arch && !cnnfx_arch_has_batchnorm(arch)) return cli_usage_error("ImageFolder training needs a cifar-* architecture");
     if (!out) return cli_usage_error("train needs -o OUT.onnx");
     if (batch < 1 || batch > 65536 || epochs < 0 || epochs > 100000 || per_class < 0 || test_per_class < 0 ||
-        ckpt_every < 0 || pad < 0 || pad > 64 || train_blocks < 0 || size < 0 || size > 4096 || warmup_pct < 0 ||
+        ckpt_every < 0 || pad < 0 || pad > 64 || train_blocks < 0 || size < 0 || size > 4096 || warmup_pct < 0 || eval_every < 0 ||
         warmup_pct > 100 || smoothing < 0 || smoothing >= 1 || holdout <= 0 || holdout >= 1)
       return cli_usage_error("bad numeric option");
     fo.arch = arch;
@@ -713,6 +718,7 @@ int cmd_train(int argc, char **argv)
     fo.size = size;
     fo.ckpt_every = ckpt_every;
     fo.warmup_pct = warmup_pct;
+    fo.eval_every = eval_every;
     fo.momentum = momentum;
     fo.wd = wd;
     fo.smoothing = smoothing;

@@ -285,3 +285,16 @@ void cnnfx_imageset_crop_flip(const CnnfxImageSet *d, int i, int dx, int dy, gbo
     }
   }
 }
+
+void cnnfx_imageset_swap_rb(CnnfxImageSet *d)
+{
+  size_t hw = (size_t)d->h * d->w;
+  for (int i = 0; i < d->n; i++) {
+    float *r = d->x + (size_t)i * 3 * hw, *b = r + 2 * hw;
+    for (size_t j = 0; j < hw; j++) {
+      float t = r[j];
+      r[j] = b[j];
+      b[j] = t;
+    }
+  }
+}

@@ -30,6 +30,8 @@ gboolean cnnfx_imageset_split(CnnfxImageSet *d, double fraction, CnnfxImageSet *
 
 /* Per-channel mean and standard deviation over the whole set. */
 void cnnfx_imageset_stats(const CnnfxImageSet *d, double mean[3], double std[3]);
+/* RGB -> BGR planes (models trained on BGR input). */
+void cnnfx_imageset_swap_rb(CnnfxImageSet *d);
 /* x = (x - mean) / std in place. */
 void cnnfx_imageset_normalise(CnnfxImageSet *d, const double mean[3], const double std[3]);
 

@@ -92,7 +92,7 @@ const char *const *cnnfx_arch_names(void);
 
 /* A copy of m with a new classifier head for `classes` classes: the layer that computes the
  * first output (through Softmax / LogSoftmax / Flatten / Reshape / Squeeze / Identity /
- * Dropout) must be a Gemm, a MatMul (+ Add of a bias) or a 1x1 Conv; its weights become
+ * Dropout / Relu / global or average pooling) must be a Gemm, a MatMul (+ Add of a bias) or a 1x1 Conv; its weights become
  * small random values (seeded) and its bias zeros.  head_params (optional): NULL-terminated
  * names of the new initializers; old_classes: the old class count. */
 GBytes *cnnfx_model_new_head(const CnnfxModel *m, int classes, guint64 seed, char ***head_params, int *old_classes,

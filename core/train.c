@@ -698,6 +698,7 @@ int cnnfx_count_correct(const CnnfxTensor *logits, const int *labels)
 static gboolean passthrough_op(const char *op)
 {
   static const char *const ops[] = {"Softmax", "LogSoftmax", "Flatten", "Reshape", "Identity", "Squeeze", "Dropout",
+                                    "Relu", "GlobalAveragePool", "AveragePool", "GlobalMaxPool",
                                     NULL};
   for (int i = 0; ops[i]; i++)
     if (!strcmp(op, ops[i])) return TRUE;
