@@ -103,7 +103,7 @@ static void arch_maxpool2(Arch *a, const char *in, const char *out)
   cnnfx_builder_attr_ints(a->b, "strides", 2, (const int64_t[]){2, 2});
 }
 
-static void arch_fc(Arch *a, const char *name, const char *in, const char *out, int nin, int nout)
+static void arch_fc_alpha(Arch *a, const char *name, const char *in, const char *out, int nin, int nout, float alpha)
 {
   g_autofree char *wn = g_strdup_printf("%s.weight", name);
   g_autofree char *bn = g_strdup_printf("%s.bias", name);
@@ -111,9 +111,14 @@ static void arch_fc(Arch *a, const char *name, const char *in, const char *out, 
   arch_weight(a, wn, 2, wd, FALSE);
   arch_zeros(a, bn, nout);
   cnnfx_builder_node(a->b, "Gemm", name, (const char *[]){in, wn, bn, NULL}, (const char *[]){out, NULL});
-  cnnfx_builder_attr_float(a->b, "alpha", 1.0f);
+  cnnfx_builder_attr_float(a->b, "alpha", alpha);
   cnnfx_builder_attr_float(a->b, "beta", 1.0f);
   cnnfx_builder_attr_int(a->b, "transB", 1);
+}
+
+static void arch_fc(Arch *a, const char *name, const char *in, const char *out, int nin, int nout)
+{
+  arch_fc_alpha(a, name, in, out, nin, nout, 1.0f);
 }
 
 static void build_lenet(Arch *a, int c1, int c2, int f1, int f2)
@@ -251,9 +256,9 @@ static void build_cifar(Arch *a, int w0, int w1, int w2, int w3, int classes, gb
   cnnfx_builder_node(a->b, "GlobalMaxPool", "gpool", (const char *[]){prev, NULL}, (const char *[]){"gpool", NULL});
   cnnfx_builder_node(a->b, "Flatten", "flatten", (const char *[]){"gpool", NULL}, (const char *[]){"flat", NULL});
   cnnfx_builder_attr_int(a->b, "axis", 1);
-  a->wscale = 0.05; /* small logits at the start (airbench scales its head's output by 1/9) */
-  arch_fc(a, "fc", "flat", "logits", w3, classes);
-  a->wscale = 0;
+  /* The head's product is scaled by 1/9 (Gemm alpha), as airbench scales its head's output:
+   * otherwise the head learns far faster than the rest and the logits blow up early. */
+  arch_fc_alpha(a, "fc", "flat", "logits", w3, classes, 1.0f / 9.0f);
   cnnfx_builder_output(a->b, "logits", CNNFX_F32, 2, out_dims);
 }
 
