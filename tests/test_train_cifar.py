@@ -92,7 +92,7 @@ def torch_logits(onnx_path, x):
         h = F.relu(bn(h, f"b{k}.bn1"))
         h = F.relu(bn(F.conv2d(h, W[f"b{k}.conv2.weight"], padding=1), f"b{k}.bn2"))
     h = torch.amax(h, dim=(2, 3))
-    return (h @ W["fc.weight"].T + W["fc.bias"]).numpy()
+    return ((h @ W["fc.weight"].T) / 9.0 + W["fc.bias"]).numpy()
 
 
 def main():
