@@ -1,5 +1,7 @@
-/* cnnfx train: train a small classifier on Fashion-MNIST (or build a random-feature
- * network) with the library's own backward pass, and write it as an ONNX file. */
+/* cnnfx train: train a classifier with the library's own backward pass and write it as an
+ * ONNX file: a LeNet on Fashion-MNIST, a BatchNorm CIFAR network on an ImageFolder tree
+ * (--data DIR), a new head on an existing model (--from, transfer learning), or build a
+ * random-feature network. */
 #include "cli.h"
 #include "cnnfx-train.h"
 #include "imagefolder.h"
@@ -660,7 +662,7 @@ int cmd_train(int argc, char **argv)
   gint64 seed = 1;
   gboolean eval_only = FALSE, quiet = FALSE, nesterov = FALSE, tta = FALSE, no_flip = FALSE, zero_pad = FALSE;
   GOptionEntry entries[] = {
-    {"arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Built-in architecture: lenet5, lenet5-wide, random-style", "ARCH"},
+    {"arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Built-in architecture: lenet5, lenet5-wide, random-style, cifar-net, cifar-net-m, cifar-net-s, cifar-tiny", "ARCH"},
     {"init", 0, 0, G_OPTION_ARG_FILENAME, &init, "Start from this ONNX model", "MODEL.onnx"},
     {"from", 0, 0, G_OPTION_ARG_FILENAME, &from,
      "Transfer learning: fine-tune a new classifier head of this model on --data DIR", "MODEL.onnx"},
