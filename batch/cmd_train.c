@@ -235,7 +235,7 @@ static void progress(gboolean tty, int epoch, int epochs, int batch, int nbatche
 typedef struct {
   const char *arch, *from, *resume, *dir, *out, *backend;
   int epochs, batch, per_class, test_per_class, train_blocks, pad, size, ckpt_every, warmup_pct, eval_every;
-  double lr, momentum, wd, smoothing, holdout, start_factor;
+  double lr, momentum, wd, smoothing, holdout, start_factor, ema;
   gboolean nesterov, tta, no_flip, zero_pad, quiet;
   CnnfxLrSchedule schedule;
   CnnfxOptimKind optim;
@@ -354,6 +354,69 @@ static void keep_memory_mapped(void)
 #endif
 }
 
+/* Exponential moving average of the trained weights (evaluated and saved instead of the raw
+ * ones).  The decay ramps up as min(ema, (1+t)/(10+t)) so early averages are not stuck at the
+ * random start.  File OUT.ckpt.ema: "CNNFXEMA", u32 count, then each tensor's floats (LE). */
+static gboolean ema_update(GPtrArray *ema, CnnfxOptimizer *opt, CnnfxSession *s, double decay, gint64 t,
+                           GError **error)
+{
+  double d = MIN(decay, (1.0 + (double)t) / (10.0 + (double)t));
+  for (guint i = 0; i < ema->len; i++) {
+    CnnfxTensor *w = cnnfx_session_get(s, cnnfx_optimizer_param_name(opt, (int)i), error);
+    if (!w) return FALSE;
+    float *e = cnnfx_f32(ema->pdata[i]);
+    const float *x = cnnfx_f32(w);
+    size_t n = ((CnnfxTensor *)ema->pdata[i])->numel;
+    for (size_t k = 0; k < n; k++) e[k] = (float)(d * e[k] + (1.0 - d) * x[k]);
+  }
+  return TRUE;
+}
+
+static gboolean ema_apply(GPtrArray *ema, CnnfxOptimizer *opt, CnnfxSession *is, GError **error)
+{
+  for (guint i = 0; i < ema->len; i++)
+    if (!cnnfx_session_set_weight(is, cnnfx_optimizer_param_name(opt, (int)i), ema->pdata[i], error)) return FALSE;
+  return TRUE;
+}
+
+static gboolean ema_save(GPtrArray *ema, const char *path, GError **error)
+{
+  GByteArray *a = g_byte_array_new();
+  g_byte_array_append(a, (const guint8 *)"CNNFXEMA", 8);
+  guint32 n = GUINT32_TO_LE(ema->len);
+  g_byte_array_append(a, (const guint8 *)&n, 4);
+  for (guint i = 0; i < ema->len; i++) {
+    CnnfxTensor *t = ema->pdata[i];
+    g_byte_array_append(a, t->data, (guint)(t->numel * sizeof(float)));
+  }
+  g_autoptr(GBytes) b = g_byte_array_free_to_bytes(a);
+  return cnnfx_write_file_atomic(path, b, error);
+}
+
+static gboolean ema_load(GPtrArray *ema, const char *path, GError **error)
+{
+  gchar *c;
+  gsize l;
+  if (!g_file_get_contents(path, &c, &l, error)) return FALSE;
+  gsize need = 12;
+  for (guint i = 0; i < ema->len; i++) need += ((CnnfxTensor *)ema->pdata[i])->numel * sizeof(float);
+  guint32 n = 0;
+  if (l >= 12) memcpy(&n, c + 8, 4);
+  if (l != need || memcmp(c, "CNNFXEMA", 8) || GUINT32_FROM_LE(n) != ema->len) {
+    g_free(c);
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_PARSE, "%s does not match the model's weights", path);
+    return FALSE;
+  }
+  gsize off = 12;
+  for (guint i = 0; i < ema->len; i++) {
+    CnnfxTensor *t = ema->pdata[i];
+    memcpy(t->data, c + off, t->numel * sizeof(float));
+    off += t->numel * sizeof(float);
+  }
+  g_free(c);
+  return TRUE;
+}
+
 static int train_folder(FolderOpts *o)
 {
   g_autoptr(GError) err = NULL;
@@ -370,6 +433,7 @@ static int train_folder(FolderOpts *o)
   g_autofree char *src_input = NULL, *src_output = NULL, *ckpt = NULL, *train_dir = NULL, *test_dir = NULL;
   g_autoptr(GBytes) tb = NULL, ib = NULL;
   GHashTable *only = NULL;
+  GPtrArray *ema = NULL;
   int rc = 1;
   double mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
   int size = o->size;
@@ -505,6 +569,21 @@ static int train_folder(FolderOpts *o)
       fprintf(stderr, "no optimizer state %s: resuming with fresh optimizer state at epoch 1\n", sp);
     }
   }
+  if (o->ema > 0) {
+    ema = g_ptr_array_new_with_free_func((GDestroyNotify)cnnfx_tensor_unref);
+    for (int i = 0; i < cnnfx_optimizer_n_params(opt); i++) {
+      CnnfxTensor *w = cnnfx_session_get(ts, cnnfx_optimizer_param_name(opt, i), &err);
+      CnnfxTensor *c = w ? cnnfx_tensor_copy(w, &err) : NULL;
+      if (!c) goto done;
+      g_ptr_array_add(ema, c);
+    }
+    if (o->resume && first_epoch > 0) {
+      g_autofree char *base = g_str_has_suffix(o->resume, ".onnx") ? g_strndup(o->resume, strlen(o->resume) - 5)
+                                                                    : g_strdup(o->resume);
+      g_autofree char *ep = g_strconcat(base, ".ema", NULL);
+      if (g_file_test(ep, G_FILE_TEST_EXISTS) && !ema_load(ema, ep, &err)) goto done;
+    }
+  }
   tr = (FRunner){ts, input, output, NULL, NULL};
   ir = (FRunner){is, input, output, NULL, NULL};
   int nbatches = train.n / o->batch; /* full batches only: batch statistics of a tiny last batch are noise */
@@ -576,6 +655,7 @@ static int train_folder(FolderOpts *o)
       cur_lr = cnnfx_lr_at(o->schedule, o->lr, step, total_steps, o->schedule == CNNFX_LR_ONECYCLE ? warm : 0,
                            0.1, o->schedule == CNNFX_LR_ONECYCLE ? o->start_factor : 0.0);
       if (!cnnfx_optimizer_step(opt, cur_lr, &err)) goto done;
+      if (ema && !ema_update(ema, opt, ts, o->ema, step, &err)) goto done;
       sum_loss += l * B;
       correct += c;
       seen += B;
@@ -598,6 +678,19 @@ static int train_folder(FolderOpts *o)
     }
     double secs = (g_get_monotonic_time() - t0) / 1e6;
     if (!cnnfx_train_copy_weights(is, imodel, ts, tmodel, NULL, &err)) goto done;
+    if (o->ckpt_every > 0 && ((ep + 1) % o->ckpt_every == 0) && ep + 1 < o->epochs) {
+      /* the raw weights (not the average) and the optimizer state: --resume continues exactly */
+      g_autofree char *sp = state_path_for(ckpt);
+      g_autoptr(GBytes) st = cnnfx_optimizer_save_state(opt, ep + 1);
+      if (!save_model(imodel, is, ckpt, &err) || !cnnfx_write_file_atomic(sp, st, &err)) goto done;
+      if (ema) {
+        g_autofree char *base = g_strndup(ckpt, strlen(ckpt) - 5);
+        g_autofree char *ep_path = g_strconcat(base, ".ema", NULL);
+        if (!ema_save(ema, ep_path, &err)) goto done;
+      }
+      if (!o->quiet) fprintf(stderr, "checkpoint %s\n", ckpt);
+    }
+    if (ema && !ema_apply(ema, opt, is, &err)) goto done;
     gboolean do_eval = ep + 1 == o->epochs || (o->eval_every > 0 && (ep + 1) % o->eval_every == 0);
     gint64 e0 = g_get_monotonic_time();
     if (do_eval && !folder_eval(&ir, &test, o->tta, &test_acc, &test_loss, &err)) goto done;
@@ -612,15 +705,10 @@ static int train_folder(FolderOpts *o)
       printf("epoch %d/%d  loss %.4f  train acc %.4f  lr %.3g  %.1f s (%.0f img/s)\n", ep + 1, o->epochs,
              seen ? sum_loss / seen : 0, seen ? (double)correct / seen : 0, cur_lr, secs, secs > 0 ? seen / secs : 0);
     fflush(stdout);
-    if (o->ckpt_every > 0 && ((ep + 1) % o->ckpt_every == 0) && ep + 1 < o->epochs) {
-      g_autofree char *sp = state_path_for(ckpt);
-      g_autoptr(GBytes) st = cnnfx_optimizer_save_state(opt, ep + 1);
-      if (!save_model(imodel, is, ckpt, &err) || !cnnfx_write_file_atomic(sp, st, &err)) goto done;
-      if (!o->quiet) fprintf(stderr, "checkpoint %s\n", ckpt);
-    }
   }
   if (first_epoch >= o->epochs) {
     if (!cnnfx_train_copy_weights(is, imodel, ts, tmodel, NULL, &err)) goto done;
+    if (ema && !ema_apply(ema, opt, is, &err)) goto done;
     if (!folder_eval(&ir, &test, o->tta, &test_acc, &test_loss, &err)) goto done;
   }
   if (!save_model(imodel, is, o->out, &err)) goto done;
@@ -643,6 +731,7 @@ done:
   g_free(tr.y);
   g_free(ir.y);
   if (only) g_hash_table_destroy(only);
+  if (ema) g_ptr_array_free(ema, TRUE);
   cnnfx_optimizer_free(opt);
   cnnfx_session_free(ts);
   cnnfx_session_free(is);
@@ -658,7 +747,7 @@ int cmd_train(int argc, char **argv)
                   *out = NULL, *backend_name = NULL, *from = NULL;
   int epochs = 10, batch = 64, ckpt_every = 0, limit = 0, test_limit = 0, step_epochs = 0;
   int per_class = 0, test_per_class = 0, train_blocks = 0, pad = 2, size = 0, warmup_pct = 25, eval_every = 1;
-  double lr = 0, momentum = 0.9, wd = 0, gamma = 0.1, smoothing = 0, holdout = 0.2, start_factor = 0.1;
+  double lr = 0, momentum = 0.9, wd = 0, gamma = 0.1, smoothing = 0, holdout = 0.2, start_factor = 0.1, ema_decay = 0;
   gint64 seed = 1;
   gboolean eval_only = FALSE, quiet = FALSE, nesterov = FALSE, tta = FALSE, no_flip = FALSE, zero_pad = FALSE;
   GOptionEntry entries[] = {
@@ -677,6 +766,9 @@ int cmd_train(int argc, char **argv)
     {"no-flip", 0, 0, G_OPTION_ARG_NONE, &no_flip, "No random horizontal flips", NULL},
     {"eval-every", 0, 0, G_OPTION_ARG_INT, &eval_every,
      "ImageFolder: measure test accuracy every N epochs (default 1; 0 = only after the last)", "N"},
+    {"ema", 0, 0, G_OPTION_ARG_DOUBLE, &ema_decay,
+     "ImageFolder: evaluate and save an exponential moving average of the weights with this decay per step "
+     "(e.g. 0.99; default 0 = off)", "D"},
     {"tta", 0, 0, G_OPTION_ARG_NONE, &tta, "Evaluate with horizontal-flip test-time augmentation", NULL},
     {"warmup", 0, 0, G_OPTION_ARG_INT, &warmup_pct, "onecycle: warm-up share of the steps in percent (default 25)",
      "PCT"},
@@ -719,7 +811,7 @@ int cmd_train(int argc, char **argv)
     if (arch && !cnnfx_arch_has_batchnorm(arch)) return cli_usage_error("ImageFolder training needs a cifar-* architecture");
     if (!out) return cli_usage_error("train needs -o OUT.onnx");
     if (batch < 1 || batch > 65536 || epochs < 0 || epochs > 100000 || per_class < 0 || test_per_class < 0 ||
-        ckpt_every < 0 || pad < 0 || pad > 64 || train_blocks < 0 || size < 0 || size > 4096 || warmup_pct < 0 || eval_every < 0 ||
+        ckpt_every < 0 || pad < 0 || pad > 64 || train_blocks < 0 || size < 0 || size > 4096 || warmup_pct < 0 || eval_every < 0 || ema_decay < 0 || ema_decay >= 1 ||
         warmup_pct > 100 || smoothing < 0 || smoothing >= 1 || holdout <= 0 || holdout >= 1)
       return cli_usage_error("bad numeric option");
     fo.arch = arch;
@@ -738,6 +830,7 @@ int cmd_train(int argc, char **argv)
     fo.ckpt_every = ckpt_every;
     fo.warmup_pct = warmup_pct;
     fo.eval_every = eval_every;
+    fo.ema = ema_decay;
     fo.momentum = momentum;
     fo.wd = wd;
     fo.smoothing = smoothing;

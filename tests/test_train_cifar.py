@@ -4,10 +4,11 @@
 A few hundred images are taken out of ../shared/realm/cifar10-jpg.tar.gz with Python's
 tarfile into a temporary ImageFolder tree (nothing is written to the source tree).  Then:
   1. `cnnfx train --data DIR --arch cifar-tiny` (BatchNorm in training form, crop + flip,
-     label smoothing, one-cycle SGD with Nesterov, flip TTA): the training loss falls from the
+     label smoothing, one-cycle SGD with Nesterov, weight EMA, flip TTA): the training loss falls from the
      first to the last epoch and the test accuracy beats chance (10%) clearly;
   2. the same seed gives the same ONNX file, byte for byte;
-  3. --checkpoint-every / --resume reproduce the uninterrupted run exactly;
+  3. --checkpoint-every / --resume (weights, optimizer state, EMA) reproduce the
+     uninterrupted run exactly;
   4. the written sidecar .ini / .labels describe the model (10 classes, mean/std, input size);
   5. the ONNX file is inference-form: onnx.checker accepts it, and torch (the same network
      built from the initializers, BatchNorm in eval mode) gives the same logits as cnnfx;
@@ -107,8 +108,8 @@ def main():
         classes = extract(TARBALL, data, 40, 20)
         check("extracted a 10-class ImageFolder slice", len(classes) == 10, f"{classes}")
         common = ["--data", data, "--arch", "cifar-tiny", "--epochs", "6", "--batch-size", "50",
-                  "--optimizer", "sgd", "--lr", "0.1", "--nesterov", "--weight-decay", "5e-4",
-                  "--label-smoothing", "0.1", "--tta", "--seed", "3"]
+                  "--optimizer", "sgd", "--lr", "0.2", "--nesterov", "--weight-decay", "5e-4",
+                  "--label-smoothing", "0.1", "--tta", "--ema", "0.9", "--seed", "3"]
         out1 = os.path.join(tmp, "a.onnx")
         rc, log = run(a.cnnfx, "train", *common, "-o", out1)
         print(log)
