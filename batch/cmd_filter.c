@@ -52,7 +52,7 @@ int cmd_filter(int argc, char **argv)
   g_autoptr(CnnfxParams) params = cnnfx_params_new(info);
   char *model = NULL, *device = NULL, *outdir = NULL, *labels = NULL;
   gint64 seed = 0, max_mem_mb = 0, max_pixels = 0;
-  gboolean overwrite = FALSE, recurse = FALSE, quiet = FALSE, depth16 = FALSE;
+  gboolean overwrite = FALSE, recurse = FALSE, quiet = FALSE, depth16 = FALSE, offline = FALSE;
   int quality = 92, shard_count = 0;
   g_autofree char *shard = NULL;
   /* every flag (the filter's and the shared ones) comes from the parameter tables */
@@ -81,6 +81,7 @@ int cmd_filter(int argc, char **argv)
   quiet = cnnfx_params_bool(params, "quiet");
   depth16 = cnnfx_params_bool(params, "depth16");
   quality = cnnfx_params_int(params, "jpeg-quality");
+  offline = cnnfx_params_bool(params, "offline");
   max_pixels = (gint64)cnnfx_params_double(params, "max-pixels");
   shard = g_strdup(cnnfx_params_string(params, "shard"));
   shard_count = cnnfx_params_int(params, "shard-count");
@@ -111,6 +112,7 @@ int cmd_filter(int argc, char **argv)
     goto out;
   }
   rc = 1;
+  if (offline) g_setenv("CNNFX_OFFLINE", "1", TRUE); /* autofetch.c: no first-use download */
   NetOverrides ov = {0}; /* --mean/--std/--scale/--bgr/--input-size/--output-is-prob */
   if (cli_net_overrides_from_params(&ov, params, &err))
     net = cli_load_net(model, labels, info->name, &ov, &net_summary, &err);

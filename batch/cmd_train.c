@@ -1,9 +1,16 @@
-/* cnnfx train: train a small classifier on Fashion-MNIST (or build a random-feature
- * network) with the library's own backward pass, and write it as an ONNX file. */
+/* cnnfx train: train a classifier with the library's own backward pass and write it as an
+ * ONNX file: a LeNet on Fashion-MNIST, a BatchNorm CIFAR network on an ImageFolder tree
+ * (--data DIR), a new head on an existing model (--from, transfer learning), or build a
+ * random-feature network. */
 #include "cli.h"
 #include "cnnfx-train.h"
+#include "imagefolder.h"
 #include "netload.h"
 #include <errno.h>
+#include <limits.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -269,19 +276,555 @@ static void progress(gboolean tty, int epoch, int epochs, int batch, int nbatche
   fflush(stderr);
 }
 
+/* ==== ImageFolder training (BatchNorm architectures, transfer learning) =================== */
+
+typedef struct {
+  const char *arch, *from, *resume, *dir, *out, *backend;
+  int epochs, batch, per_class, test_per_class, train_blocks, pad, size, ckpt_every, warmup_pct, eval_every;
+  double lr, momentum, wd, smoothing, holdout, start_factor, ema;
+  gboolean nesterov, tta, no_flip, zero_pad, quiet;
+  CnnfxLrSchedule schedule;
+  CnnfxOptimKind optim;
+  guint64 seed;
+} FolderOpts;
+
+typedef struct {
+  CnnfxSession *s;
+  const char *input, *output;
+  CnnfxTensor *x;
+  int *y;
+} FRunner;
+
+static gboolean frun_batch(FRunner *r, int B, int plane, GError **error)
+{
+  if (!r->x || r->x->dims[0] != B) {
+    if (r->x) cnnfx_tensor_unref(r->x);
+    int64_t dims[4] = {B, 3, plane, plane};
+    if (!(r->x = cnnfx_tensor_new_f32(4, dims, error))) return FALSE;
+    g_free(r->y);
+    r->y = g_new(int, B);
+  }
+  return TRUE;
+}
+
+/* Accuracy (and mean loss) of the inference session over d; tta adds the mirrored image's logits. */
+static gboolean folder_eval(FRunner *r, const CnnfxImageSet *d, gboolean tta, double *acc, double *loss,
+                            GError **error)
+{
+  const int B = 250;
+  size_t per = (size_t)3 * d->h * d->w;
+  long correct = 0;
+  double tl = 0;
+  g_autoptr(CnnfxTensor) sum = NULL;
+  for (int start = 0; start < d->n; start += B) {
+    int nb = MIN(B, d->n - start);
+    if (!frun_batch(r, nb, d->h, error)) return FALSE;
+    float *x = cnnfx_f32(r->x);
+    for (int b = 0; b < nb; b++) r->y[b] = d->y[start + b];
+    for (int pass = 0; pass < (tta ? 2 : 1); pass++) {
+      for (int b = 0; b < nb; b++) {
+        if (pass == 0) memcpy(x + b * per, d->x + (size_t)(start + b) * per, per * sizeof(float));
+        else cnnfx_imageset_crop_flip(d, start + b, 0, 0, TRUE, TRUE, x + b * per);
+      }
+      if (!cnnfx_session_set_input(r->s, r->input, r->x, error) || !cnnfx_session_forward(r->s, error)) return FALSE;
+      CnnfxTensor *z = cnnfx_session_get(r->s, r->output, error);
+      if (!z) return FALSE;
+      if (pass == 0) {
+        if (sum) cnnfx_tensor_unref(sum);
+        if (!(sum = cnnfx_tensor_copy(z, error))) return FALSE;
+      } else {
+        float *a = cnnfx_f32(sum);
+        const float *zz = cnnfx_f32(z);
+        for (size_t i = 0; i < sum->numel; i++) a[i] = 0.5f * (a[i] + zz[i]);
+      }
+    }
+    int c = 0;
+    double l = cnnfx_softmax_xent(sum, r->y, NULL, &c, error);
+    if (l < 0) return FALSE;
+    tl += l * nb;
+    correct += c;
+  }
+  *acc = d->n ? (double)correct / d->n : 0;
+  *loss = d->n ? tl / d->n : 0;
+  return TRUE;
+}
+
+static void fmt_secs(char *buf, size_t n, double s)
+{
+  if (s < 0 || !isfinite(s)) g_snprintf(buf, n, "--:--");
+  else if (s >= 3600) g_snprintf(buf, n, "%d:%02d:%02d", (int)(s / 3600), (int)fmod(s / 60, 60), (int)fmod(s, 60));
+  else g_snprintf(buf, n, "%d:%02d", (int)(s / 60), (int)fmod(s, 60));
+}
+
+static gboolean write_folder_sidecar(const char *out, const char *arch, const FolderOpts *o, char **classes,
+                              const double mean[3], const double std[3], int size, const char *cam_layer,
+                              const char *dream_layer, double test_acc, int n_test, const char *input,
+                              const char *output, gboolean is_prob, gboolean bgr, GError **error)
+{
+  g_autofree char *base = g_str_has_suffix(out, ".onnx") ? g_strndup(out, strlen(out) - 5) : g_strdup(out);
+  g_autofree char *ini = g_strconcat(base, ".ini", NULL);
+  g_autofree char *lab = g_strconcat(base, ".labels", NULL);
+  g_autofree char *labbase = g_path_get_basename(lab);
+  g_autofree char *onnxbase = g_path_get_basename(out);
+  GString *l = g_string_new(NULL);
+  for (int i = 0; classes[i]; i++) g_string_append_printf(l, "%s\n", classes[i]);
+  g_autoptr(GBytes) lb = g_string_free_to_bytes(l);
+  if (!cnnfx_write_file_atomic(lab, lb, error)) return FALSE;
+  int K = (int)g_strv_length(classes);
+  GString *t = g_string_new(NULL);
+  g_string_append_printf(t, "# Made by cnnfx train (%s, seed %" G_GUINT64_FORMAT "): %d classes, %dx%d RGB input.\n",
+                         arch, o->seed, K, size, size);
+  g_string_append_printf(t, "# Held-out accuracy %.4f on %d images%s.\n", test_acc, n_test,
+                         o->tta ? " (with horizontal-flip test-time augmentation)" : "");
+  /* group [model]: the sidecar form of ../shared/INTERFACE.md (same keys as an offline.ini section) */
+  g_string_append_printf(t, "[model]\nfile=%s\ninput=%s\noutput=%s\noutput_is_prob=%s\nlabels=%s\n", onnxbase,
+                         input, output, is_prob ? "true" : "false", labbase);
+  if (bgr) g_string_append(t, "bgr=true\n");
+  g_string_append_printf(t, "classes=%d\ninput_size=%d\nscale=1\nmean=%.6f;%.6f;%.6f\nstd=%.6f;%.6f;%.6f\n", K, size,
+                         mean[0], mean[1], mean[2], std[0], std[1], std[2]);
+  if (cam_layer) g_string_append_printf(t, "cam_layer=%s\n", cam_layer);
+  if (dream_layer) g_string_append_printf(t, "dream_layers=%s\n", dream_layer);
+  g_autoptr(GBytes) ib = g_string_free_to_bytes(t);
+  return cnnfx_write_file_atomic(ini, ib, error);
+}
+
+/* Training allocates the same large activation tensors at every step.  glibc serves blocks
+ * above 32 MB with fresh mmap()s, so every step page-faults and zeroes gigabytes (measured:
+ * half of the wall time went to the kernel at batch 500).  Keep them in the heap instead. */
+static void keep_memory_mapped(void)
+{
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, INT_MAX);
+  mallopt(M_TOP_PAD, 256 << 20);
+#endif
+}
+
+/* Exponential moving average of the trained weights (evaluated and saved instead of the raw
+ * ones).  The decay ramps up as min(ema, (1+t)/(10+t)) so early averages are not stuck at the
+ * random start.  File OUT.ckpt.ema: "CNNFXEMA", u32 count, then each tensor's floats (LE). */
+static gboolean ema_update(GPtrArray *ema, CnnfxOptimizer *opt, CnnfxSession *s, double decay, gint64 t,
+                           GError **error)
+{
+  double d = MIN(decay, (1.0 + (double)t) / (10.0 + (double)t));
+  for (guint i = 0; i < ema->len; i++) {
+    CnnfxTensor *w = cnnfx_session_get(s, cnnfx_optimizer_param_name(opt, (int)i), error);
+    if (!w) return FALSE;
+    float *e = cnnfx_f32(ema->pdata[i]);
+    const float *x = cnnfx_f32(w);
+    size_t n = ((CnnfxTensor *)ema->pdata[i])->numel;
+    for (size_t k = 0; k < n; k++) e[k] = (float)(d * e[k] + (1.0 - d) * x[k]);
+  }
+  return TRUE;
+}
+
+static gboolean ema_apply(GPtrArray *ema, CnnfxOptimizer *opt, CnnfxSession *is, GError **error)
+{
+  for (guint i = 0; i < ema->len; i++)
+    if (!cnnfx_session_set_weight(is, cnnfx_optimizer_param_name(opt, (int)i), ema->pdata[i], error)) return FALSE;
+  return TRUE;
+}
+
+static gboolean ema_save(GPtrArray *ema, const char *path, GError **error)
+{
+  GByteArray *a = g_byte_array_new();
+  g_byte_array_append(a, (const guint8 *)"CNNFXEMA", 8);
+  guint32 n = GUINT32_TO_LE(ema->len);
+  g_byte_array_append(a, (const guint8 *)&n, 4);
+  for (guint i = 0; i < ema->len; i++) {
+    CnnfxTensor *t = ema->pdata[i];
+    g_byte_array_append(a, t->data, (guint)(t->numel * sizeof(float)));
+  }
+  g_autoptr(GBytes) b = g_byte_array_free_to_bytes(a);
+  return cnnfx_write_file_atomic(path, b, error);
+}
+
+static gboolean ema_load(GPtrArray *ema, const char *path, GError **error)
+{
+  gchar *c;
+  gsize l;
+  if (!g_file_get_contents(path, &c, &l, error)) return FALSE;
+  gsize need = 12;
+  for (guint i = 0; i < ema->len; i++) need += ((CnnfxTensor *)ema->pdata[i])->numel * sizeof(float);
+  guint32 n = 0;
+  if (l >= 12) memcpy(&n, c + 8, 4);
+  if (l != need || memcmp(c, "CNNFXEMA", 8) || GUINT32_FROM_LE(n) != ema->len) {
+    g_free(c);
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_PARSE, "%s does not match the model's weights", path);
+    return FALSE;
+  }
+  gsize off = 12;
+  for (guint i = 0; i < ema->len; i++) {
+    CnnfxTensor *t = ema->pdata[i];
+    memcpy(t->data, c + off, t->numel * sizeof(float));
+    off += t->numel * sizeof(float);
+  }
+  g_free(c);
+  return TRUE;
+}
+
+static int train_folder(FolderOpts *o)
+{
+  g_autoptr(GError) err = NULL;
+  gboolean tty = !o->quiet && isatty(fileno(stderr));
+  CnnfxImageSet train = {0}, test = {0};
+  g_autoptr(CnnfxModel) tmodel = NULL, imodel = NULL;
+  g_autoptr(CnnfxBackend) be = NULL;
+  CnnfxSession *ts = NULL, *is = NULL;
+  CnnfxOptimizer *opt = NULL;
+  FRunner tr = {0}, ir = {0};
+  CnnfxTensor *seed_grad = NULL;
+  g_auto(GStrv) pairs = NULL, head = NULL, blocks = NULL, targets = NULL;
+  g_autofree int *idx = NULL;
+  g_autofree char *src_input = NULL, *src_output = NULL, *ckpt = NULL, *train_dir = NULL, *test_dir = NULL;
+  g_autoptr(GBytes) tb = NULL, ib = NULL;
+  GHashTable *only = NULL;
+  GPtrArray *ema = NULL;
+  int rc = 1;
+  double mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
+  int size = o->size;
+  gboolean have_src_pre = FALSE;
+  g_autoptr(CnnfxNet) src_net = NULL;
+  const char *arch_label = o->arch ? o->arch : o->from;
+  keep_memory_mapped();
+
+  if (o->from) {
+    /* a path (with its sidecar MODEL.ini), an offline default or a downloaded manifest model */
+    if (!(src_net = cli_load_net(o->from, NULL, "classify", NULL, NULL, &err))) goto done;
+    if (src_net->pre.gray) {
+      g_set_error(&err, CNNFX_ERROR, CNNFX_ERROR_UNSUPPORTED, "%s: single-channel (grey) models are not supported "
+                  "for transfer learning", o->from);
+      goto done;
+    }
+    float sc = src_net->pre.scale != 0 ? src_net->pre.scale : 1.0f;
+    for (int k = 0; k < 3; k++) {
+      mean[k] = src_net->pre.mean[k] / sc;
+      std[k] = (src_net->pre.std[k] != 0 ? src_net->pre.std[k] : 1.0f) / sc;
+    }
+    have_src_pre = TRUE;
+    src_input = g_strdup(src_net->input);
+    src_output = g_strdup(src_net->output);
+    if (size <= 0) size = src_net->pre.fixed_h > 0 ? src_net->pre.fixed_h : 0;
+    if (size <= 0) {
+      int64_t d[8];
+      int nd = cnnfx_model_input_shape(src_net->model, 0, d);
+      size = nd == 4 && d[2] > 0 ? (int)d[2] : 224;
+    }
+  }
+  if (size <= 0) size = 32;
+
+  /* data */
+  train_dir = g_build_filename(o->dir, "train", NULL);
+  test_dir = g_build_filename(o->dir, "test", NULL);
+  gboolean split = !g_file_test(train_dir, G_FILE_TEST_IS_DIR);
+  const char *tdir = split ? o->dir : train_dir;
+  gint64 tl0 = g_get_monotonic_time();
+  if (!cnnfx_imagefolder_load(tdir, NULL, size, o->per_class, &train, &err)) goto done;
+  if (split || !g_file_test(test_dir, G_FILE_TEST_IS_DIR)) {
+    if (!cnnfx_imageset_split(&train, o->holdout, &test, &err)) goto done;
+  } else if (!cnnfx_imagefolder_load(test_dir, train.classes, size, o->test_per_class, &test, &err)) {
+    goto done;
+  }
+  if (!o->quiet)
+    fprintf(stderr, "loaded %d training and %d %s images of %d classes (%dx%d) in %.1f s\n", train.n, test.n,
+            split ? "held-out" : "test", train.n_classes, size, size, (g_get_monotonic_time() - tl0) / 1e6);
+  if (src_net && src_net->pre.bgr) {
+    cnnfx_imageset_swap_rb(&train);
+    cnnfx_imageset_swap_rb(&test);
+  }
+  if (!have_src_pre) cnnfx_imageset_stats(&train, mean, std);
+  cnnfx_imageset_normalise(&train, mean, std);
+  cnnfx_imageset_normalise(&test, mean, std);
+  int K = train.n_classes;
+
+  /* models: training form and inference form */
+  if (o->arch) {
+    if (!(tb = cnnfx_arch_build_full(o->arch, o->seed, K, TRUE, &err))) goto done;
+    if (!(ib = cnnfx_arch_build_full(o->arch, o->seed, K, FALSE, &err))) goto done;
+  } else {
+    int oldk = 0;
+    if (!(ib = cnnfx_model_new_head(src_net->model, K, o->seed, &head, &oldk, &err))) goto done;
+    tb = g_bytes_ref(ib);
+    if (!o->quiet) fprintf(stderr, "%s: replaced its %d-class head with a %d-class one\n", o->from, oldk, K);
+  }
+  tmodel = cnnfx_model_load(g_bytes_get_data(tb, NULL), g_bytes_get_size(tb), &err);
+  if (!tmodel) goto done;
+  imodel = cnnfx_model_load(g_bytes_get_data(ib, NULL), g_bytes_get_size(ib), &err);
+  if (!imodel) goto done;
+  const char *input = src_input ? src_input : cnnfx_model_input_name(imodel, 0);
+  const char *output = src_output ? src_output : cnnfx_model_output_name(imodel, 0);
+  const char *saved_output = output;
+  if (output) {
+    /* a model ending in Softmax: train on its input (the logits) */
+    int pk = cnnfx_model_producer(imodel, output);
+    if (pk >= 0 && !strcmp(cnnfx_model_node_op(imodel, pk), "Softmax")) output = cnnfx_model_node_input(imodel, pk, 0);
+  }
+  if (!input || !output) {
+    g_set_error(&err, CNNFX_ERROR, CNNFX_ERROR_ARG, "the model needs an input and an output");
+    goto done;
+  }
+  if (!(be = cnnfx_backend_new(o->backend ? o->backend : "cpu", &err))) goto done;
+  pairs = cnnfx_train_bn_stat_pairs(tmodel);
+  {
+    int np = (int)g_strv_length(pairs);
+    targets = g_new0(char *, np / 2 + 2);
+    targets[0] = g_strdup(output);
+    for (int i = 0; i < np / 2; i++) targets[i + 1] = g_strdup(pairs[2 * i]);
+  }
+  CnnfxSessionOptions tso = {.grad = CNNFX_GRAD_WEIGHTS, .targets = (const char *const *)targets};
+  CnnfxSessionOptions iso = {.grad = CNNFX_GRAD_NONE, .targets = (const char *const[]){output, NULL}};
+  if (!(ts = cnnfx_session_new(tmodel, be, &tso, &err))) goto done;
+  if (!(is = cnnfx_session_new(imodel, be, &iso, &err))) goto done;
+  if (o->resume) {
+    g_autoptr(CnnfxModel) cm = cli_load_model(o->resume, &err);
+    int nc = 0;
+    if (!cm || !cnnfx_train_copy_weights(ts, tmodel, NULL, cm, &nc, &err)) goto done;
+  }
+
+  CnnfxOptimConfig oc = {0};
+  oc.kind = o->optim;
+  oc.momentum = o->momentum;
+  oc.nesterov = o->nesterov;
+  oc.weight_decay = o->wd;
+  if (o->from) {
+    only = g_hash_table_new(g_str_hash, g_str_equal);
+    for (int i = 0; head && head[i]; i++) g_hash_table_add(only, head[i]);
+    if (o->train_blocks > 0) {
+      blocks = cnnfx_model_last_layers_params(tmodel, o->train_blocks);
+      for (int i = 0; blocks[i]; i++) g_hash_table_add(only, blocks[i]);
+    }
+    oc.only = only;
+  }
+  if (!(opt = cnnfx_optimizer_new(tmodel, ts, &oc, &err))) goto done;
+  int first_epoch = 0;
+  if (o->resume) {
+    g_autofree char *sp = state_path_for(o->resume);
+    gchar *st;
+    gsize sl;
+    gint64 de = 0;
+    if (g_file_get_contents(sp, &st, &sl, NULL)) {
+      gboolean ok = cnnfx_optimizer_load_state(opt, st, sl, &de, &err);
+      g_free(st);
+      if (!ok) {
+        g_prefix_error(&err, "%s: ", sp);
+        goto done;
+      }
+      first_epoch = (int)de;
+      if (!o->quiet) fprintf(stderr, "resuming after epoch %d (%s)\n", first_epoch, sp);
+    } else if (!o->quiet) {
+      fprintf(stderr, "no optimizer state %s: resuming with fresh optimizer state at epoch 1\n", sp);
+    }
+  }
+  if (o->ema > 0) {
+    ema = g_ptr_array_new_with_free_func((GDestroyNotify)cnnfx_tensor_unref);
+    for (int i = 0; i < cnnfx_optimizer_n_params(opt); i++) {
+      CnnfxTensor *w = cnnfx_session_get(ts, cnnfx_optimizer_param_name(opt, i), &err);
+      CnnfxTensor *c = w ? cnnfx_tensor_copy(w, &err) : NULL;
+      if (!c) goto done;
+      g_ptr_array_add(ema, c);
+    }
+    if (o->resume && first_epoch > 0) {
+      g_autofree char *base = g_str_has_suffix(o->resume, ".onnx") ? g_strndup(o->resume, strlen(o->resume) - 5)
+                                                                    : g_strdup(o->resume);
+      g_autofree char *ep = g_strconcat(base, ".ema", NULL);
+      if (g_file_test(ep, G_FILE_TEST_EXISTS) && !ema_load(ema, ep, &err)) goto done;
+    }
+  }
+  tr = (FRunner){ts, input, output, NULL, NULL};
+  ir = (FRunner){is, input, output, NULL, NULL};
+  int nbatches = train.n / o->batch; /* full batches only: batch statistics of a tiny last batch are noise */
+  if (nbatches < 1) nbatches = 1;
+  int B = MIN(o->batch, train.n);
+  gint64 total_steps = (gint64)nbatches * o->epochs;
+  gint64 warm = total_steps * o->warmup_pct / 100;
+  if (!o->quiet)
+    fprintf(stderr,
+            "training %s: %zu trainable weights, %d classes, %d train / %d test images, batch %d, %s%s lr %g (%s), "
+            "label smoothing %g, %d epoch%s, seed %" G_GUINT64_FORMAT "\n",
+            arch_label, cnnfx_optimizer_n_values(opt), K, train.n, test.n, B,
+            o->optim == CNNFX_OPTIM_ADAM ? "adam" : "sgd", o->nesterov ? "+nesterov" : "", o->lr,
+            o->schedule == CNNFX_LR_ONECYCLE ? "onecycle" : o->schedule == CNNFX_LR_COSINE ? "cosine" : o->schedule == CNNFX_LR_STEP ? "step" : "constant",
+            o->smoothing, o->epochs, o->epochs == 1 ? "" : "s", o->seed);
+  idx = g_new(int, MAX(train.n, 1));
+  {
+    g_autofree char *base = g_str_has_suffix(o->out, ".onnx") ? g_strndup(o->out, strlen(o->out) - 5) : g_strdup(o->out);
+    ckpt = g_strconcat(base, ".ckpt.onnx", NULL);
+  }
+  size_t per = (size_t)3 * size * size;
+  double test_acc = 0, test_loss = 0;
+  gint64 t_start = g_get_monotonic_time();
+  int np = (int)g_strv_length(pairs);
+  for (int ep = first_epoch; ep < o->epochs; ep++) {
+    shuffle(idx, train.n, o->seed, ep);
+    guint32 as[3] = {(guint32)o->seed, (guint32)(o->seed >> 32), (guint32)ep ^ 0xa5a5a5a5u};
+    g_autoptr(GRand) aug = g_rand_new_with_seed_array(as, 3);
+    gint64 t0 = g_get_monotonic_time();
+    double sum_loss = 0, cur_lr = o->lr;
+    long correct = 0, seen = 0;
+    for (int bi = 0; bi < nbatches; bi++) {
+      if (!frun_batch(&tr, B, size, &err)) goto done;
+      float *x = cnnfx_f32(tr.x);
+      for (int b = 0; b < B; b++) {
+        int i = idx[(size_t)bi * B + b];
+        int dx = o->pad ? g_rand_int_range(aug, -o->pad, o->pad + 1) : 0;
+        int dy = o->pad ? g_rand_int_range(aug, -o->pad, o->pad + 1) : 0;
+        gboolean flip = !o->no_flip && g_rand_boolean(aug);
+        cnnfx_imageset_crop_flip(&train, i, dx, dy, flip, !o->zero_pad, x + b * per);
+        tr.y[b] = train.y[i];
+      }
+      if (!cnnfx_session_set_input(ts, input, tr.x, &err) || !cnnfx_session_forward(ts, &err)) goto done;
+      CnnfxTensor *z = cnnfx_session_get(ts, output, &err);
+      if (!z) goto done;
+      if (!seed_grad || !cnnfx_same_shape(seed_grad, z)) {
+        if (seed_grad) cnnfx_tensor_unref(seed_grad);
+        if (!(seed_grad = cnnfx_tensor_new_f32(z->ndim, z->dims, &err))) goto done;
+      }
+      int c = 0;
+      double l = cnnfx_softmax_xent_smooth(z, tr.y, o->smoothing, seed_grad, &c, &err);
+      if (l < 0) goto done;
+      if (!isfinite(l)) {
+        g_set_error(&err, CNNFX_ERROR, CNNFX_ERROR_ARG, "the loss diverged (epoch %d, batch %d): lower --lr", ep + 1,
+                    bi + 1);
+        goto done;
+      }
+      /* running statistics: copy before backward/step (they are plain values) */
+      for (int k = 0; k + 1 < np; k += 2) {
+        CnnfxTensor *rs = cnnfx_session_get(ts, pairs[k], &err);
+        if (!rs) goto done;
+        g_autoptr(CnnfxTensor) cp = cnnfx_tensor_copy(rs, &err);
+        if (!cp) goto done;
+        if (!cnnfx_session_set_weight(ts, pairs[k + 1], cp, &err)) goto done;
+      }
+      if (!cnnfx_session_backward(ts, 1, (const char *const[]){output}, (CnnfxTensor *const[]){seed_grad}, &err))
+        goto done;
+      gint64 step = (gint64)ep * nbatches + bi;
+      cur_lr = cnnfx_lr_at(o->schedule, o->lr, step, total_steps, o->schedule == CNNFX_LR_ONECYCLE ? warm : 0,
+                           0.1, o->schedule == CNNFX_LR_ONECYCLE ? o->start_factor : 0.0);
+      if (!cnnfx_optimizer_step(opt, cur_lr, &err)) goto done;
+      if (ema && !ema_update(ema, opt, ts, o->ema, step, &err)) goto done;
+      sum_loss += l * B;
+      correct += c;
+      seen += B;
+      if (tty && (bi % 5 == 0 || bi == nbatches - 1)) {
+        double secs = (g_get_monotonic_time() - t0) / 1e6;
+        double total_secs = (g_get_monotonic_time() - t_start) / 1e6;
+        double done_steps = (double)(step + 1 - (gint64)first_epoch * nbatches);
+        double eta = total_secs / done_steps * (double)(total_steps - step - 1);
+        char etab[32];
+        fmt_secs(etab, sizeof etab, eta);
+        char bar[21];
+        int fill = (int)(20.0 * (bi + 1) / nbatches);
+        for (int i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
+        bar[20] = 0;
+        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %s", ep + 1,
+                o->epochs, bar, bi + 1, nbatches, sum_loss / seen, 100.0 * correct / seen,
+                secs > 0 ? seen / secs : 0, etab);
+        fflush(stderr);
+      }
+    }
+    double secs = (g_get_monotonic_time() - t0) / 1e6;
+    if (!cnnfx_train_copy_weights(is, imodel, ts, tmodel, NULL, &err)) goto done;
+    if (o->ckpt_every > 0 && ((ep + 1) % o->ckpt_every == 0) && ep + 1 < o->epochs) {
+      /* the raw weights (not the average) and the optimizer state: --resume continues exactly */
+      g_autofree char *sp = state_path_for(ckpt);
+      g_autoptr(GBytes) st = cnnfx_optimizer_save_state(opt, ep + 1);
+      if (!save_model(imodel, is, ckpt, &err) || !cnnfx_write_file_atomic(sp, st, &err)) goto done;
+      if (ema) {
+        g_autofree char *base = g_strndup(ckpt, strlen(ckpt) - 5);
+        g_autofree char *ep_path = g_strconcat(base, ".ema", NULL);
+        if (!ema_save(ema, ep_path, &err)) goto done;
+      }
+      if (!o->quiet) fprintf(stderr, "checkpoint %s\n", ckpt);
+    }
+    if (ema && !ema_apply(ema, opt, is, &err)) goto done;
+    gboolean do_eval = ep + 1 == o->epochs || (o->eval_every > 0 && (ep + 1) % o->eval_every == 0);
+    gint64 e0 = g_get_monotonic_time();
+    if (do_eval && !folder_eval(&ir, &test, o->tta, &test_acc, &test_loss, &err)) goto done;
+    double esecs = (g_get_monotonic_time() - e0) / 1e6;
+    if (tty) fprintf(stderr, "\r\033[K");
+    if (!o->quiet && do_eval)
+      printf("epoch %d/%d  loss %.4f  train acc %.4f  test loss %.4f  test acc %.4f  lr %.3g  %.1f s (%.0f img/s) + "
+             "eval %.1f s\n",
+             ep + 1, o->epochs, seen ? sum_loss / seen : 0, seen ? (double)correct / seen : 0, test_loss, test_acc,
+             cur_lr, secs, secs > 0 ? seen / secs : 0, esecs);
+    else if (!o->quiet)
+      printf("epoch %d/%d  loss %.4f  train acc %.4f  lr %.3g  %.1f s (%.0f img/s)\n", ep + 1, o->epochs,
+             seen ? sum_loss / seen : 0, seen ? (double)correct / seen : 0, cur_lr, secs, secs > 0 ? seen / secs : 0);
+    fflush(stdout);
+  }
+  if (first_epoch >= o->epochs) {
+    if (!cnnfx_train_copy_weights(is, imodel, ts, tmodel, NULL, &err)) goto done;
+    if (ema && !ema_apply(ema, opt, is, &err)) goto done;
+    if (!folder_eval(&ir, &test, o->tta, &test_acc, &test_loss, &err)) goto done;
+  }
+  if (!save_model(imodel, is, o->out, &err)) goto done;
+  {
+    const char *cam = o->arch && cnnfx_arch_has_batchnorm(o->arch) ? "b3.relu2" : src_net ? src_net->cam_layer : NULL;
+    const char *dream = o->arch && cnnfx_arch_has_batchnorm(o->arch) ? "b2.relu2"
+                        : src_net && src_net->dream_layers ? src_net->dream_layers[0] : NULL;
+    if (!write_folder_sidecar(o->out, arch_label, o, train.classes, mean, std, size, cam, dream, test_acc, test.n, input,
+                       saved_output, src_net && src_net->output_is_prob, src_net && src_net->pre.bgr, &err))
+      goto done;
+  }
+  if (!o->quiet) printf("wrote %s (+ .ini, .labels) after %.1f s\n", o->out, (g_get_monotonic_time() - t_start) / 1e6);
+  printf("%s accuracy: %.4f (%ld/%d)\n", split ? "held-out" : "test", test_acc, lround(test_acc * test.n), test.n);
+  rc = 0;
+done:
+  if (tty) fprintf(stderr, "\r\033[K");
+  if (seed_grad) cnnfx_tensor_unref(seed_grad);
+  if (tr.x) cnnfx_tensor_unref(tr.x);
+  if (ir.x) cnnfx_tensor_unref(ir.x);
+  g_free(tr.y);
+  g_free(ir.y);
+  if (only) g_hash_table_destroy(only);
+  if (ema) g_ptr_array_free(ema, TRUE);
+  cnnfx_optimizer_free(opt);
+  cnnfx_session_free(ts);
+  cnnfx_session_free(is);
+  cnnfx_imageset_clear(&train);
+  cnnfx_imageset_clear(&test);
+  if (rc) fprintf(stderr, "cnnfx train: %s\n", err ? err->message : "failed");
+  return rc;
+}
+
 int cmd_train(int argc, char **argv)
 {
   g_autofree char *arch = NULL, *init = NULL, *data = NULL, *optim = NULL, *sched = NULL, *resume = NULL,
-                  *out = NULL, *backend_name = NULL;
+                  *out = NULL, *backend_name = NULL, *from = NULL;
   int epochs = 10, batch = 64, ckpt_every = 0, limit = 0, test_limit = 0, step_epochs = 0;
-  double lr = 0, momentum = 0.9, wd = 0, gamma = 0.1;
+  int per_class = 0, test_per_class = 0, train_blocks = 0, pad = 2, size = 0, warmup_pct = 25, eval_every = 1;
+  double lr = 0, momentum = 0.9, wd = 0, gamma = 0.1, smoothing = 0, holdout = 0.2, start_factor = 0.1, ema_decay = 0;
   gint64 seed = 1;
-  gboolean eval_only = FALSE, quiet = FALSE, nesterov = FALSE;
+  gboolean eval_only = FALSE, quiet = FALSE, nesterov = FALSE, tta = FALSE, no_flip = FALSE, zero_pad = FALSE;
   GOptionEntry entries[] = {
-    {"arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Built-in architecture: lenet5, lenet5-wide, random-style", "ARCH"},
+    {"arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Built-in architecture: lenet5, lenet5-wide, random-style, cifar-net, cifar-net-m, cifar-net-s, cifar-tiny", "ARCH"},
     {"init", 0, 0, G_OPTION_ARG_FILENAME, &init, "Start from this ONNX model", "MODEL.onnx"},
-    {"data", 0, 0, G_OPTION_ARG_STRING, &data, "Data set: fashion-mnist[:DIR] (default DIR " DEFAULT_FASHION_DIR ")",
+    {"from", 0, 0, G_OPTION_ARG_FILENAME, &from,
+     "Transfer learning: fine-tune a new classifier head of this model on --data DIR", "MODEL.onnx"},
+    {"data", 0, 0, G_OPTION_ARG_STRING, &data,
+     "Data set: fashion-mnist[:DIR] (default DIR " DEFAULT_FASHION_DIR "), or an ImageFolder DIR "
+     "(DIR/train/CLASS/*.jpg|png and DIR/test/CLASS/..., or DIR/CLASS/... with a held-out part)",
      "SET"},
+    {"train-blocks", 0, 0, G_OPTION_ARG_INT, &train_blocks, "--from: also train the last K weighted layers", "K"},
+    {"label-smoothing", 0, 0, G_OPTION_ARG_DOUBLE, &smoothing, "Label smoothing (ImageFolder, default 0)", "S"},
+    {"pad", 0, 0, G_OPTION_ARG_INT, &pad, "Random-crop padding in pixels (ImageFolder, default 2; 0 = no crop)", "P"},
+    {"zero-pad", 0, 0, G_OPTION_ARG_NONE, &zero_pad, "Pad crops with zeros (mean colour), not by reflection", NULL},
+    {"no-flip", 0, 0, G_OPTION_ARG_NONE, &no_flip, "No random horizontal flips", NULL},
+    {"eval-every", 0, 0, G_OPTION_ARG_INT, &eval_every,
+     "ImageFolder: measure test accuracy every N epochs (default 1; 0 = only after the last)", "N"},
+    {"ema", 0, 0, G_OPTION_ARG_DOUBLE, &ema_decay,
+     "ImageFolder: evaluate and save an exponential moving average of the weights with this decay per step "
+     "(e.g. 0.99; default 0 = off)", "D"},
+    {"tta", 0, 0, G_OPTION_ARG_NONE, &tta, "Evaluate with horizontal-flip test-time augmentation", NULL},
+    {"warmup", 0, 0, G_OPTION_ARG_INT, &warmup_pct, "onecycle: warm-up share of the steps in percent (default 25)",
+     "PCT"},
+    {"per-class", 0, 0, G_OPTION_ARG_INT, &per_class, "ImageFolder: only the first N training images per class",
+     "N"},
+    {"test-per-class", 0, 0, G_OPTION_ARG_INT, &test_per_class, "ImageFolder: only the first N test images per class",
+     "N"},
+    {"holdout", 0, 0, G_OPTION_ARG_DOUBLE, &holdout,
+     "ImageFolder without test/: share of each class held out (default 0.2)", "F"},
+    {"size", 0, 0, G_OPTION_ARG_INT, &size, "ImageFolder: image size (default 32 or the --from model's)", "PX"},
     {"epochs", 0, 0, G_OPTION_ARG_INT, &epochs, "Epochs (default 10)", "N"},
     {"batch-size", 0, 0, G_OPTION_ARG_INT, &batch, "Mini-batch size (default 64)", "B"},
     {"optimizer", 0, 0, G_OPTION_ARG_STRING, &optim, "sgd or adam (default adam)", "NAME"},
@@ -289,7 +832,7 @@ int cmd_train(int argc, char **argv)
     {"momentum", 0, 0, G_OPTION_ARG_DOUBLE, &momentum, "SGD momentum (default 0.9)", "M"},
     {"nesterov", 0, 0, G_OPTION_ARG_NONE, &nesterov, "Nesterov momentum", NULL},
     {"weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &wd, "L2 weight decay (default 0)", "W"},
-    {"schedule", 0, 0, G_OPTION_ARG_STRING, &sched, "Learning-rate schedule: constant, step, cosine (default cosine)",
+    {"schedule", 0, 0, G_OPTION_ARG_STRING, &sched, "Learning-rate schedule: constant, step, cosine, onecycle (default cosine; onecycle for ImageFolder)",
      "NAME"},
     {"step-epochs", 0, 0, G_OPTION_ARG_INT, &step_epochs, "step schedule: epochs between decays (default epochs/3)",
      "N"},
@@ -307,6 +850,56 @@ int cmd_train(int argc, char **argv)
   };
   if (!cli_parse(&argc, &argv, "- train a network (or build a random-feature one) and write ONNX", entries)) return 2;
   if (argc > 1) return cli_usage_error("train takes no positional arguments");
+  if (data && g_file_test(data, G_FILE_TEST_IS_DIR)) {
+    FolderOpts fo = {0};
+    if (!!arch + !!from != 1) return cli_usage_error("ImageFolder training needs exactly one of --arch, --from");
+    if (init || eval_only) return cli_usage_error("--init / --eval-only are not for ImageFolder data");
+    if (arch && !cnnfx_arch_has_batchnorm(arch)) return cli_usage_error("ImageFolder training needs a cifar-* architecture");
+    if (!out) return cli_usage_error("train needs -o OUT.onnx");
+    if (batch < 1 || batch > 65536 || epochs < 0 || epochs > 100000 || per_class < 0 || test_per_class < 0 ||
+        ckpt_every < 0 || pad < 0 || pad > 64 || train_blocks < 0 || size < 0 || size > 4096 || warmup_pct < 0 || eval_every < 0 || ema_decay < 0 || ema_decay >= 1 ||
+        warmup_pct > 100 || smoothing < 0 || smoothing >= 1 || holdout <= 0 || holdout >= 1)
+      return cli_usage_error("bad numeric option");
+    fo.arch = arch;
+    fo.from = from;
+    fo.resume = resume;
+    fo.dir = data;
+    fo.out = out;
+    fo.backend = backend_name;
+    fo.epochs = epochs;
+    fo.batch = batch;
+    fo.per_class = per_class;
+    fo.test_per_class = test_per_class;
+    fo.train_blocks = train_blocks;
+    fo.pad = pad;
+    fo.size = size;
+    fo.ckpt_every = ckpt_every;
+    fo.warmup_pct = warmup_pct;
+    fo.eval_every = eval_every;
+    fo.ema = ema_decay;
+    fo.momentum = momentum;
+    fo.wd = wd;
+    fo.smoothing = smoothing;
+    fo.holdout = holdout;
+    fo.start_factor = start_factor;
+    fo.nesterov = nesterov;
+    fo.tta = tta;
+    fo.no_flip = no_flip;
+    fo.zero_pad = zero_pad;
+    fo.quiet = quiet;
+    fo.seed = (guint64)seed;
+    fo.optim = optim && !strcmp(optim, "adam") ? CNNFX_OPTIM_ADAM : CNNFX_OPTIM_SGD;
+    if (optim && strcmp(optim, "adam") && strcmp(optim, "sgd")) return cli_usage_error("--optimizer must be sgd or adam");
+    fo.lr = lr > 0 ? lr : fo.optim == CNNFX_OPTIM_ADAM ? 1e-3 : 0.1;
+    if (momentum < 0 || momentum >= 1 || wd < 0) return cli_usage_error("bad --momentum or --weight-decay");
+    fo.schedule = CNNFX_LR_ONECYCLE;
+    if (sched && !strcmp(sched, "step")) fo.schedule = CNNFX_LR_STEP;
+    else if (sched && !strcmp(sched, "constant")) fo.schedule = CNNFX_LR_CONSTANT;
+    else if (sched && !strcmp(sched, "cosine")) fo.schedule = CNNFX_LR_COSINE;
+    else if (sched && strcmp(sched, "onecycle")) return cli_usage_error("--schedule must be constant, step, cosine or onecycle");
+    return train_folder(&fo);
+  }
+  if (from) return cli_usage_error("--from needs --data DIR (an ImageFolder tree)");
   if (!!arch + !!init + !!resume != 1) return cli_usage_error("train needs exactly one of --arch, --init, --resume");
   if (batch < 1 || batch > 65536 || epochs < 0 || epochs > 100000 || limit < 0 || test_limit < 0 || ckpt_every < 0)
     return cli_usage_error("bad --batch-size, --epochs, --limit or --checkpoint-every");

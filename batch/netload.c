@@ -3,6 +3,7 @@
 #include "netload.h"
 #include "render.h"
 #include "fetch.h"
+#include "autofetch.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,6 +386,8 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
   g_autoptr(CnnfxManifest) man = NULL;
 
   if (labels && !(n->labels = load_labels(labels, error))) return NULL;
+  g_autofree char *fetched = model ? NULL : cli_autofetch(filter); /* first use: the preferred model */
+  if (fetched) model = fetched;
   if (model && (g_str_has_suffix(model, ".onnx") || strchr(model, '/')) ) {
     path = g_strdup(model);
   } else {

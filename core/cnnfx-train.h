@@ -63,8 +63,44 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxBuilder, cnnfx_builder_free)
  *                  every bank's ReLU output (rf3 rf5 rf7 rf11 rf7d2 rf7d4 rfp4) is a graph output.
  * Weights are He-initialised from seed (same seed, same bytes). */
 GBytes *cnnfx_arch_build(const char *arch, guint64 seed, GError **error);
+/* "cifar-net"     airbench94-like CIFAR network: conv3x3(32)+BN+ReLU stem, then three blocks
+ *                  conv3x3 + 2x2 max-pool + BN + ReLU + conv3x3 + BN + ReLU with 64, 256, 256
+ *                  channels, global max-pool, Gemm to the classes; input "input" [N,3,32,32],
+ *                  output "logits" [N,classes]; about 0.29 GFLOP per image forward.
+ * "cifar-net-m"   the same with 24 / 48, 128, 192 channels;
+ * "cifar-net-s"   16 / 32, 64, 128;  "cifar-tiny" 8 / 16, 32, 32 (tests).
+ * These have BatchNormalization (opset 15).  training: BN in training form (training_mode=1,
+ * batch statistics) with running statistics as extra outputs (cnnfx_train_bn_stat_pairs);
+ * otherwise the inference form.  Both forms have the same initializer names and, for the same
+ * seed, the same values.  classes: size of the last layer (the other archs ignore it: 10). */
+GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gboolean training, GError **error);
+gboolean cnnfx_arch_has_batchnorm(const char *arch);
+
+/* BatchNormalization nodes in training form: NULL-terminated list of name pairs
+ * (running-statistic output, initializer it replaces), i.e. out[1]->in[3], out[2]->in[4].
+ * After each training forward the caller copies each output into its initializer
+ * (cnnfx_session_set_weight).  Free with g_strfreev. */
+char **cnnfx_train_bn_stat_pairs(const CnnfxModel *m);
+/* Copy every float initializer of dst_model that src_model also has with the same shape from
+ * src (its current weights; src NULL: src_model's stored values) into dst. */
+gboolean cnnfx_train_copy_weights(CnnfxSession *dst, const CnnfxModel *dst_model, CnnfxSession *src,
+                                  const CnnfxModel *src_model, int *n_copied, GError **error);
 /* NULL-terminated list of the names above (static). */
 const char *const *cnnfx_arch_names(void);
+
+/* ---- transfer learning ---------------------------------------------------------------- */
+
+/* A copy of m with a new classifier head for `classes` classes: the layer that computes the
+ * first output (through Softmax / LogSoftmax / Flatten / Reshape / Squeeze / Identity /
+ * Dropout / Relu / global or average pooling) must be a Gemm, a MatMul (+ Add of a bias) or a 1x1 Conv; its weights become
+ * small random values (seeded) and its bias zeros.  head_params (optional): NULL-terminated
+ * names of the new initializers; old_classes: the old class count. */
+GBytes *cnnfx_model_new_head(const CnnfxModel *m, int classes, guint64 seed, char ***head_params, int *old_classes,
+                             GError **error);
+/* Float initializers of the last k+1 weighted layers (Conv / Gemm / MatMul, counted from the
+ * end, the head included) and of the BatchNormalization (scale, bias) / Add nodes among them.
+ * NULL-terminated, g_strfreev. */
+char **cnnfx_model_last_layers_params(const CnnfxModel *m, int k);
 
 /* ---- optimizers --------------------------------------------------------------- */
 
@@ -76,6 +112,7 @@ typedef struct {
   gboolean nesterov;
   double weight_decay;  /* L2 added to the gradient (torch semantics, both optimizers) */
   double beta1, beta2, eps; /* Adam; 0 = defaults 0.9, 0.999, 1e-8 */
+  GHashTable *only;     /* optional set of initializer names: train only these (fine-tuning) */
 } CnnfxOptimConfig;
 
 typedef struct CnnfxOptimizer CnnfxOptimizer;
@@ -100,10 +137,11 @@ gboolean cnnfx_optimizer_load_state(CnnfxOptimizer *o, const void *data, size_t 
 
 /* ---- learning-rate schedules ---------------------------------------------------- */
 
-typedef enum { CNNFX_LR_CONSTANT, CNNFX_LR_STEP, CNNFX_LR_COSINE } CnnfxLrSchedule;
+typedef enum { CNNFX_LR_CONSTANT, CNNFX_LR_STEP, CNNFX_LR_COSINE, CNNFX_LR_ONECYCLE } CnnfxLrSchedule;
 
 /* lr after `done` of `total` steps (done in [0,total]).  STEP multiplies base by gamma
- * every step_every steps; COSINE anneals from base to base*min_factor (half cosine). */
+ * every step_every steps; COSINE anneals from base to base*min_factor (half cosine); ONECYCLE rises
+ * linearly from base*min_factor to base over the first step_every steps, then falls linearly to 0. */
 double cnnfx_lr_at(CnnfxLrSchedule kind, double base, gint64 done, gint64 total, gint64 step_every, double gamma,
                    double min_factor);
 
@@ -115,6 +153,9 @@ double cnnfx_lr_at(CnnfxLrSchedule kind, double base, gint64 done, gint64 total,
  * how many argmaxes equal the label.  Returns a negative value with error set on bad input. */
 double cnnfx_softmax_xent(const CnnfxTensor *logits, const int *labels, CnnfxTensor *grad, int *n_correct,
                           GError **error);
+/* The same with label smoothing s (torch's label_smoothing): the target is (1-s)*onehot + s/K. */
+double cnnfx_softmax_xent_smooth(const CnnfxTensor *logits, const int *labels, double smoothing, CnnfxTensor *grad,
+                                 int *n_correct, GError **error);
 /* Number of rows of [B,K] logits whose argmax is the label. */
 int cnnfx_count_correct(const CnnfxTensor *logits, const int *labels);
 

@@ -1,4 +1,4 @@
-/* Operators: normalisation.  BatchNormalization (inference form), InstanceNormalization, LRN,
+/* Operators: normalisation.  BatchNormalization (inference and training form), InstanceNormalization, LRN,
  * LpNormalization, MeanVarianceNormalization; forward and backward.
  *
  * Reductions accumulate in double (with a per-plane shift for the variance) so that planes of
@@ -59,18 +59,31 @@ static CnnfxTensor *grad_zeros(const CnnfxExec *x, const CnnfxTensor *like, int 
 
 /* ==== BatchNormalization ================================================================== */
 
+static gboolean bn_training(const CnnfxNode *n)
+{
+  return n->opset >= 14 && cnnfx_attr_int(n, "training_mode", 0) != 0;
+}
+
 static gboolean bn_check(const CnnfxNode *n, GError **error)
 {
   if (!need_inputs(n, 5, error)) return FALSE;
-  if (cnnfx_attr_int(n, "training_mode", 0) != 0) {
+  if (cnnfx_attr_int(n, "training_mode", 0) != 0 && n->opset < 14) {
     cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED,
-                    "BatchNormalization '%s': training_mode=1 is not supported (inference form only)", n->name);
+                    "BatchNormalization '%s': training_mode needs opset 14 or later", n->name);
     return FALSE;
+  }
+  if (bn_training(n)) {
+    /* Training form: batch statistics; optional outputs running_mean, running_var. */
+    if (n->n_out > 3) {
+      cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "BatchNormalization '%s': too many outputs", n->name);
+      return FALSE;
+    }
+    return TRUE;
   }
   for (int o = 1; o < n->n_out; o++)
     if (n->out[o] >= 0) {
       cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED,
-                      "BatchNormalization '%s': running/saved statistics outputs (training) are not supported",
+                      "BatchNormalization '%s': running/saved statistics outputs need training_mode=1",
                       n->name);
       return FALSE;
     }
@@ -113,11 +126,205 @@ static gboolean bn_geom(const CnnfxNode *n, CnnfxTensor *const *in, gboolean nee
   return TRUE;
 }
 
+
+/* ---- training form (training_mode=1, opset >= 14) ----------------------------------------
+ * Y = (X - mean_B) / sqrt(var_B + eps) * scale + B with the batch's biased mean and variance
+ * per channel; running_mean = input_mean * momentum + mean_B * (1 - momentum) and the same for
+ * the variance (biased, as the ONNX reference).  Sums are taken per (n, c, chunk) in double and
+ * then added in a fixed order, so results do not depend on the thread count. */
+
+/* mean[c], var[c] (double) of X over N and the spatial positions. */
+static gboolean bn_batch_stats(const CnnfxExec *x, const BnGeom *g, const float *xp, double *mean, double *var,
+                               GError **error)
+{
+  int nt = thread_count(x);
+  int64_t nch = (g->inner + NORM_CHUNK - 1) / NORM_CHUNK, items = g->N * g->Cp * nch;
+  size_t pb = (size_t)(items + 1) * sizeof(double);
+  double *part = cnnfx_mem_alloc(x->mem, pb, error);
+  if (!part) return FALSE;
+  double M = (double)g->N * (double)g->inner;
+  for (int pass = 0; pass < 2; pass++) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t it = 0; it < items; it++) {
+      int64_t pc = it / nch, ch = it % nch, c = pc % g->Cp;
+      int64_t s0 = ch * NORM_CHUNK, s1 = MIN(g->inner, s0 + NORM_CHUNK);
+      const float *xi = xp + pc * g->inner;
+      double acc = 0.0;
+      if (pass == 0) {
+#pragma omp simd reduction(+ : acc)
+        for (int64_t s = s0; s < s1; s++) acc += xi[s];
+      } else {
+        double m = mean[c];
+#pragma omp simd reduction(+ : acc)
+        for (int64_t s = s0; s < s1; s++) {
+          double d = (double)xi[s] - m;
+          acc += d * d;
+        }
+      }
+      part[it] = acc;
+    }
+    for (int64_t c = 0; c < g->Cp; c++) {
+      double t = 0.0;
+      for (int64_t b = 0; b < g->N; b++)
+        for (int64_t ch = 0; ch < nch; ch++) t += part[(b * g->Cp + c) * nch + ch];
+      if (pass == 0) mean[c] = M > 0 ? t / M : 0.0;
+      else var[c] = M > 0 ? t / M : 0.0;
+    }
+  }
+  cnnfx_mem_free(x->mem, part, pb);
+  return TRUE;
+}
+
+static gboolean bn_train_forward(const CnnfxExec *x, const CnnfxNode *n, const BnGeom *g, CnnfxTensor *const *in,
+                                 CnnfxTensor **out, GError **error)
+{
+  const CnnfxTensor *X = in[0];
+  out[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, X->ndim, X->dims, error);
+  if (!out[0]) return FALSE;
+  for (int o = 1; o < MIN(n->n_out, 3); o++) {
+    if (n->out[o] < 0) continue;
+    if (!(out[o] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, in[2 + o]->ndim, in[2 + o]->dims, error))) return FALSE;
+  }
+  if (g->N * g->inner == 0) return cnnfx_fail_shape(error, n, "training needs a non-empty batch");
+  size_t sb = 2 * (size_t)g->Cp * sizeof(double), ab = 2 * (size_t)g->Cp * sizeof(float);
+  double *mean = cnnfx_mem_alloc(x->mem, sb, error);
+  if (!mean) return FALSE;
+  double *var = mean + g->Cp;
+  float *a = cnnfx_mem_alloc(x->mem, ab, error);
+  if (!a) {
+    cnnfx_mem_free(x->mem, mean, sb);
+    return FALSE;
+  }
+  float *b = a + g->Cp;
+  const float *xp = cnnfx_f32(X);
+  if (!bn_batch_stats(x, g, xp, mean, var, error)) {
+    cnnfx_mem_free(x->mem, a, ab);
+    cnnfx_mem_free(x->mem, mean, sb);
+    return FALSE;
+  }
+  const float *sc = cnnfx_f32(in[1]), *bi = cnnfx_f32(in[2]);
+  for (int64_t c = 0; c < g->Cp; c++) {
+    double inv = 1.0 / sqrt(var[c] + (double)g->eps);
+    a[c] = (float)(sc[c] * inv);
+    b[c] = (float)(bi[c] - mean[c] * sc[c] * inv);
+  }
+  double mom = cnnfx_attr_float(n, "momentum", 0.9f);
+  if (n->n_out > 1 && out[1]) {
+    const float *rm = cnnfx_f32(in[3]);
+    float *o = cnnfx_f32(out[1]);
+    for (int64_t c = 0; c < g->Cp; c++) o[c] = (float)(rm[c] * mom + mean[c] * (1.0 - mom));
+  }
+  if (n->n_out > 2 && out[2]) {
+    const float *rv = cnnfx_f32(in[4]);
+    float *o = cnnfx_f32(out[2]);
+    for (int64_t c = 0; c < g->Cp; c++) o[c] = (float)(rv[c] * mom + var[c] * (1.0 - mom));
+  }
+  float *y = cnnfx_f32(out[0]);
+  int64_t nch = (g->inner + NORM_CHUNK - 1) / NORM_CHUNK, items = g->N * g->Cp * nch;
+  int nt = thread_count(x);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t it = 0; it < items; it++) {
+    int64_t pc = it / nch, ch = it % nch, c = pc % g->Cp;
+    int64_t s0 = ch * NORM_CHUNK, s1 = MIN(g->inner, s0 + NORM_CHUNK);
+    const float *xi = xp + pc * g->inner;
+    float *yi = y + pc * g->inner;
+    float ac = a[c], bc = b[c];
+    for (int64_t s = s0; s < s1; s++) yi[s] = xi[s] * ac + bc;
+  }
+  cnnfx_mem_free(x->mem, a, ab);
+  cnnfx_mem_free(x->mem, mean, sb);
+  return TRUE;
+}
+
+static gboolean bn_train_backward(const CnnfxExec *x, const CnnfxNode *n, const BnGeom *g, CnnfxTensor *const *in,
+                                  const CnnfxTensor *G, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  int nt = thread_count(x);
+  const CnnfxTensor *X = in[0];
+  for (int i = 0; i < 5; i++) {
+    if (!need[i]) continue;
+    gin[i] = (G && i < 3) ? cnnfx_tensor_alloc(x->mem, CNNFX_F32, in[i]->ndim, in[i]->dims, error)
+                          : grad_zeros(x, in[i], nt, error);
+    if (!gin[i]) return FALSE;
+  }
+  if (!G || !(need[0] || need[1] || need[2])) return TRUE;
+  if (G->numel != X->numel) return cnnfx_fail_shape(error, n, "output gradient has the wrong size");
+  const float *xp = cnnfx_f32(X), *sc = cnnfx_f32(in[1]);
+  if (!xp || !sc) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "BatchNormalization '%s': input X was not kept for backward", n->name);
+    return FALSE;
+  }
+  const float *gp = cnnfx_f32(G);
+  int64_t nch = (g->inner + NORM_CHUNK - 1) / NORM_CHUNK, items = g->N * g->Cp * nch;
+  size_t sb = 5 * (size_t)g->Cp * sizeof(double), pb = (size_t)(2 * items + 1) * sizeof(double);
+  double *mean = cnnfx_mem_alloc(x->mem, sb, error);
+  if (!mean) return FALSE;
+  double *var = mean + g->Cp, *k1 = var + g->Cp, *k2 = k1 + g->Cp, *k3 = k2 + g->Cp;
+  double *part = cnnfx_mem_alloc(x->mem, pb, error);
+  if (!part) {
+    cnnfx_mem_free(x->mem, mean, sb);
+    return FALSE;
+  }
+  if (!bn_batch_stats(x, g, xp, mean, var, error)) {
+    cnnfx_mem_free(x->mem, part, pb);
+    cnnfx_mem_free(x->mem, mean, sb);
+    return FALSE;
+  }
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t it = 0; it < items; it++) {
+    int64_t pc = it / nch, ch = it % nch, c = pc % g->Cp;
+    int64_t s0 = ch * NORM_CHUNK, s1 = MIN(g->inner, s0 + NORM_CHUNK);
+    const float *gi = gp + pc * g->inner, *xi = xp + pc * g->inner;
+    double sg = 0.0, sgx = 0.0, m = mean[c];
+#pragma omp simd reduction(+ : sg, sgx)
+    for (int64_t s = s0; s < s1; s++) {
+      sg += gi[s];
+      sgx += (double)gi[s] * ((double)xi[s] - m);
+    }
+    part[2 * it] = sg;
+    part[2 * it + 1] = sgx;
+  }
+  double M = (double)g->N * (double)g->inner;
+  for (int64_t c = 0; c < g->Cp; c++) {
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t b = 0; b < g->N; b++)
+      for (int64_t ch = 0; ch < nch; ch++) {
+        int64_t it = (b * g->Cp + c) * nch + ch;
+        sg += part[2 * it];
+        sgx += part[2 * it + 1];
+      }
+    double inv = 1.0 / sqrt(var[c] + (double)g->eps);
+    if (need[1]) cnnfx_f32(gin[1])[c] = (float)(sgx * inv);
+    if (need[2]) cnnfx_f32(gin[2])[c] = (float)sg;
+    /* dX = scale * inv * (g - sg/M - (x - mean) * inv^2 * sgx / M) = k1 * g + k2 * (x - mean) + k3 */
+    k1[c] = sc[c] * inv;
+    k2[c] = -sc[c] * inv * inv * inv * sgx / M;
+    k3[c] = -sc[c] * inv * sg / M;
+  }
+  if (need[0]) {
+    float *gx = cnnfx_f32(gin[0]);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t it = 0; it < items; it++) {
+      int64_t pc = it / nch, ch = it % nch, c = pc % g->Cp;
+      int64_t s0 = ch * NORM_CHUNK, s1 = MIN(g->inner, s0 + NORM_CHUNK);
+      const float *gi = gp + pc * g->inner, *xi = xp + pc * g->inner;
+      float *o = gx + pc * g->inner;
+      float a1 = (float)k1[c], a2 = (float)k2[c], m = (float)mean[c];
+      float a3 = (float)k3[c];
+      for (int64_t s = s0; s < s1; s++) o[s] = a1 * gi[s] + a2 * (xi[s] - m) + a3;
+    }
+  }
+  cnnfx_mem_free(x->mem, part, pb);
+  cnnfx_mem_free(x->mem, mean, sb);
+  return TRUE;
+}
+
 static gboolean bn_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
                            GError **error)
 {
   BnGeom g;
   if (!bn_geom(n, in, TRUE, &g, error)) return FALSE;
+  if (bn_training(n)) return bn_train_forward(x, n, &g, in, out, error);
   const CnnfxTensor *X = in[0];
   out[0] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, X->ndim, X->dims, error);
   if (!out[0] || X->numel == 0) return out[0] != NULL;
@@ -150,6 +357,7 @@ static gboolean bn_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *
 static guint32 bn_saves(const CnnfxNode *n, const gboolean *need)
 {
   guint32 sv = 0;
+  if (bn_training(n)) return (need[0] || need[1] || need[2]) ? CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1) : 0;
   if (need[0] || need[3]) sv |= CNNFX_SAVE_IN(1) | CNNFX_SAVE_IN(4);
   if (need[1]) sv |= CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(3) | CNNFX_SAVE_IN(4);
   if (need[4]) sv |= CNNFX_SAVE_IN(0) | CNNFX_SAVE_IN(1) | CNNFX_SAVE_IN(3) | CNNFX_SAVE_IN(4);
@@ -161,6 +369,7 @@ static gboolean bn_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor 
 {
   BnGeom g;
   if (!bn_geom(n, in, FALSE, &g, error)) return FALSE;
+  if (bn_training(n)) return bn_train_backward(x, n, &g, in, gout[0], need, gin, error);
   int nt = thread_count(x);
   const CnnfxTensor *X = in[0];
   const CnnfxTensor *G = gout[0];

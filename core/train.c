@@ -28,6 +28,7 @@ typedef struct {
   GRand *rng;
   GError **error;
   gboolean ok;
+  double wscale;   /* multiplies the He standard deviation; 0 = 1 */
 } Arch;
 
 /* He-normal weights [dims], std sqrt(2/fan_in); zero_mean: each output filter centred
@@ -41,7 +42,7 @@ static void arch_weight(Arch *a, const char *name, int ndim, const int64_t *dims
     return;
   }
   size_t fan_in = t->numel / (size_t)dims[0];
-  double sd = sqrt(2.0 / (double)fan_in);
+  double sd = sqrt(2.0 / (double)fan_in) * (a->wscale > 0 ? a->wscale : 1.0);
   float *w = cnnfx_f32(t);
   for (size_t i = 0; i < t->numel; i++) w[i] = (float)(sd * rand_normal(a->rng));
   if (zero_mean) {
@@ -102,7 +103,7 @@ static void arch_maxpool2(Arch *a, const char *in, const char *out)
   cnnfx_builder_attr_ints(a->b, "strides", 2, (const int64_t[]){2, 2});
 }
 
-static void arch_fc(Arch *a, const char *name, const char *in, const char *out, int nin, int nout)
+static void arch_fc_alpha(Arch *a, const char *name, const char *in, const char *out, int nin, int nout, float alpha)
 {
   g_autofree char *wn = g_strdup_printf("%s.weight", name);
   g_autofree char *bn = g_strdup_printf("%s.bias", name);
@@ -110,9 +111,14 @@ static void arch_fc(Arch *a, const char *name, const char *in, const char *out, 
   arch_weight(a, wn, 2, wd, FALSE);
   arch_zeros(a, bn, nout);
   cnnfx_builder_node(a->b, "Gemm", name, (const char *[]){in, wn, bn, NULL}, (const char *[]){out, NULL});
-  cnnfx_builder_attr_float(a->b, "alpha", 1.0f);
+  cnnfx_builder_attr_float(a->b, "alpha", alpha);
   cnnfx_builder_attr_float(a->b, "beta", 1.0f);
   cnnfx_builder_attr_int(a->b, "transB", 1);
+}
+
+static void arch_fc(Arch *a, const char *name, const char *in, const char *out, int nin, int nout)
+{
+  arch_fc_alpha(a, name, in, out, nin, nout, 1.0f);
 }
 
 static void build_lenet(Arch *a, int c1, int c2, int f1, int f2)
@@ -163,14 +169,135 @@ static void build_random_style(Arch *a)
   cnnfx_builder_output(a->b, "rfp4", CNNFX_F32, 4, (const int64_t[]){-1, 64, -1, -1});
 }
 
-static const char *const arch_names[] = {"lenet5", "lenet5-wide", "random-style", NULL};
+
+/* ---- CIFAR-style networks with BatchNorm (airbench-like) ----------------------------- */
+
+static void arch_const(Arch *a, const char *name, int64_t n, float v)
+{
+  if (!a->ok) return;
+  g_autoptr(CnnfxTensor) t = cnnfx_tensor_new_f32(1, &n, a->error);
+  if (!t) {
+    a->ok = FALSE;
+    return;
+  }
+  float *p = cnnfx_f32(t);
+  for (int64_t i = 0; i < n; i++) p[i] = v;
+  a->ok = cnnfx_builder_initializer(a->b, name, t, a->error);
+}
+
+/* conv3x3 pad 1 without bias */
+static void arch_conv3(Arch *a, const char *name, const char *in, const char *out, int cin, int cout)
+{
+  g_autofree char *wn = g_strdup_printf("%s.weight", name);
+  int64_t wd[4] = {cout, cin, 3, 3};
+  arch_weight(a, wn, 4, wd, FALSE);
+  cnnfx_builder_node(a->b, "Conv", name, (const char *[]){in, wn, NULL}, (const char *[]){out, NULL});
+  cnnfx_builder_attr_ints(a->b, "kernel_shape", 2, (const int64_t[]){3, 3});
+  cnnfx_builder_attr_ints(a->b, "pads", 4, (const int64_t[]){1, 1, 1, 1});
+  cnnfx_builder_attr_ints(a->b, "strides", 2, (const int64_t[]){1, 1});
+}
+
+/* BatchNormalization; training: batch statistics, running statistics as extra outputs
+ * NAME.running_mean / NAME.running_var that the trainer copies into NAME.mean / NAME.var. */
+static void arch_bn(Arch *a, const char *name, const char *in, const char *out, int c, gboolean training)
+{
+  g_autofree char *sn = g_strdup_printf("%s.scale", name);
+  g_autofree char *bn = g_strdup_printf("%s.bias", name);
+  g_autofree char *mn = g_strdup_printf("%s.mean", name);
+  g_autofree char *vn = g_strdup_printf("%s.var", name);
+  g_autofree char *rm = g_strdup_printf("%s.running_mean", name);
+  g_autofree char *rv = g_strdup_printf("%s.running_var", name);
+  arch_const(a, sn, c, 1.0f);
+  arch_const(a, bn, c, 0.0f);
+  arch_const(a, mn, c, 0.0f);
+  arch_const(a, vn, c, 1.0f);
+  if (training)
+    cnnfx_builder_node(a->b, "BatchNormalization", name, (const char *[]){in, sn, bn, mn, vn, NULL},
+                       (const char *[]){out, rm, rv, NULL});
+  else
+    cnnfx_builder_node(a->b, "BatchNormalization", name, (const char *[]){in, sn, bn, mn, vn, NULL},
+                       (const char *[]){out, NULL});
+  cnnfx_builder_attr_float(a->b, "epsilon", 1e-5f);
+  cnnfx_builder_attr_float(a->b, "momentum", 0.5f); /* ONNX: running = 0.5 * running + 0.5 * batch (airbench: torch momentum 0.6) */
+  if (training) cnnfx_builder_attr_int(a->b, "training_mode", 1);
+}
+
+/* stem conv3x3 + BN + ReLU at 32x32; three blocks (conv3x3, 2x2 max-pool, BN, ReLU,
+ * conv3x3, BN, ReLU) halving the size each; global max-pool; Gemm to the classes. */
+static void build_cifar(Arch *a, int w0, int w1, int w2, int w3, int classes, gboolean training)
+{
+  int64_t in_dims[4] = {-1, 3, 32, 32}, out_dims[2] = {-1, classes};
+  cnnfx_builder_input(a->b, "input", CNNFX_F32, 4, in_dims);
+  arch_conv3(a, "stem.conv", "input", "stem.conv", 3, w0);
+  arch_bn(a, "stem.bn", "stem.conv", "stem.bn", w0, training);
+  arch_unary(a, "Relu", "stem.bn", "stem.relu");
+  const int widths[3] = {w1, w2, w3};
+  char prev[32] = "stem.relu";
+  int cin = w0;
+  for (int k = 0; k < 3; k++) {
+    char c1[32], p1[32], b1[32], r1[32], c2[32], b2[32], r2[32];
+    g_snprintf(c1, sizeof c1, "b%d.conv1", k + 1);
+    g_snprintf(p1, sizeof p1, "b%d.pool", k + 1);
+    g_snprintf(b1, sizeof b1, "b%d.bn1", k + 1);
+    g_snprintf(r1, sizeof r1, "b%d.relu1", k + 1);
+    g_snprintf(c2, sizeof c2, "b%d.conv2", k + 1);
+    g_snprintf(b2, sizeof b2, "b%d.bn2", k + 1);
+    g_snprintf(r2, sizeof r2, "b%d.relu2", k + 1);
+    arch_conv3(a, c1, prev, c1, cin, widths[k]);
+    arch_maxpool2(a, c1, p1);
+    arch_bn(a, b1, p1, b1, widths[k], training);
+    arch_unary(a, "Relu", b1, r1);
+    arch_conv3(a, c2, r1, c2, widths[k], widths[k]);
+    arch_bn(a, b2, c2, b2, widths[k], training);
+    arch_unary(a, "Relu", b2, r2);
+    g_strlcpy(prev, r2, sizeof prev);
+    cin = widths[k];
+  }
+  cnnfx_builder_node(a->b, "GlobalMaxPool", "gpool", (const char *[]){prev, NULL}, (const char *[]){"gpool", NULL});
+  cnnfx_builder_node(a->b, "Flatten", "flatten", (const char *[]){"gpool", NULL}, (const char *[]){"flat", NULL});
+  cnnfx_builder_attr_int(a->b, "axis", 1);
+  /* The head's product is scaled by 1/9 (Gemm alpha), as airbench scales its head's output:
+   * otherwise the head learns far faster than the rest and the logits blow up early. */
+  arch_fc_alpha(a, "fc", "flat", "logits", w3, classes, 1.0f / 9.0f);
+  cnnfx_builder_output(a->b, "logits", CNNFX_F32, 2, out_dims);
+}
+
+static const struct {
+  const char *name;
+  int w0, w1, w2, w3;
+} cifar_archs[] = {
+  {"cifar-net", 32, 64, 256, 256},  /* airbench94-like widths, 0.29 GFLOP per 32x32 image */
+  {"cifar-net-m", 24, 48, 128, 192},
+  {"cifar-net-s", 16, 32, 64, 128},
+  {"cifar-tiny", 8, 16, 32, 32},
+};
+
+static const char *const arch_names[] = {"lenet5", "lenet5-wide", "random-style", "cifar-net", "cifar-net-m",
+                                         "cifar-net-s", "cifar-tiny", NULL};
 
 const char *const *cnnfx_arch_names(void) { return arch_names; }
 
 GBytes *cnnfx_arch_build(const char *arch, guint64 seed, GError **error)
 {
-  g_autoptr(CnnfxBuilder) b = cnnfx_builder_new(13);
-  Arch a = {b, seeded_rand(seed), error, TRUE};
+  return cnnfx_arch_build_full(arch, seed, 10, FALSE, error);
+}
+
+gboolean cnnfx_arch_has_batchnorm(const char *arch)
+{
+  for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
+    if (!strcmp(arch, cifar_archs[i].name)) return TRUE;
+  return FALSE;
+}
+
+GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gboolean training, GError **error)
+{
+  gboolean bn = cnnfx_arch_has_batchnorm(arch);
+  if (classes < 2 || classes > 100000) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "class count %d out of range", classes);
+    return NULL;
+  }
+  g_autoptr(CnnfxBuilder) b = cnnfx_builder_new(bn ? 15 : 13);
+  Arch a = {b, seeded_rand(seed), error, TRUE, 0.0};
   char seedtxt[32];
   g_snprintf(seedtxt, sizeof seedtxt, "%" G_GUINT64_FORMAT, seed);
   if (!strcmp(arch, "lenet5")) {
@@ -182,6 +309,11 @@ GBytes *cnnfx_arch_build(const char *arch, guint64 seed, GError **error)
     cnnfx_builder_doc(b, "Weight-free multi-scale random-feature network for texture and style "
                          "(Ustyuzhaninov et al. 2016, He et al. 2016).  Zero-mean Gaussian filters, "
                          "regenerate with: cnnfx train --arch random-style --seed SEED");
+  } else if (bn) {
+    for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
+      if (!strcmp(arch, cifar_archs[i].name))
+        build_cifar(&a, cifar_archs[i].w0, cifar_archs[i].w1, cifar_archs[i].w2, cifar_archs[i].w3, classes,
+                    training);
   } else {
     g_rand_free(a.rng);
     g_autofree char *list = g_strjoinv(", ", (char **)arch_names);
@@ -193,6 +325,44 @@ GBytes *cnnfx_arch_build(const char *arch, guint64 seed, GError **error)
   cnnfx_builder_metadata(b, "cnnfx.arch", arch);
   cnnfx_builder_metadata(b, "cnnfx.seed", seedtxt);
   return cnnfx_builder_finish(b, arch, error);
+}
+
+/* ---- BatchNorm training support ---------------------------------------------------- */
+
+char **cnnfx_train_bn_stat_pairs(const CnnfxModel *m)
+{
+  GPtrArray *a = g_ptr_array_new();
+  for (int k = 0; k < m->n_nodes; k++) {
+    const CnnfxNode *n = &m->nodes[k];
+    if (strcmp(n->op_type, "BatchNormalization") || n->opset < 14 || !cnnfx_attr_int(n, "training_mode", 0))
+      continue;
+    for (int o = 1; o < MIN(n->n_out, 3); o++) {
+      if (n->out[o] < 0 || n->in[2 + o] < 0 || !m->values[n->in[2 + o]].init) continue;
+      g_ptr_array_add(a, g_strdup(m->values[n->out[o]].name));
+      g_ptr_array_add(a, g_strdup(m->values[n->in[2 + o]].name));
+    }
+  }
+  g_ptr_array_add(a, NULL);
+  return (char **)g_ptr_array_free(a, FALSE);
+}
+
+gboolean cnnfx_train_copy_weights(CnnfxSession *dst, const CnnfxModel *dst_model, CnnfxSession *src,
+                                  const CnnfxModel *src_model, int *n_copied, GError **error)
+{
+  int copied = 0;
+  for (int v = 0; v < dst_model->n_values; v++) {
+    const CnnfxValue *val = &dst_model->values[v];
+    if (!val->init || val->init->dtype != CNNFX_F32) continue;
+    int sv = cnnfx_model_value_id(src_model, val->name);
+    if (sv < 0 || !src_model->values[sv].init) continue;
+    const CnnfxTensor *t = src ? cnnfx_session_get(src, val->name, error) : src_model->values[sv].init;
+    if (!t) return FALSE;
+    if (!cnnfx_same_shape(t, val->init)) continue;
+    if (!cnnfx_session_set_weight(dst, val->name, t, error)) return FALSE;
+    copied++;
+  }
+  if (n_copied) *n_copied = copied;
+  return TRUE;
 }
 
 /* ---- optimizers ------------------------------------------------------------------ */
@@ -232,8 +402,12 @@ static gboolean trainable(const CnnfxModel *m, int v)
   for (int k = 0; k < m->n_nodes; k++) {
     const CnnfxNode *n = &m->nodes[k];
     if (!n->op || !n->op->backward) continue;
-    for (int i = 0; i < n->n_in; i++)
+    gboolean bn_train = !strcmp(n->op_type, "BatchNormalization") && n->opset >= 14 &&
+                        cnnfx_attr_int(n, "training_mode", 0) != 0;
+    for (int i = 0; i < n->n_in; i++) {
+      if (bn_train && i >= 3) continue; /* running statistics: updated from the batch, not by gradients */
       if (n->in[i] == v && !(i < 32 && (n->op->nondiff_inputs >> i) & 1u)) return TRUE;
+    }
   }
   return FALSE;
 }
@@ -257,6 +431,7 @@ CnnfxOptimizer *cnnfx_optimizer_new(const CnnfxModel *m, CnnfxSession *s, const 
   for (int v = 0; v < m->n_values; v++) {
     const CnnfxValue *val = &m->values[v];
     if (!val->init || val->init->dtype != CNNFX_F32 || !trainable(m, v)) continue;
+    if (cfg->only && !g_hash_table_contains(cfg->only, val->name)) continue;
     const CnnfxTensor *cur = cnnfx_session_get(s, val->name, error);
     if (!cur) return NULL;
     Param p = {0};
@@ -431,6 +606,14 @@ double cnnfx_lr_at(CnnfxLrSchedule kind, double base, gint64 done, gint64 total,
     double t = CLAMP((double)done / (double)total, 0.0, 1.0);
     return base * (min_factor + (1.0 - min_factor) * 0.5 * (1.0 + cos(G_PI * t)));
   }
+  case CNNFX_LR_ONECYCLE: {
+    /* linear from base*min_factor up to base over step_every steps, then linearly down to 0 */
+    if (total <= 0) return base;
+    gint64 warm = CLAMP(step_every, 0, total);
+    if (done < warm) return base * (min_factor + (1.0 - min_factor) * (double)done / (double)warm);
+    if (total == warm) return base;
+    return base * MAX(0.0, (double)(total - done) / (double)(total - warm));
+  }
   default:
     return base;
   }
@@ -450,6 +633,12 @@ static gboolean logits_shape(const CnnfxTensor *t, int *B, int *K)
 
 double cnnfx_softmax_xent(const CnnfxTensor *logits, const int *labels, CnnfxTensor *grad, int *n_correct,
                           GError **error)
+{
+  return cnnfx_softmax_xent_smooth(logits, labels, 0.0, grad, n_correct, error);
+}
+
+double cnnfx_softmax_xent_smooth(const CnnfxTensor *logits, const int *labels, double smoothing, CnnfxTensor *grad,
+                                 int *n_correct, GError **error)
 {
   int B, K;
   if (!logits_shape(logits, &B, &K)) {
@@ -478,11 +667,15 @@ double cnnfx_softmax_xent(const CnnfxTensor *logits, const int *labels, CnnfxTen
     double sum = 0;
     for (int k = 0; k < K; k++) sum += exp((double)zb[k] - mx);
     double lse = mx + log(sum);
-    total += lse - zb[labels[b]];
+    double sum_z = 0;
+    if (smoothing > 0)
+      for (int k = 0; k < K; k++) sum_z += zb[k];
+    total += (1.0 - smoothing) * (lse - zb[labels[b]]) + (smoothing > 0 ? smoothing * (lse - sum_z / K) : 0.0);
     correct += arg == labels[b];
     if (g) {
       float *gb = g + (size_t)b * K;
-      for (int k = 0; k < K; k++) gb[k] = (float)((exp((double)zb[k] - lse) - (k == labels[b])) / B);
+      for (int k = 0; k < K; k++)
+        gb[k] = (float)((exp((double)zb[k] - lse) - (1.0 - smoothing) * (k == labels[b]) - smoothing / K) / B);
     }
   }
   if (n_correct) *n_correct = correct;
@@ -502,4 +695,179 @@ int cnnfx_count_correct(const CnnfxTensor *logits, const int *labels)
     correct += arg == labels[b];
   }
   return correct;
+}
+
+
+/* ---- transfer learning: a new classifier head ------------------------------------------ */
+
+static gboolean passthrough_op(const char *op)
+{
+  static const char *const ops[] = {"Softmax", "LogSoftmax", "Flatten", "Reshape", "Identity", "Squeeze", "Dropout",
+                                    "Relu", "GlobalAveragePool", "AveragePool", "GlobalMaxPool",
+                                    NULL};
+  for (int i = 0; ops[i]; i++)
+    if (!strcmp(op, ops[i])) return TRUE;
+  return FALSE;
+}
+
+static CnnfxTensor *head_tensor(int ndim, const int64_t *dims, GRand *r, double sd, GError **error)
+{
+  CnnfxTensor *t = cnnfx_tensor_new_f32(ndim, dims, error);
+  if (!t) return NULL;
+  float *p = cnnfx_f32(t);
+  for (size_t i = 0; i < t->numel; i++) p[i] = sd > 0 ? (float)(sd * rand_normal(r)) : 0.0f;
+  return t;
+}
+
+static gboolean set_init(CnnfxModel *m, int v, CnnfxTensor *t, GPtrArray *names)
+{
+  if (m->values[v].init) cnnfx_tensor_unref(m->values[v].init);
+  m->values[v].init = t;
+  g_ptr_array_add(names, g_strdup(m->values[v].name));
+  return TRUE;
+}
+
+GBytes *cnnfx_model_new_head(const CnnfxModel *src, int classes, guint64 seed, char ***head_params, int *old_classes,
+                             GError **error)
+{
+  if (classes < 2) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "a classifier needs at least 2 classes");
+    return NULL;
+  }
+  g_autoptr(GBytes) copy = cnnfx_model_save(src, NULL, error);
+  if (!copy) return NULL;
+  g_autoptr(CnnfxModel) m = cnnfx_model_load(g_bytes_get_data(copy, NULL), g_bytes_get_size(copy), error);
+  if (!m) return NULL;
+  if (m->n_outputs < 1) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "the model has no output");
+    return NULL;
+  }
+  int v = m->outputs[0], k = -1;
+  for (int guard = 0; guard < 64; guard++) {
+    k = m->values[v].producer;
+    if (k < 0) break;
+    const CnnfxNode *n = &m->nodes[k];
+    if (passthrough_op(n->op_type) && n->n_in > 0 && n->in[0] >= 0) {
+      v = n->in[0];
+      continue;
+    }
+    break;
+  }
+  g_autoptr(GRand) r = seeded_rand(seed ^ G_GUINT64_CONSTANT(0x9e3779b97f4a7c15));
+  GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+  int K = -1;
+  const CnnfxNode *n = k >= 0 ? &m->nodes[k] : NULL;
+  const CnnfxNode *mm = NULL;
+  int bias_v = -1;
+  if (n && !strcmp(n->op_type, "Add") && n->n_in == 2) {
+    /* MatMul + Add(bias) */
+    for (int i = 0; i < 2; i++) {
+      int pv = n->in[i], ov = n->in[1 - i];
+      if (pv >= 0 && ov >= 0 && m->values[pv].init && m->values[ov].producer >= 0 &&
+          !strcmp(m->nodes[m->values[ov].producer].op_type, "MatMul")) {
+        mm = &m->nodes[m->values[ov].producer];
+        bias_v = pv;
+      }
+    }
+    if (!mm) n = NULL;
+  } else if (n && !strcmp(n->op_type, "MatMul")) {
+    mm = n;
+  }
+  GError *e = NULL;
+  if (mm) {
+    int wv = mm->in[1];
+    const CnnfxTensor *w = wv >= 0 ? m->values[wv].init : NULL;
+    if (!w || w->ndim != 2) goto unsupported;
+    K = (int)w->dims[1];
+    int64_t d[2] = {w->dims[0], classes};
+    CnnfxTensor *t = head_tensor(2, d, r, 0.01, &e);
+    if (!t) goto fail;
+    set_init(m, wv, t, names);
+    if (bias_v >= 0) {
+      int64_t bd = classes;
+      if (!(t = head_tensor(1, &bd, r, 0, &e))) goto fail;
+      set_init(m, bias_v, t, names);
+    }
+  } else if (n && !strcmp(n->op_type, "Gemm")) {
+    int wv = n->in[1];
+    const CnnfxTensor *w = wv >= 0 ? m->values[wv].init : NULL;
+    if (!w || w->ndim != 2) goto unsupported;
+    gboolean tb = cnnfx_attr_int(n, "transB", 0) != 0;
+    K = (int)(tb ? w->dims[0] : w->dims[1]);
+    int64_t d[2] = {tb ? classes : w->dims[0], tb ? w->dims[1] : classes};
+    CnnfxTensor *t = head_tensor(2, d, r, 0.01, &e);
+    if (!t) goto fail;
+    set_init(m, wv, t, names);
+    if (n->n_in > 2 && n->in[2] >= 0 && m->values[n->in[2]].init) {
+      int64_t bd = classes;
+      if (!(t = head_tensor(1, &bd, r, 0, &e))) goto fail;
+      set_init(m, n->in[2], t, names);
+    }
+  } else if (n && !strcmp(n->op_type, "Conv")) {
+    int wv = n->in[1];
+    const CnnfxTensor *w = wv >= 0 ? m->values[wv].init : NULL;
+    if (!w || w->ndim != 4 || w->dims[2] != 1 || w->dims[3] != 1 || cnnfx_attr_int(n, "group", 1) != 1)
+      goto unsupported;
+    K = (int)w->dims[0];
+    int64_t d[4] = {classes, w->dims[1], 1, 1};
+    CnnfxTensor *t = head_tensor(4, d, r, 0.01, &e);
+    if (!t) goto fail;
+    set_init(m, wv, t, names);
+    if (n->n_in > 2 && n->in[2] >= 0 && m->values[n->in[2]].init) {
+      int64_t bd = classes;
+      if (!(t = head_tensor(1, &bd, r, 0, &e))) goto fail;
+      set_init(m, n->in[2], t, names);
+    }
+  } else {
+    goto unsupported;
+  }
+  /* declared output shapes: the class dimension changes */
+  for (int o = 0; o < m->n_outputs; o++) {
+    CnnfxValue *ov = &m->values[m->outputs[o]];
+    if (ov->decl_ndim >= 2 && ov->decl_dims[1] == K) ov->decl_dims[1] = classes;
+  }
+  GBytes *out = cnnfx_model_save(m, NULL, error);
+  if (!out) {
+    g_ptr_array_free(names, TRUE);
+    return NULL;
+  }
+  if (old_classes) *old_classes = K;
+  if (head_params) {
+    g_ptr_array_add(names, NULL);
+    *head_params = (char **)g_ptr_array_free(names, FALSE);
+  } else {
+    g_ptr_array_free(names, TRUE);
+  }
+  return out;
+unsupported:
+  g_ptr_array_free(names, TRUE);
+  cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED,
+                  "cannot find the classifier head: the first output must come from a Gemm, a MatMul(+Add) or "
+                  "a 1x1 Conv (through Softmax/Flatten/Reshape only)");
+  return NULL;
+fail:
+  g_ptr_array_free(names, TRUE);
+  g_propagate_error(error, e);
+  return NULL;
+}
+
+char **cnnfx_model_last_layers_params(const CnnfxModel *m, int k)
+{
+  GPtrArray *a = g_ptr_array_new();
+  int taken = 0;
+  for (int i = m->n_nodes - 1; i >= 0 && taken <= k; i--) {
+    const CnnfxNode *n = &m->nodes[i];
+    gboolean weighted = !strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "Gemm") || !strcmp(n->op_type, "MatMul");
+    if (weighted) taken++;
+    if (taken > k + 1) break;
+    if (!weighted && strcmp(n->op_type, "BatchNormalization") && strcmp(n->op_type, "Add")) continue;
+    if (taken == 0) continue;
+    for (int j = 0; j < n->n_in; j++) {
+      if (n->in[j] < 0 || !m->values[n->in[j]].init || m->values[n->in[j]].init->dtype != CNNFX_F32) continue;
+      if (!strcmp(n->op_type, "BatchNormalization") && j >= 3) continue;
+      g_ptr_array_add(a, g_strdup(m->values[n->in[j]].name));
+    }
+  }
+  g_ptr_array_add(a, NULL);
+  return (char **)g_ptr_array_free(a, FALSE);
 }

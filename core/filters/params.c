@@ -160,6 +160,8 @@ static const CnnfxParam common_params[] = {
   P_STR("model", NULL, N_("Model"),
         N_("Model name (see 'cnnfx models list') or ONNX file; default: the filter's offline default"), BASIC,
         .short_name = 'm', .metavar = "NAME|PATH"),
+  P_BOOL("offline", 0, N_("Offline"),
+         N_("Never download the filter's preferred model on first use (also CNNFX_OFFLINE=1)"), CLI_ONLY),
   P_FILE("labels", N_("Labels file"), N_("Labels file (one per line) for a model given as a path"), ADVANCED),
   P_CHOICE("device", "auto", "auto|cpu|cuda|sim", N_("Device"),
            N_("Where the network runs: auto, cpu, cuda (or cuda:N), or sim (the simulated test device)"), BASIC,
