@@ -123,7 +123,7 @@ def main():
             d = os.path.join(tmp, "off" + str(len(args)))
             n = len(Handler.hits)
             rc, out, err = run(a.cnnfx, tmp, d, man, *args, env_extra=extra)
-            lines = [l for l in err.splitlines() if "offline" in l]
+            lines = [l for l in err.splitlines() if ": offline: " in l]
             check(f"{label}: no request, one line, offline default used", rc == 0 and len(Handler.hits) == n
                   and len(lines) == 1 and not os.path.exists(os.path.join(d, "models", "tinynet.onnx"))
                   and "tinyclass" not in out, out + err)
