@@ -1,6 +1,7 @@
 /* Pixel helpers of the GIMP plug-in that do not depend on libgimp: RGBA <-> tensor,
  * heat-map colouring, a transparent labels overlay and the built-in style pattern. */
 #include "plugin-pixels.h"
+#include "render.h"
 #include <math.h>
 #include <string.h>
 
@@ -18,33 +19,7 @@ CnnfxTensor *px_rgba_to_tensor(const float *rgba, int w, int h, GError **error)
 
 void px_tensor_to_rgba(const CnnfxTensor *t, float *rgba, int w, int h)
 {
-  size_t hw = (size_t)w * h;
-  const float *s = cnnfx_f32(t);
-  for (size_t i = 0; i < hw; i++)
-    for (int k = 0; k < 3; k++) rgba[i * 4 + k] = CLAMP(s[k * hw + i], 0.f, 1.f);
-}
-
-void px_colormap(const char *name, float v, float rgb[3])
-{
-  v = CLAMP(v, 0.f, 1.f);
-  if (!g_strcmp0(name, "gray")) {
-    rgb[0] = rgb[1] = rgb[2] = v;
-  } else if (!g_strcmp0(name, "inferno") || !g_strcmp0(name, "viridis")) {
-    /* the same 5-point approximations of matplotlib's maps as the CLI's heat maps */
-    static const float inferno[5][3] = {{0, 0, 0.016f}, {0.341f, 0.063f, 0.431f}, {0.735f, 0.216f, 0.330f},
-                                        {0.976f, 0.557f, 0.035f}, {0.988f, 1.0f, 0.643f}};
-    static const float viridis[5][3] = {{0.267f, 0.005f, 0.329f}, {0.230f, 0.322f, 0.546f}, {0.128f, 0.567f, 0.551f},
-                                        {0.369f, 0.789f, 0.383f}, {0.993f, 0.906f, 0.144f}};
-    const float(*m)[3] = name[0] == 'i' ? inferno : viridis;
-    float s = v * 4;
-    int i = MIN((int)s, 3);
-    float f = s - i;
-    for (int c = 0; c < 3; c++) rgb[c] = m[i][c] + (m[i + 1][c] - m[i][c]) * f;
-  } else { /* jet */
-    rgb[0] = CLAMP(1.5f - fabsf(4 * v - 3), 0.f, 1.f);
-    rgb[1] = CLAMP(1.5f - fabsf(4 * v - 2), 0.f, 1.f);
-    rgb[2] = CLAMP(1.5f - fabsf(4 * v - 1), 0.f, 1.f);
-  }
+  cnnfx_tensor_to_pixels(t, rgba, w, h, 4); /* alpha untouched */
 }
 
 float *px_heatmap_rgba(const CnnfxTensor *map, const char *cmap, int w, int h)
@@ -63,7 +38,7 @@ float *px_heatmap_rgba(const CnnfxTensor *map, const char *cmap, int w, int h)
       float v = (m[y0 * mw + x0] * (1 - fx) + m[y0 * mw + x1] * fx) * (1 - fy) +
                 (m[y1 * mw + x0] * (1 - fx) + m[y1 * mw + x1] * fx) * fy;
       float *p = o + ((size_t)y * w + x) * 4;
-      px_colormap(cmap, v, p);
+      cnnfx_colormap(cmap, v, p); /* the CLI's colour maps (core/filters/render.c) */
       p[3] = 1;
     }
   return o;

@@ -6,7 +6,6 @@
 
 CnnfxTensor *px_rgba_to_tensor(const float *rgba, int w, int h, GError **error);
 void px_tensor_to_rgba(const CnnfxTensor *t, float *rgba, int w, int h); /* alpha untouched */
-void px_colormap(const char *name, float v, float rgb[3]);
 /* A [1,H,W] / [H,W] map 0..1 coloured and resampled to w x h, opaque (g_free). */
 float *px_heatmap_rgba(const CnnfxTensor *map, const char *cmap, int w, int h);
 /* Transparent w x h RGBA with the top labels box (g_free). */
