@@ -8,8 +8,8 @@
 /* Manifest name of the filter's preferred model, or NULL when it has none. */
 const char *cli_autofetch_preferred(const char *filter);
 
-/* TRUE when downloads are forbidden: CNNFX_OFFLINE set (not "0"/""), or CNNFX_AUTOFETCH=0, or
- * running under `meson test` without CNNFX_AUTOFETCH=1 (tests never touch the internet). */
+/* TRUE when downloads are forbidden: CNNFX_OFFLINE set (not "0"/""), or CNNFX_AUTOFETCH is not
+ * "1" (first-use download is opt-in for now; tests never touch the internet). */
 gboolean cli_autofetch_disabled(gboolean *explicit_offline);
 
 /* For a run without --model: the name of the preferred model when it is present or was just
