@@ -30,14 +30,16 @@ static char *cpu_describe(const CnnfxBackend *b)
 
 static const CnnfxBackendIface cpu_iface = {"cpu", cnnfx_op_lookup, cpu_describe};
 
-/* The operator compiled for `level` where one exists, else the common one. */
+#ifdef CNNFX_HAVE_SIMD_VARIANTS
 static const CnnfxOp *simd_table_find(const CnnfxOp *const *t, const char *op_type)
 {
   for (; *t; t++)
     if (!strcmp((*t)->name, op_type)) return *t;
   return NULL;
 }
+#endif
 
+/* The operator compiled for `level` where one exists, else the common one. */
 static const CnnfxOp *cpu_op(CnnfxSimd level, const char *op_type)
 {
 #ifdef CNNFX_HAVE_SIMD_VARIANTS
@@ -65,6 +67,8 @@ gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int 
     return cnnfx_conv3x3_winograd_avx512(x, in, N, C, H, W, w, K, bias, pad_t, pad_l, OH, OW, out, error);
   if (level == CNNFX_SIMD_AVX2)
     return cnnfx_conv3x3_winograd_avx2(x, in, N, C, H, W, w, K, bias, pad_t, pad_l, OH, OW, out, error);
+#else
+  (void)level; /* a build without SIMD variants (non-x86, the fuzz core) has the baseline only */
 #endif
   return cnnfx_conv3x3_winograd_baseline(x, in, N, C, H, W, w, K, bias, pad_t, pad_l, OH, OW, out, error);
 }
