@@ -24,23 +24,15 @@ void px_tensor_to_rgba(const CnnfxTensor *t, float *rgba, int w, int h)
 
 float *px_heatmap_rgba(const CnnfxTensor *map, const char *cmap, int w, int h)
 {
-  float *o = g_try_malloc((size_t)w * h * 4 * sizeof(float));
+  /* the CLI's heat map (core/filters/render.c) at opacity 1 over an opaque image: the bare map */
+  size_t n = (size_t)w * h;
+  float *o = g_try_malloc0(n * 4 * sizeof(float));
   if (!o) return NULL;
-  int mh = (int)map->dims[map->ndim - 2], mw = (int)map->dims[map->ndim - 1];
-  const float *m = cnnfx_f32(map);
-  for (int y = 0; y < h; y++)
-    for (int x = 0; x < w; x++) {
-      float sy = (y + 0.5f) * mh / h - 0.5f, sx = (x + 0.5f) * mw / w - 0.5f;
-      sy = CLAMP(sy, 0.f, mh - 1.f);
-      sx = CLAMP(sx, 0.f, mw - 1.f);
-      int y0 = (int)sy, x0 = (int)sx, y1 = MIN(y0 + 1, mh - 1), x1 = MIN(x0 + 1, mw - 1);
-      float fy = sy - y0, fx = sx - x0;
-      float v = (m[y0 * mw + x0] * (1 - fx) + m[y0 * mw + x1] * fx) * (1 - fy) +
-                (m[y1 * mw + x0] * (1 - fx) + m[y1 * mw + x1] * fx) * fy;
-      float *p = o + ((size_t)y * w + x) * 4;
-      cnnfx_colormap(cmap, v, p); /* the CLI's colour maps (core/filters/render.c) */
-      p[3] = 1;
-    }
+  for (size_t i = 0; i < n; i++) o[i * 4 + 3] = 1;
+  if (!cnnfx_render_heatmap(o, w, h, 4, map, cmap, 1.0, o, NULL)) {
+    g_free(o);
+    return NULL;
+  }
   return o;
 }
 
