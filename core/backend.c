@@ -57,6 +57,46 @@ static const CnnfxOp *cpu_op(CnnfxSimd level, const char *op_type)
   return cnnfx_op_lookup(op_type);
 }
 
+#define CNNFX_KERNEL_TABLE(f) cnnfx_cpu_kernels_##f,
+static const CnnfxKernel *const *const cpu_kernel_tables[] = {CNNFX_OP_FAMILIES(CNNFX_KERNEL_TABLE)};
+
+static const CnnfxKernel *kernel_table_find(const CnnfxKernel *const *t, const char *op_type)
+{
+  for (; *t; t++)
+    if (!strcmp((*t)->name, op_type)) return *t;
+  return NULL;
+}
+
+/* The CPU kernel compiled for `level` where one exists, else the common one. */
+static const CnnfxKernel *cpu_kernel(CnnfxSimd level, const char *op_type)
+{
+#ifdef CNNFX_HAVE_SIMD_VARIANTS
+  const CnnfxKernel *const *const avx2[] = {cnnfx_cpu_kernels_conv_avx2, cnnfx_cpu_kernels_pool_avx2,
+                                            cnnfx_cpu_kernels_activation_avx2, cnnfx_cpu_kernels_elementwise_avx2,
+                                            cnnfx_cpu_kernels_norm_avx2};
+  const CnnfxKernel *const *const avx512[] = {cnnfx_cpu_kernels_conv_avx512, cnnfx_cpu_kernels_pool_avx512,
+                                              cnnfx_cpu_kernels_activation_avx512,
+                                              cnnfx_cpu_kernels_elementwise_avx512, cnnfx_cpu_kernels_norm_avx512};
+  const CnnfxKernel *const *const *tabs = level == CNNFX_SIMD_AVX512 ? avx512 : level == CNNFX_SIMD_AVX2 ? avx2 : NULL;
+  for (size_t i = 0; tabs && i < G_N_ELEMENTS(avx2); i++) {
+    const CnnfxKernel *k = kernel_table_find(tabs[i], op_type);
+    if (k) return k;
+  }
+#else
+  (void)level;
+#endif
+  for (size_t i = 0; i < G_N_ELEMENTS(cpu_kernel_tables); i++) {
+    const CnnfxKernel *k = kernel_table_find(cpu_kernel_tables[i], op_type);
+    if (k) return k;
+  }
+  return NULL;
+}
+
+const CnnfxKernel *cnnfx_backend_kernel(const CnnfxBackend *b, const char *op_type)
+{
+  return cpu_kernel(b->simd, op_type);
+}
+
 gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int C, int H, int W, const float *w,
                                 int K, const float *bias, int pad_t, int pad_l, int OH, int OW, float *out,
                                 GError **error)

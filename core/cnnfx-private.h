@@ -77,7 +77,8 @@ typedef struct CnnfxNode {
   int *out;
   int n_attrs;
   CnnfxAttr *attrs;
-  const CnnfxOp *op;    /* resolved at load time (CPU table) */
+  const CnnfxOp *op;    /* legacy operator (being split into def + kernels), or NULL */
+  const struct CnnfxOpDef *def; /* backend-neutral definition, resolved at load time */
   int *in_type;         /* per input: ONNX element type where known (initializer, graph input), else 0 */
 } CnnfxNode;
 
@@ -143,6 +144,78 @@ struct CnnfxOp {
 };
 
 const CnnfxOp *cnnfx_op_lookup(const char *op_type);
+
+/* ---- operators: backend-neutral definitions (core/ops/) and per-backend kernels ---------------
+ *
+ * An operator is split in two:
+ *   - its definition (CnnfxOpDef, one per ONNX op, in core/ops/FAMILY.c): attribute checks at load
+ *     time, shape/type inference, which tensors the backward reads, which inputs are never
+ *     differentiable, how many bytes of private state its forward leaves for its backward;
+ *   - its kernels (CnnfxKernel, one per op and backend: core/cpu/FAMILY.c for the CPU), forward and
+ *     backward together, writing into outputs the session has already allocated.
+ * The session plans shapes and memory from the definitions alone and runs each node on a backend that
+ * has a kernel for it (falling back to the CPU).
+ */
+
+typedef struct CnnfxOpDef {
+  const char *name;     /* ONNX op_type */
+  /* Optional: validate attributes at load time. */
+  gboolean (*check)(const CnnfxNode *n, GError **error);
+  /* Shape and type inference.  in[i] is NULL for an absent optional input; otherwise its dtype, ndim
+   * and dims are valid and its data is valid ONLY when the value is known while planning (weights,
+   * constants, int64 graph inputs, shape computations on them).  An input whose values the inference
+   * reads must be listed in value_inputs.  Fill out[k]->dtype, ->ndim and ->dims for every
+   * k < n->n_out (out[k] are blank headers; numel and data are set by the caller).  Never allocates
+   * tensor data.  Errors: CNNFX_ERROR_SHAPE / _UNSUPPORTED with the same texts the kernels used. */
+  gboolean (*infer)(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out, GError **error);
+  /* Bit i: infer reads the values (not only the shape) of input i (Reshape's shape, Slice's starts...). */
+  guint32 value_inputs;
+  /* The op carries gradients (has a backward on every backend that runs it). */
+  gboolean differentiable;
+  guint32 saves;        /* CNNFX_SAVE_* bits: what backward reads */
+  guint32 nondiff_inputs; /* inputs that never get a gradient (shape / axes / indices inputs): bit i */
+  /* Optional: what backward reads given which inputs need gradients (overrides `saves`). */
+  guint32 (*saves_fn)(const CnnfxNode *n, const gboolean *need);
+  /* Optional: bytes of op-private state the forward kernel leaves for the backward kernel (e.g. the
+   * max-pool argmax), from the inferred shapes; called only when the node's backward will run. */
+  size_t (*aux_bytes)(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out);
+} CnnfxOpDef;
+
+typedef struct CnnfxKernel {
+  const char *name;     /* ONNX op_type */
+  /* out[k]->data is allocated (contents undefined) with the inferred dtype and shape, for every
+   * k < n->n_out (also outputs the graph does not use).  aux: aux_bytes bytes of private state for
+   * the backward (NULL when the backward will not run or the op has no aux_bytes).  in[i] NULL for
+   * absent optional inputs. */
+  gboolean (*forward)(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                      void *aux, GError **error);
+  /* gout[k] is NULL when output k got no gradient.  For each i with need[i], gin[i] is allocated like
+   * in[i] (float32) and ZERO-FILLED: the kernel adds or writes its gradient there; gin[i] is NULL where
+   * !need[i].  in[i]->dims are always valid, in[i]->data only if saved (CnnfxOpDef.saves). */
+  gboolean (*backward)(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                       CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor *const *gin, void *aux,
+                       GError **error);
+} CnnfxKernel;
+
+const CnnfxOpDef *cnnfx_opdef_lookup(const char *op_type);
+/* Does input i of node n ever carry a gradient? */
+gboolean cnnfx_node_input_differentiable(const CnnfxNode *n, int i);
+
+/* Each core/ops/FAMILY.c exports one NULL-terminated table of definitions, each core/cpu/FAMILY.c one
+ * of CPU kernels (the SIMD families are compiled once per level with the table name suffixed). */
+#define CNNFX_OP_FAMILIES(X) X(elementwise) X(activation) X(shape) X(linalg) X(conv) X(pool) X(norm) \
+  X(resize) X(quant)
+#define CNNFX_DECL_OPDEFS(f) extern const CnnfxOpDef *const cnnfx_opdefs_##f[];
+#define CNNFX_DECL_KERNELS(f) extern const CnnfxKernel *const cnnfx_cpu_kernels_##f[];
+CNNFX_OP_FAMILIES(CNNFX_DECL_OPDEFS)
+CNNFX_OP_FAMILIES(CNNFX_DECL_KERNELS)
+/* Fill out[0] like in[0] (unary / same-shape operators); a ready-made CnnfxOpDef.infer. */
+gboolean cnnfx_infer_same(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out, GError **error);
+/* For infer: FALSE + CNNFX_ERROR_UNSUPPORTED when the values of input i are not known while planning
+ * (its shape depends on data computed by the network itself).  TRUE when in[i] is absent or known. */
+gboolean cnnfx_infer_need_value(const CnnfxNode *n, CnnfxTensor *const *in, int i, GError **error);
+/* Set a header's dtype and shape (infer helpers). */
+void cnnfx_meta_set(CnnfxTensor *t, CnnfxDType dt, int ndim, const int64_t *dims);
 int cnnfx_op_min_inputs(const char *op_type, int opset);
 
 /* Each ops_*.c file exports one NULL-terminated table; ops.c gathers them. */
@@ -160,6 +233,8 @@ gboolean cnnfx_op_quant_ms(const char *op_type);
 
 /* Backend internals (backend.c) */
 const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type);
+/* The backend's kernel for an op (NULL = not on this backend). */
+const CnnfxKernel *cnnfx_backend_kernel(const CnnfxBackend *b, const char *op_type);
 int cnnfx_backend_threads(const CnnfxBackend *b);
 
 /* Operator tables compiled for AVX2 and AVX-512 (core/meson.build builds ops_*.c and winograd.c once
@@ -170,7 +245,12 @@ int cnnfx_backend_threads(const CnnfxBackend *b);
   extern const CnnfxOp *const cnnfx_ops_activation##sfx[];                                                 \
   extern const CnnfxOp *const cnnfx_ops_conv##sfx[];                                                       \
   extern const CnnfxOp *const cnnfx_ops_pool##sfx[];                                                       \
-  extern const CnnfxOp *const cnnfx_ops_norm##sfx[];
+  extern const CnnfxOp *const cnnfx_ops_norm##sfx[];                                                       \
+  extern const CnnfxKernel *const cnnfx_cpu_kernels_elementwise##sfx[];                                    \
+  extern const CnnfxKernel *const cnnfx_cpu_kernels_activation##sfx[];                                     \
+  extern const CnnfxKernel *const cnnfx_cpu_kernels_conv##sfx[];                                           \
+  extern const CnnfxKernel *const cnnfx_cpu_kernels_pool##sfx[];                                           \
+  extern const CnnfxKernel *const cnnfx_cpu_kernels_norm##sfx[];
 CNNFX_SIMD_TABLES(_avx2)
 CNNFX_SIMD_TABLES(_avx512)
 #endif

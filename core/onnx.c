@@ -730,8 +730,9 @@ static gboolean finish_model(Loader *L, GError **error)
       is_const[i] = TRUE;
       continue;
     }
-    n->op = cnnfx_op_lookup(n->op_type);
-    if (!n->op) {
+    n->def = cnnfx_opdef_lookup(n->op_type);
+    n->op = n->def ? NULL : cnnfx_op_lookup(n->op_type);
+    if (!n->def && !n->op) {
       g_free(is_const);
       cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "node '%s': operator %s (opset %d) is not supported",
                       n->name, n->op_type, n->opset);
@@ -901,7 +902,8 @@ static gboolean finish_model(Loader *L, GError **error)
   /* Per-op attribute checks */
   for (int k = 0; k < m->n_nodes; k++) {
     const CnnfxNode *n = &m->nodes[k];
-    if (n->op->check && !n->op->check(n, error)) {
+    gboolean (*check)(const CnnfxNode *, GError **) = n->def ? n->def->check : n->op->check;
+    if (check && !check(n, error)) {
       if (error && *error) g_prefix_error(error, "node '%s' (%s): ", n->name, n->op_type);
       return FALSE;
     }

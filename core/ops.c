@@ -7,6 +7,48 @@ static const CnnfxOp *const *const op_tables[] = {
   cnnfx_ops_conv, cnnfx_ops_pool, cnnfx_ops_norm, cnnfx_ops_resize, cnnfx_ops_quant,
 };
 
+#define CNNFX_OPDEF_TABLE(f) cnnfx_opdefs_##f,
+static const CnnfxOpDef *const *const opdef_tables[] = {CNNFX_OP_FAMILIES(CNNFX_OPDEF_TABLE)};
+
+const CnnfxOpDef *cnnfx_opdef_lookup(const char *op_type)
+{
+  for (size_t t = 0; t < G_N_ELEMENTS(opdef_tables); t++)
+    for (const CnnfxOpDef *const *op = opdef_tables[t]; *op; op++)
+      if (!strcmp((*op)->name, op_type)) return *op;
+  return NULL;
+}
+
+gboolean cnnfx_node_input_differentiable(const CnnfxNode *n, int i)
+{
+  gboolean diff = n->def ? n->def->differentiable : n->op && n->op->backward;
+  guint32 nondiff = n->def ? n->def->nondiff_inputs : n->op ? n->op->nondiff_inputs : 0xffffffffu;
+  return diff && !(i < 32 && (nondiff >> i) & 1u);
+}
+
+gboolean cnnfx_infer_need_value(const CnnfxNode *n, CnnfxTensor *const *in, int i, GError **error)
+{
+  if (i >= n->n_in || !in[i] || in[i]->data) return TRUE;
+  cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED,
+                  "the output shape depends on the values of input %d, which are computed from the "
+                  "image data: data-dependent shapes are not supported", i);
+  return FALSE;
+}
+
+void cnnfx_meta_set(CnnfxTensor *t, CnnfxDType dt, int ndim, const int64_t *dims)
+{
+  t->dtype = dt;
+  t->ndim = ndim;
+  for (int i = 0; i < ndim; i++) t->dims[i] = dims[i];
+}
+
+gboolean cnnfx_infer_same(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out, GError **error)
+{
+  (void)n;
+  (void)error;
+  cnnfx_meta_set(out[0], in[0]->dtype, in[0]->ndim, in[0]->dims);
+  return TRUE;
+}
+
 const CnnfxOp *cnnfx_op_lookup(const char *op_type)
 {
   for (size_t t = 0; t < G_N_ELEMENTS(op_tables); t++)

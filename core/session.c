@@ -17,7 +17,10 @@ struct CnnfxSession {
   CnnfxSessionOptions opts;
   CnnfxMem mem;
   CnnfxExec exec;
-  const CnnfxOp **ops;     /* per node, from the backend */
+  const CnnfxOp **ops;     /* per node: legacy operator (NULL once split into def + kernel) */
+  const CnnfxKernel **kern; /* per node: the backend's kernel for a split operator */
+  void **aux;              /* per node: private state its forward leaves for its backward */
+  size_t *aux_n;
   gboolean *active;        /* per node */
   gboolean *rg;            /* per value: requires grad */
   gboolean *keep;          /* per value: keep data after forward (targets) */
@@ -36,10 +39,16 @@ struct CnnfxSession {
   int max_io;
   CnnfxTensor **a_in, **a_out, **a_gout, **a_gin;
   gboolean *a_need;
+  CnnfxTensor *a_meta, **a_metap;
 };
 
 static void clear_runtime(CnnfxSession *s)
 {
+  for (int k = 0; k < s->m->n_nodes; k++)
+    if (s->aux[k]) {
+      cnnfx_mem_free(&s->mem, s->aux[k], s->aux_n[k]);
+      s->aux[k] = NULL;
+    }
   for (int v = 0; v < s->m->n_values; v++) {
     if (s->vals[v] && !s->m->values[v].is_input) {
       cnnfx_tensor_unref(s->vals[v]);
@@ -56,12 +65,15 @@ static void clear_runtime(CnnfxSession *s)
 void cnnfx_session_free(CnnfxSession *s)
 {
   if (!s) return;
-  clear_runtime(s);
-  for (int v = 0; v < s->m->n_values; v++) {
+  if (s->vals) clear_runtime(s);
+  for (int v = 0; s->vals && v < s->m->n_values; v++) {
     if (s->vals[v]) cnnfx_tensor_unref(s->vals[v]);
     if (s->weights[v]) cnnfx_tensor_unref(s->weights[v]);
   }
   g_free(s->ops);
+  g_free(s->kern);
+  g_free(s->aux);
+  g_free(s->aux_n);
   g_free(s->active);
   g_free(s->rg);
   g_free(s->keep);
@@ -78,13 +90,16 @@ void cnnfx_session_free(CnnfxSession *s)
   g_free(s->a_gout);
   g_free(s->a_gin);
   g_free(s->a_need);
+  g_free(s->a_meta);
+  g_free(s->a_metap);
   cnnfx_mem_clear(&s->mem);
   g_free(s);
 }
 
-static gboolean input_differentiable(const CnnfxOp *op, int i)
+static guint32 node_saves(const CnnfxNode *n, const gboolean *need)
 {
-  return op->backward && !(i < 32 && (op->nondiff_inputs >> i) & 1u);
+  if (n->def) return n->def->saves_fn ? n->def->saves_fn(n, need) : n->def->saves;
+  return n->op->saves_fn ? n->op->saves_fn(n, need) : n->op->saves;
 }
 
 CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const CnnfxSessionOptions *opts,
@@ -104,6 +119,9 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
   s->exec.exact = cnnfx_backend_get_exact(b);
   s->exec.passive_wait = cnnfx_backend_get_passive_wait(b);
   s->ops = g_new0(const CnnfxOp *, nn + 1);
+  s->kern = g_new0(const CnnfxKernel *, nn + 1);
+  s->aux = g_new0(void *, nn + 1);
+  s->aux_n = g_new0(size_t, nn + 1);
   s->active = g_new0(gboolean, nn + 1);
   s->rg = g_new0(gboolean, nv + 1);
   s->keep = g_new0(gboolean, nv + 1);
@@ -122,9 +140,14 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
   s->a_gout = g_new0(CnnfxTensor *, s->max_io);
   s->a_gin = g_new0(CnnfxTensor *, s->max_io);
   s->a_need = g_new0(gboolean, s->max_io);
+  s->a_meta = g_new0(CnnfxTensor, s->max_io);
+  s->a_metap = g_new0(CnnfxTensor *, s->max_io);
   for (int k = 0; k < nn; k++) {
-    s->ops[k] = cnnfx_backend_op(b, m->nodes[k].op_type);
-    if (!s->ops[k]) {
+    if (m->nodes[k].def)
+      s->kern[k] = cnnfx_backend_kernel(b, m->nodes[k].op_type);
+    else
+      s->ops[k] = cnnfx_backend_op(b, m->nodes[k].op_type);
+    if (!s->ops[k] && !s->kern[k]) {
       cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "operator %s is not available on the %s backend",
                       m->nodes[k].op_type, cnnfx_backend_name(b));
       cnnfx_session_free(s);
@@ -190,7 +213,7 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
       const CnnfxNode *n = &m->nodes[k];
       gboolean any = FALSE;
       for (int i = 0; i < n->n_in; i++)
-        if (n->in[i] >= 0 && s->rg[n->in[i]] && input_differentiable(s->ops[k], i)) any = TRUE;
+        if (n->in[i] >= 0 && s->rg[n->in[i]] && cnnfx_node_input_differentiable(n, i)) any = TRUE;
       for (int o = 0; o < n->n_out; o++)
         if (n->out[o] >= 0) s->rg[n->out[o]] = any;
     }
@@ -209,14 +232,11 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
     for (int o = 0; o < n->n_out; o++)
       if (n->out[o] >= 0 && s->rg[n->out[o]]) carries = TRUE;
     if (!carries) continue;
-    guint32 sv = s->ops[k]->saves;
-    if (s->ops[k]->saves_fn) {
-      gboolean *need = s->a_need;
-      memset(need, 0, sizeof(gboolean) * s->max_io);
-      for (int i = 0; i < n->n_in; i++)
-        need[i] = n->in[i] >= 0 && s->rg[n->in[i]] && input_differentiable(s->ops[k], i);
-      sv = s->ops[k]->saves_fn(n, need);
-    }
+    gboolean *need = s->a_need;
+    memset(need, 0, sizeof(gboolean) * s->max_io);
+    for (int i = 0; i < n->n_in; i++)
+      need[i] = n->in[i] >= 0 && s->rg[n->in[i]] && cnnfx_node_input_differentiable(n, i);
+    guint32 sv = node_saves(n, need);
     for (int i = 0; i < n->n_in && i < 16; i++)
       if (n->in[i] >= 0 && (sv & CNNFX_SAVE_IN(i))) {
         s->saved[n->in[i]] = TRUE;
@@ -277,6 +297,59 @@ static gboolean check_cancel(CnnfxSession *s, GError **error)
   return TRUE;
 }
 
+/* Does node k's backward run (some output carries a gradient)? */
+static gboolean node_carries(const CnnfxSession *s, int k)
+{
+  const CnnfxNode *n = &s->m->nodes[k];
+  for (int o = 0; o < n->n_out; o++)
+    if (n->out[o] >= 0 && s->rg[n->out[o]]) return TRUE;
+  return FALSE;
+}
+
+/* A split operator: infer the output shapes, allocate them, run the backend's kernel. */
+static gboolean run_forward(CnnfxSession *s, int k, CnnfxTensor *const *in, CnnfxTensor **out, GError **error)
+{
+  const CnnfxNode *n = &s->m->nodes[k];
+  CnnfxTensor *meta = s->a_meta, **mp = s->a_metap;
+  memset(meta, 0, sizeof(CnnfxTensor) * (size_t)s->max_io);
+  for (int o = 0; o < n->n_out; o++) mp[o] = &meta[o];
+  if (!n->def->infer(n, in, mp, error)) return FALSE;
+  for (int o = 0; o < n->n_out; o++) {
+    out[o] = cnnfx_tensor_alloc(&s->mem, meta[o].dtype, meta[o].ndim, meta[o].dims, error);
+    if (!out[o]) return FALSE;
+  }
+  void *aux = NULL;
+  if (n->def->aux_bytes && s->opts.grad != CNNFX_GRAD_NONE && node_carries(s, k)) {
+    size_t bytes = n->def->aux_bytes(n, in, out);
+    if (bytes) {
+      aux = cnnfx_mem_alloc(&s->mem, bytes, error);
+      if (!aux) return FALSE;
+      s->aux[k] = aux;
+      s->aux_n[k] = bytes;
+    }
+  }
+  return s->kern[k]->forward(&s->exec, n, in, out, aux, error);
+}
+
+/* A split operator's backward: zero-filled input gradients, then the kernel. */
+static gboolean run_backward(CnnfxSession *s, int k, CnnfxTensor *const *in, CnnfxTensor *const *out,
+                             CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor **gin, GError **error)
+{
+  const CnnfxNode *n = &s->m->nodes[k];
+  for (int i = 0; i < n->n_in; i++) {
+    if (!need[i]) continue;
+    gin[i] = cnnfx_tensor_alloc(&s->mem, CNNFX_F32, in[i]->ndim, in[i]->dims, error);
+    if (!gin[i]) return FALSE;
+    memset(gin[i]->data, 0, gin[i]->numel * sizeof(float));
+  }
+  gboolean ok = s->kern[k]->backward(&s->exec, n, in, out, gout, need, gin, s->aux[k], error);
+  if (s->aux[k]) {
+    cnnfx_mem_free(&s->mem, s->aux[k], s->aux_n[k]);
+    s->aux[k] = NULL;
+  }
+  return ok;
+}
+
 gboolean cnnfx_session_forward(CnnfxSession *s, GError **error)
 {
   const CnnfxModel *m = s->m;
@@ -305,7 +378,7 @@ gboolean cnnfx_session_forward(CnnfxSession *s, GError **error)
     /* Slots past the node's inputs read as absent (NULL), never as a previous node's tensors. */
     for (int i = n->n_in; i < s->max_io; i++) in[i] = NULL;
     for (int o = 0; o < s->max_io; o++) out[o] = NULL;
-    if (!s->ops[k]->forward(&s->exec, n, in, out, error)) {
+    if (!(s->kern[k] ? run_forward(s, k, in, out, error) : s->ops[k]->forward(&s->exec, n, in, out, error))) {
       for (int o = 0; o < n->n_out; o++) if (out[o]) cnnfx_tensor_unref(out[o]);
       if (error && *error) g_prefix_error(error, "node '%s' (%s): ", n->name, n->op_type);
       return FALSE;
@@ -405,7 +478,6 @@ gboolean cnnfx_session_backward(CnnfxSession *s, int n_seeds, const char *const 
   for (int k = m->n_nodes - 1; k >= 0; k--) {
     if (!s->active[k]) continue;
     const CnnfxNode *n = &m->nodes[k];
-    const CnnfxOp *op = s->ops[k];
     gboolean any_out = FALSE, any_need = FALSE;
     for (int o = 0; o < n->n_out; o++) {
       gout[o] = n->out[o] >= 0 ? s->grads[n->out[o]] : NULL;
@@ -415,7 +487,7 @@ gboolean cnnfx_session_backward(CnnfxSession *s, int n_seeds, const char *const 
     for (int i = 0; i < n->n_in; i++) {
       int v = n->in[i];
       in[i] = v >= 0 ? value_of(s, v) : NULL;
-      need[i] = v >= 0 && s->rg[v] && input_differentiable(op, i);
+      need[i] = v >= 0 && s->rg[v] && cnnfx_node_input_differentiable(n, i);
       gin[i] = NULL;
       if (need[i]) any_need = TRUE;
     }
@@ -426,7 +498,8 @@ gboolean cnnfx_session_backward(CnnfxSession *s, int n_seeds, const char *const 
     for (int o = n->n_out; o < s->max_io; o++) out[o] = gout[o] = NULL;
     if (any_out && any_need) {
       if (!check_cancel(s, error)) return FALSE;
-      if (!op->backward(&s->exec, n, in, out, gout, need, gin, error)) {
+      if (!(s->kern[k] ? run_backward(s, k, in, out, gout, need, gin, error)
+                       : s->ops[k]->backward(&s->exec, n, in, out, gout, need, gin, error))) {
         for (int i = 0; i < n->n_in; i++) if (gin[i]) cnnfx_tensor_unref(gin[i]);
         if (error && *error) g_prefix_error(error, "backward of node '%s' (%s): ", n->name, n->op_type);
         return FALSE;

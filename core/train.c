@@ -401,12 +401,11 @@ static gboolean trainable(const CnnfxModel *m, int v)
 {
   for (int k = 0; k < m->n_nodes; k++) {
     const CnnfxNode *n = &m->nodes[k];
-    if (!n->op || !n->op->backward) continue;
     gboolean bn_train = !strcmp(n->op_type, "BatchNormalization") && n->opset >= 14 &&
                         cnnfx_attr_int(n, "training_mode", 0) != 0;
     for (int i = 0; i < n->n_in; i++) {
       if (bn_train && i >= 3) continue; /* running statistics: updated from the batch, not by gradients */
-      if (n->in[i] == v && !(i < 32 && (n->op->nondiff_inputs >> i) & 1u)) return TRUE;
+      if (n->in[i] == v && cnnfx_node_input_differentiable(n, i)) return TRUE;
     }
   }
   return FALSE;

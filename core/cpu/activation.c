@@ -1,0 +1,5 @@
+/* CPU kernels (activation family): forward and backward into preallocated tensors.
+ * The definitions (shapes, attributes) are in core/ops/activation.c. */
+#include "cnnfx-private.h"
+
+const CnnfxKernel *const cnnfx_cpu_kernels_activation[] = {NULL};

@@ -1,0 +1,5 @@
+/* CPU kernels (quant family): forward and backward into preallocated tensors.
+ * The definitions (shapes, attributes) are in core/ops/quant.c. */
+#include "cnnfx-private.h"
+
+const CnnfxKernel *const cnnfx_cpu_kernels_quant[] = {NULL};

@@ -1,0 +1,5 @@
+/* Operator definitions (resize family): attribute checks, shape inference, what backward keeps.
+ * Backend-neutral; the CPU kernels are in core/cpu/resize.c. */
+#include "cnnfx-private.h"
+
+const CnnfxOpDef *const cnnfx_opdefs_resize[] = {NULL};
