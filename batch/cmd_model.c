@@ -166,7 +166,7 @@ int cmd_check_onnx(int argc, char **argv)
   GOptionEntry entries[] = {
     {"rtol", 0, 0, G_OPTION_ARG_DOUBLE, &rtol, "Relative tolerance (default 1e-3)", "R"},
     {"atol", 0, 0, G_OPTION_ARG_DOUBLE, &atol, "Absolute tolerance (default 1e-4)", "A"},
-    {"device", 0, 0, G_OPTION_ARG_STRING, &device, "cpu|cuda|auto", "DEV"},
+    {"device", 0, 0, G_OPTION_ARG_STRING, &device, "auto|cpu|cuda|cuda:N|sim", "DEV"},
     G_OPTION_ENTRY_NULL};
   if (!cli_parse(&argc, &argv, "DIR... — run ONNX backend-test directories and compare outputs", entries))
     return 2;
@@ -410,7 +410,7 @@ int cmd_bench(int argc, char **argv)
   GOptionEntry entries[] = {
     {"shape", 0, 0, G_OPTION_ARG_STRING, &shape, "Input shape (default: the model's, else 1,3,224,224)", "N,C,H,W"},
     {"grad", 0, 0, G_OPTION_ARG_NONE, &grad, "Also time backward of 0.5*||y||^2 to the input", NULL},
-    {"device", 0, 0, G_OPTION_ARG_STRING, &device, "cpu|cuda|auto", "DEV"},
+    {"device", 0, 0, G_OPTION_ARG_STRING, &device, "auto|cpu|cuda|cuda:N|sim", "DEV"},
     {"runs", 0, 0, G_OPTION_ARG_INT, &runs, "Timed runs after one warm-up (default 5)", "N"},
     {"max-memory", 0, 0, G_OPTION_ARG_INT64, &max_mem_mb, "Memory limit in MiB (error when exceeded)", "MB"},
     {"exact", 0, 0, G_OPTION_ARG_NONE, &exact, "No Winograd or other approximate kernels", NULL},
@@ -463,6 +463,12 @@ int cmd_bench(int argc, char **argv)
   printf("%s: runs=%d min_ms=%.2f peak_tensor_mb=%.1f peak_rss_mb=%.1f median_ms=%.2f\n",
          grad ? "forward+backward" : "forward", runs, g_array_index(times, double, 0),
          cnnfx_session_peak_bytes(s) / 1048576.0, ru.ru_maxrss / 1024.0, med);
+  CnnfxSessionStats st;
+  cnnfx_session_stats(s, &st);
+  printf("plan: arena_mb=%.1f max_live_mb=%.1f devices=%d nodes_device=%d nodes_cpu_fallback=%d nodes_folded=%d "
+         "system_allocs=%" G_GUINT64_FORMAT "\n",
+         st.arena_bytes / 1048576.0, st.max_live_bytes / 1048576.0, st.n_devices, st.nodes_device, st.nodes_fallback,
+         st.nodes_folded, st.system_allocs);
   return 0;
 fail:
   g_free(shape);

@@ -91,7 +91,9 @@ CnnfxBackend *cli_backend_new(const char *name, gboolean exact, GError **error)
   if (!b) return NULL;
   cnnfx_backend_set_exact(b, exact);
   cnnfx_backend_set_passive_wait(b, cli_passive_wait);
-  if (!strcmp(cnnfx_backend_name(b), "cpu") && !cnnfx_backend_set_simd(b, cli_simd, error)) {
+  /* the CPU kernels' SIMD level (also those the simulated device runs) */
+  if ((!strcmp(cnnfx_backend_name(b), "cpu") || !strcmp(cnnfx_backend_name(b), "sim")) &&
+      !cnnfx_backend_set_simd(b, cli_simd, error)) {
     cnnfx_backend_free(b);
     return NULL;
   }

@@ -4,21 +4,6 @@
 #include <cblas.h>
 #include <omp.h>
 
-typedef struct {
-  const char *name;
-  /* Kernel for an ONNX operator on this backend (NULL = not available here). */
-  const CnnfxOp *(*lookup)(const char *op_type);
-  char *(*describe)(const CnnfxBackend *b);
-} CnnfxBackendIface;
-
-struct CnnfxBackend {
-  const CnnfxBackendIface *iface;
-  int n_threads;
-  CnnfxSimd simd;      /* never AUTO */
-  gboolean exact;
-  gboolean passive_wait;
-};
-
 static char *cpu_describe(const CnnfxBackend *b)
 {
   CnnfxBlasInfo bi;
@@ -28,7 +13,70 @@ static char *cpu_describe(const CnnfxBackend *b)
                          cnnfx_simd_name(b->simd), b->exact ? ", exact" : "");
 }
 
-static const CnnfxBackendIface cpu_iface = {"cpu", cnnfx_op_lookup, cpu_describe};
+/* ---- CPU buffers: host memory ---------------------------------------------------------------- */
+
+static void *cpu_buf_alloc(CnnfxBackend *b, size_t bytes, GError **error)
+{
+  (void)b;
+  return cnnfx_mem_alloc(NULL, bytes, error);
+}
+
+static void cpu_buf_free(CnnfxBackend *b, void *p, size_t bytes)
+{
+  (void)b;
+  cnnfx_mem_free(NULL, p, bytes);
+}
+
+static gboolean cpu_copy(CnnfxBackend *b, void *dst, const void *src, size_t bytes, GError **error)
+{
+  (void)b;
+  (void)error;
+  if (bytes) memcpy(dst, src, bytes);
+  return TRUE;
+}
+
+static gboolean cpu_fill_zero(CnnfxBackend *b, void *dst, size_t bytes, GError **error)
+{
+  (void)b;
+  (void)error;
+  if (bytes) memset(dst, 0, bytes);
+  return TRUE;
+}
+
+static gboolean cpu_accumulate(CnnfxBackend *b, float *dst, const float *src, size_t n, GError **error)
+{
+  (void)b;
+  (void)error;
+#pragma omp parallel for if (n > 65536) schedule(static)
+  for (size_t i = 0; i < n; i++) dst[i] += src[i];
+  return TRUE;
+}
+
+static gboolean cpu_supports(const CnnfxBackend *b, const CnnfxNode *n, CnnfxTensor *const *in)
+{
+  (void)in;
+  return cnnfx_cpu_kernel(b->simd, n->op_type) != NULL;
+}
+
+static const CnnfxKernel *cpu_kernel_of(const CnnfxBackend *b, const char *op_type)
+{
+  return cnnfx_cpu_kernel(b->simd, op_type);
+}
+
+static const CnnfxBackendIface cpu_iface = {
+  .name = "cpu",
+  .is_host = TRUE,
+  .buf_alloc = cpu_buf_alloc,
+  .buf_free = cpu_buf_free,
+  .upload = cpu_copy,
+  .download = cpu_copy,
+  .copy = cpu_copy,
+  .fill_zero = cpu_fill_zero,
+  .accumulate = cpu_accumulate,
+  .supports = cpu_supports,
+  .kernel = cpu_kernel_of,
+  .describe = cpu_describe,
+};
 
 #ifdef CNNFX_HAVE_SIMD_VARIANTS
 static const CnnfxOp *simd_table_find(const CnnfxOp *const *t, const char *op_type)
@@ -68,7 +116,7 @@ static const CnnfxKernel *kernel_table_find(const CnnfxKernel *const *t, const c
 }
 
 /* The CPU kernel compiled for `level` where one exists, else the common one. */
-static const CnnfxKernel *cpu_kernel(CnnfxSimd level, const char *op_type)
+const CnnfxKernel *cnnfx_cpu_kernel(CnnfxSimd level, const char *op_type)
 {
 #ifdef CNNFX_HAVE_SIMD_VARIANTS
   const CnnfxKernel *const *const avx2[] = {cnnfx_cpu_kernels_conv_avx2, cnnfx_cpu_kernels_pool_avx2,
@@ -94,7 +142,7 @@ static const CnnfxKernel *cpu_kernel(CnnfxSimd level, const char *op_type)
 
 const CnnfxKernel *cnnfx_backend_kernel(const CnnfxBackend *b, const char *op_type)
 {
-  return cpu_kernel(b->simd, op_type);
+  return b->iface->kernel(b, op_type);
 }
 
 gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int C, int H, int W, const float *w,
@@ -113,25 +161,48 @@ gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int 
   return cnnfx_conv3x3_winograd_baseline(x, in, N, C, H, W, w, K, bias, pad_t, pad_l, OH, OW, out, error);
 }
 
+void cnnfx_backend_init_cpu_fields(CnnfxBackend *b)
+{
+  b->n_threads = omp_get_max_threads();
+  b->simd = cnnfx_cpu_simd();
+}
+
+/* "cuda" or "cuda:N": the device number, -1 if not a CUDA name. */
+static int cuda_index(const char *name)
+{
+  if (!strcmp(name, "cuda")) return 0;
+  if (strncmp(name, "cuda:", 5) || !name[5]) return -1;
+  char *end = NULL;
+  long v = strtol(name + 5, &end, 10);
+  return *end || v < 0 || v > 1024 ? -1 : (int)v;
+}
+
 CnnfxBackend *cnnfx_backend_new(const char *name, GError **error)
 {
-  if (!name || !strcmp(name, "auto") || !strcmp(name, "cpu")) {
+  /* "auto": the best device here.  CNNFX_DEVICE (e.g. "sim" for the test suite) overrides it. */
+  if (!name || !strcmp(name, "auto")) {
+    const char *env = g_getenv("CNNFX_DEVICE");
+    name = env && *env && strcmp(env, "auto") ? env : "cpu";
+  }
+  if (!strcmp(name, "cpu")) {
     CnnfxBackend *b = g_new0(CnnfxBackend, 1);
     b->iface = &cpu_iface;
-    b->n_threads = omp_get_max_threads();
-    b->simd = cnnfx_cpu_simd();
+    cnnfx_backend_init_cpu_fields(b);
     return b;
   }
-  if (!strcmp(name, "cuda")) {
+  if (!strcmp(name, "sim")) return cnnfx_sim_backend_new(error);
+  if (cuda_index(name) >= 0) {
     cnnfx_set_error(error, CNNFX_ERROR_BACKEND, "this cnnfx was built without the CUDA backend");
     return NULL;
   }
-  cnnfx_set_error(error, CNNFX_ERROR_ARG, "unknown device '%s' (expected auto, cpu or cuda)", name);
+  cnnfx_set_error(error, CNNFX_ERROR_ARG, "unknown device '%s' (expected auto, cpu, cuda, cuda:N or sim)", name);
   return NULL;
 }
 
 void cnnfx_backend_free(CnnfxBackend *b)
 {
+  if (!b) return;
+  if (b->iface->destroy) b->iface->destroy(b);
   g_free(b);
 }
 
@@ -147,8 +218,7 @@ char *cnnfx_backend_describe(const CnnfxBackend *b)
 
 const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type)
 {
-  if (b->iface == &cpu_iface) return cpu_op(b->simd, op_type);
-  return b->iface->lookup(op_type);
+  return cpu_op(b->simd, op_type);
 }
 
 void cnnfx_backend_set_exact(CnnfxBackend *b, gboolean exact)

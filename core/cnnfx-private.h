@@ -14,6 +14,7 @@ typedef struct CnnfxMem {
   size_t limit;    /* 0 = unlimited */
   size_t current;
   size_t peak;
+  guint64 n_sys_allocs; /* blocks taken from the system (cache misses) */
   /* Freed big blocks kept for reuse (sessions run the same shapes again and again: reusing a
    * block saves the page faults of fresh memory).  Off unless `cache` is set; the cache never
    * holds more than the peak, and with a limit, current + cached stays within it. */
@@ -230,6 +231,56 @@ extern const CnnfxOp *const cnnfx_ops_resize[];
 extern const CnnfxOp *const cnnfx_ops_quant[];
 /* Quantised operators that ONNX Runtime's quantiser emits in the com.microsoft domain. */
 gboolean cnnfx_op_quant_ms(const char *op_type);
+
+/* ---- backends (backend.c, core/cpu/, core/sim/, later core/cuda/) ---------------------------
+ *
+ * A backend owns device memory and runs kernels.  Tensors placed on a backend carry its device
+ * pointers in ->data; only a backend whose is_host is TRUE may be read by host code.  The session
+ * (session.c) talks to backends through this table only. */
+typedef struct CnnfxBackendIface {
+  const char *name;
+  gboolean is_host;     /* data pointers are host memory, readable outside kernel calls */
+  /* Buffers: device memory (the session's arena, uploaded weights, boundary copies). */
+  void *(*buf_alloc)(CnnfxBackend *b, size_t bytes, GError **error);
+  void (*buf_free)(CnnfxBackend *b, void *p, size_t bytes);
+  gboolean (*upload)(CnnfxBackend *b, void *dst, const void *host_src, size_t bytes, GError **error);
+  gboolean (*download)(CnnfxBackend *b, void *host_dst, const void *src, size_t bytes, GError **error);
+  gboolean (*copy)(CnnfxBackend *b, void *dst, const void *src, size_t bytes, GError **error);
+  gboolean (*fill_zero)(CnnfxBackend *b, void *dst, size_t bytes, GError **error);
+  /* dst[i] += src[i], both on this backend (gradient accumulation). */
+  gboolean (*accumulate)(CnnfxBackend *b, float *dst, const float *src, size_t n, GError **error);
+  /* Operators: can this backend run node n with these input types and shapes (attributes included)?
+   * Unsupported nodes fall back to the CPU backend with explicit copies at the boundary. */
+  gboolean (*supports)(const CnnfxBackend *b, const CnnfxNode *n, CnnfxTensor *const *in);
+  const CnnfxKernel *(*kernel)(const CnnfxBackend *b, const char *op_type);
+  /* Bracket every kernel call (a device makes its memory reachable to its own kernels only). */
+  void (*enter)(CnnfxBackend *b);
+  void (*leave)(CnnfxBackend *b);
+  /* Stream: wait until queued work is done (no-op on synchronous backends). */
+  gboolean (*synchronize)(CnnfxBackend *b, GError **error);
+  /* Optional graph capture of a whole step and its replay (NULL: not supported). */
+  gboolean (*capture_begin)(CnnfxBackend *b, GError **error);
+  gboolean (*capture_end)(CnnfxBackend *b, GError **error);
+  gboolean (*replay)(CnnfxBackend *b, GError **error);
+  char *(*describe)(const CnnfxBackend *b);
+  void (*destroy)(CnnfxBackend *b); /* free iface-private state (priv) */
+} CnnfxBackendIface;
+
+struct CnnfxBackend {
+  const CnnfxBackendIface *iface;
+  int n_threads;
+  CnnfxSimd simd;      /* CPU kernels: never AUTO */
+  gboolean exact;
+  gboolean passive_wait;
+  int device;          /* device index (cuda:N) */
+  void *priv;          /* backend-private state */
+};
+
+/* The simulated device (core/sim/sim.c). */
+CnnfxBackend *cnnfx_sim_backend_new(GError **error);
+/* CPU kernel lookup for a SIMD level (backend.c): other backends reuse the CPU kernels. */
+const CnnfxKernel *cnnfx_cpu_kernel(CnnfxSimd level, const char *op_type);
+void cnnfx_backend_init_cpu_fields(CnnfxBackend *b);
 
 /* Backend internals (backend.c) */
 const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type);

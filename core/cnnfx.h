@@ -186,6 +186,17 @@ gboolean cnnfx_session_set_weight(CnnfxSession *s, const char *name, const Cnnfx
 gboolean cnnfx_session_shape(CnnfxSession *s, const char *name, int *ndim, int64_t *dims);
 
 size_t cnnfx_session_peak_bytes(const CnnfxSession *s);
+
+/* How the session planned and placed its work. */
+typedef struct {
+  size_t arena_bytes;      /* static arenas of all devices (0 before the second step of a plan) */
+  size_t max_live_bytes;   /* largest sum of tensors alive at one moment of the recorded step */
+  size_t peak_bytes;       /* host memory peak (arena, scratch, host copies) */
+  guint64 system_allocs;   /* blocks taken from the system so far (a steady-state step adds none) */
+  int n_devices;           /* 1, or 2 when nodes fall back to the CPU */
+  int nodes_device, nodes_fallback, nodes_folded;
+} CnnfxSessionStats;
+void cnnfx_session_stats(const CnnfxSession *s, CnnfxSessionStats *stats);
 size_t cnnfx_session_current_bytes(const CnnfxSession *s);
 
 G_END_DECLS

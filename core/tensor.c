@@ -100,6 +100,7 @@ void *cnnfx_mem_alloc(CnnfxMem *mem, size_t bytes, GError **error)
 #ifdef MADV_HUGEPAGE
   if (align > 64) madvise(p, rounded, MADV_HUGEPAGE);
 #endif
+  if (mem) mem->n_sys_allocs++;
   account(mem, bytes);
   return p;
 }
