@@ -172,7 +172,7 @@ int cmd_check_onnx(int argc, char **argv)
     return 2;
   if (argc < 2) return cli_usage_error("check-onnx needs at least one DIR");
   g_autoptr(GError) err = NULL;
-  g_autoptr(CnnfxBackend) be = cli_backend_new(device ? device : "cpu", FALSE, &err);
+  g_autoptr(CnnfxBackend) be = cli_backend_new(device ? device : "auto", FALSE, &err);
   g_free(device);
   if (!be) return cli_usage_error(err->message);
   int failed = 0;
@@ -560,9 +560,10 @@ int cmd_check_grad(int argc, char **argv)
   gint seed = 1, samples = 64;
   double eps = 1e-2, rtol = 1e-2, atol = 1e-3;
   gboolean exact = FALSE;
-  g_autofree char *shape = NULL;
+  g_autofree char *shape = NULL, *device = NULL;
   GOptionEntry entries[] = {
     {"seed", 0, 0, G_OPTION_ARG_INT, &seed, "Random seed", "N"},
+    {"device", 0, 0, G_OPTION_ARG_STRING, &device, "auto|cpu|cuda|cuda:N|sim", "DEV"},
     {"shape", 0, 0, G_OPTION_ARG_STRING, &shape, "Shape of the first input when the model's is dynamic", "N,C,H,W"},
     {"eps", 0, 0, G_OPTION_ARG_DOUBLE, &eps, "Finite-difference step (default 1e-2)", "E"},
     {"rtol", 0, 0, G_OPTION_ARG_DOUBLE, &rtol, "Relative tolerance (default 1e-2)", "R"},
@@ -580,7 +581,7 @@ int cmd_check_grad(int argc, char **argv)
     return 1;
   }
   int ni = cnnfx_model_n_inputs(m), no = cnnfx_model_n_outputs(m);
-  g_autoptr(CnnfxBackend) be = cli_backend_new("cpu", exact, &err);
+  g_autoptr(CnnfxBackend) be = cli_backend_new(device ? device : "auto", exact, &err);
   CnnfxSessionOptions og = {.grad = CNNFX_GRAD_INPUT};
   GradCheck gc = {m, NULL, g_new0(CnnfxTensor *, ni + 1), g_new0(CnnfxTensor *, no + 1)};
   g_autoptr(CnnfxSession) sg = be ? cnnfx_session_new(m, be, &og, &err) : NULL;
