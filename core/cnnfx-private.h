@@ -220,10 +220,8 @@ void cnnfx_meta_set(CnnfxTensor *t, CnnfxDType dt, int ndim, const int64_t *dims
 int cnnfx_op_min_inputs(const char *op_type, int opset);
 
 /* Each ops_*.c file exports one NULL-terminated table; ops.c gathers them. */
-extern const CnnfxOp *const cnnfx_ops_elementwise[];
 extern const CnnfxOp *const cnnfx_ops_activation[];
 extern const CnnfxOp *const cnnfx_ops_shape[];
-extern const CnnfxOp *const cnnfx_ops_linalg[];
 extern const CnnfxOp *const cnnfx_ops_conv[];
 extern const CnnfxOp *const cnnfx_ops_pool[];
 extern const CnnfxOp *const cnnfx_ops_norm[];
@@ -292,7 +290,6 @@ int cnnfx_backend_threads(const CnnfxBackend *b);
  * per level with the table names suffixed).  Only on x86 builds (CNNFX_HAVE_SIMD_VARIANTS). */
 #ifdef CNNFX_HAVE_SIMD_VARIANTS
 #define CNNFX_SIMD_TABLES(sfx)                                                                             \
-  extern const CnnfxOp *const cnnfx_ops_elementwise##sfx[];                                                \
   extern const CnnfxOp *const cnnfx_ops_activation##sfx[];                                                 \
   extern const CnnfxOp *const cnnfx_ops_conv##sfx[];                                                       \
   extern const CnnfxOp *const cnnfx_ops_pool##sfx[];                                                       \

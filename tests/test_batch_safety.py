@@ -631,9 +631,9 @@ def t_clang_fuzz_build():
     inc = subprocess.run(["pkg-config", "--cflags", "glib-2.0", "openblas"], capture_output=True, text=True).stdout.split()
     p = subprocess.run([clang, "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
                         "-fopenmp", "-O1", "-fsanitize=address,undefined", "-I" + os.path.join(src, "core")] + inc +
-                       ["-c", os.path.join(src, "core", "ops_elementwise.c"), "-o", os.path.join(A.tmp, "ew.o")],
+                       ["-c", os.path.join(src, "core", "cpu", "elementwise.c"), "-o", os.path.join(A.tmp, "ew.o")],
                        capture_output=True, text=True)
-    check(p.returncode == 0, "clang -O1 -Werror (the -Dfuzz=true flags) compiles core/ops_elementwise.c", p.stderr[-800:])
+    check(p.returncode == 0, "clang -O1 -Werror (the -Dfuzz=true flags) compiles core/cpu/elementwise.c", p.stderr[-800:])
 
 
 CASES = [t_output_is_input, t_output_inside_input, t_twins, t_resume_half_done, t_kill9_resume, t_two_workers,

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Gradient-check models for elementwise ops and activations.
 
-Add Sub Mul Div Pow PRelu Sum Identity Dropout Cast (ops_elementwise.c) and
+Add Sub Mul Div Pow PRelu Sum Identity Dropout Cast (core/ops/elementwise.c, core/cpu/elementwise.c) and
 Relu LeakyRelu Elu Selu Sigmoid Tanh HardSigmoid HardSwish Softplus Softsign Mish
 ThresholdedRelu Exp Log Sqrt Neg Abs Reciprocal Erf Clip Softmax LogSoftmax (ops_activation.c).
 
