@@ -220,7 +220,6 @@ int cnnfx_op_min_inputs(const char *op_type, int opset);
 
 /* Each ops_*.c file exports one NULL-terminated table; ops.c gathers them. */
 extern const CnnfxOp *const cnnfx_ops_elementwise[];
-extern const CnnfxOp *const cnnfx_ops_activation[];
 extern const CnnfxOp *const cnnfx_ops_shape[];
 extern const CnnfxOp *const cnnfx_ops_linalg[];
 extern const CnnfxOp *const cnnfx_ops_conv[];
@@ -242,7 +241,6 @@ int cnnfx_backend_threads(const CnnfxBackend *b);
 #ifdef CNNFX_HAVE_SIMD_VARIANTS
 #define CNNFX_SIMD_TABLES(sfx)                                                                             \
   extern const CnnfxOp *const cnnfx_ops_elementwise##sfx[];                                                \
-  extern const CnnfxOp *const cnnfx_ops_activation##sfx[];                                                 \
   extern const CnnfxOp *const cnnfx_ops_conv##sfx[];                                                       \
   extern const CnnfxOp *const cnnfx_ops_pool##sfx[];                                                       \
   extern const CnnfxOp *const cnnfx_ops_norm##sfx[];                                                       \
