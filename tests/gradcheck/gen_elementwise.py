@@ -3,7 +3,8 @@
 
 Add Sub Mul Div Pow PRelu Sum Identity Dropout Cast (core/ops/elementwise.c, core/cpu/elementwise.c) and
 Relu LeakyRelu Elu Selu Sigmoid Tanh HardSigmoid HardSwish Softplus Softsign Mish
-ThresholdedRelu Exp Log Sqrt Neg Abs Reciprocal Erf Clip Softmax LogSoftmax (ops_activation.c).
+ThresholdedRelu Exp Log Sqrt Neg Abs Reciprocal Erf Clip Softmax LogSoftmax
+(core/ops/activation.c, core/cpu/activation.c).
 
 Float operands are graph inputs (so their gradients are checked, broadcast reductions
 included).  Ops with kinks get their input from `spread`: X_pos (uniform [0.5, 1.5]) mapped

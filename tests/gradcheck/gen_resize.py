@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Gradient-check models for the resize group (core/ops_resize.c): Resize and Upsample.
+"""Gradient-check models for the resize group (core/ops/resize.c, core/cpu/resize.c): Resize and Upsample.
 
 models() yields (name, onnx.ModelProto): small graphs whose float graph input X is checked by
 `cnnfx check-grad`; roi / scales / sizes are initializers (they carry no gradient).  Every name
