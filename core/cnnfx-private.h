@@ -221,7 +221,6 @@ int cnnfx_op_min_inputs(const char *op_type, int opset);
 /* Each ops_*.c file exports one NULL-terminated table; ops.c gathers them. */
 extern const CnnfxOp *const cnnfx_ops_elementwise[];
 extern const CnnfxOp *const cnnfx_ops_activation[];
-extern const CnnfxOp *const cnnfx_ops_shape[];
 extern const CnnfxOp *const cnnfx_ops_linalg[];
 extern const CnnfxOp *const cnnfx_ops_conv[];
 extern const CnnfxOp *const cnnfx_ops_pool[];
