@@ -736,7 +736,7 @@ static gboolean size_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor
   (void)n;
   (void)aux;
   (void)error;
-  cnnfx_i64(out[0])[0] = (int64_t)in[0]->numel;
+  cnnfx_i64(out[0])[0] = prod(in[0]->dims, 0, in[0]->ndim); /* dims only: the data may be unknown */
   return TRUE;
 }
 
