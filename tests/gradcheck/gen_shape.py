@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Gradient-check models for the shape and linalg groups (core/ops_shape.c; core/ops/linalg.c, core/cpu/linalg.c).
+"""Gradient-check models for the shape and linalg groups (core/ops/shape.c + core/cpu/shape.c, core/ops/linalg.c + core/cpu/linalg.c).
 
 models() yields (name, onnx.ModelProto): small graphs whose float graph inputs are all checked
 by `cnnfx check-grad`; int64 helper inputs (shapes, axes, pads, indices) are initializers.
