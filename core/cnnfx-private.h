@@ -223,7 +223,6 @@ extern const CnnfxOp *const cnnfx_ops_elementwise[];
 extern const CnnfxOp *const cnnfx_ops_activation[];
 extern const CnnfxOp *const cnnfx_ops_shape[];
 extern const CnnfxOp *const cnnfx_ops_linalg[];
-extern const CnnfxOp *const cnnfx_ops_conv[];
 extern const CnnfxOp *const cnnfx_ops_pool[];
 extern const CnnfxOp *const cnnfx_ops_norm[];
 extern const CnnfxOp *const cnnfx_ops_resize[];
@@ -237,13 +236,12 @@ const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type);
 const CnnfxKernel *cnnfx_backend_kernel(const CnnfxBackend *b, const char *op_type);
 int cnnfx_backend_threads(const CnnfxBackend *b);
 
-/* Operator tables compiled for AVX2 and AVX-512 (core/meson.build builds ops_*.c and winograd.c once
+/* Operator tables compiled for AVX2 and AVX-512 (core/meson.build builds ops_*.c and cpu/winograd.c once
  * per level with the table names suffixed).  Only on x86 builds (CNNFX_HAVE_SIMD_VARIANTS). */
 #ifdef CNNFX_HAVE_SIMD_VARIANTS
 #define CNNFX_SIMD_TABLES(sfx)                                                                             \
   extern const CnnfxOp *const cnnfx_ops_elementwise##sfx[];                                                \
   extern const CnnfxOp *const cnnfx_ops_activation##sfx[];                                                 \
-  extern const CnnfxOp *const cnnfx_ops_conv##sfx[];                                                       \
   extern const CnnfxOp *const cnnfx_ops_pool##sfx[];                                                       \
   extern const CnnfxOp *const cnnfx_ops_norm##sfx[];                                                       \
   extern const CnnfxKernel *const cnnfx_cpu_kernels_elementwise##sfx[];                                    \
@@ -281,7 +279,7 @@ gboolean cnnfx_broadcast_dims(int na, const int64_t *da, int nb, const int64_t *
 /* Sum-reduce g (shape gdims) down to shape tdims (broadcast inverse). */
 void cnnfx_reduce_to(const float *g, int gndim, const int64_t *gdims, float *t, int tndim, const int64_t *tdims);
 
-/* Winograd F(4x4,3x3) for 3x3, stride 1, dilation 1, groups 1 (winograd.c).
+/* Winograd F(4x4,3x3) for 3x3, stride 1, dilation 1, groups 1 (cpu/winograd.c).
  * x: [N,C,H,W], w: [K,C,3,3], bias: [K] or NULL, y: [N,K,OH,OW] with OH = H + pt + pb - 2 etc.
  * Returns FALSE only on allocation failure (error set).  If accumulate, adds into y. */
 gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int C, int H, int W,

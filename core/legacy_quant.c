@@ -347,6 +347,81 @@ typedef struct {
   char op_type[32];
 } InnerNode;
 
+/* Float operators already split into a definition and kernels (core/ops/, core/cpu/) run through this
+ * legacy-shaped bridge: infer, allocate, the baseline CPU kernel (no private state: backward
+ * recomputes what it needs from the inputs). */
+#define QBRIDGE_TABLE(f) cnnfx_cpu_kernels_##f,
+static const CnnfxKernel *bridge_kernel(const char *op_type)
+{
+  static const CnnfxKernel *const *const tabs[] = {CNNFX_OP_FAMILIES(QBRIDGE_TABLE)};
+  for (size_t t = 0; t < G_N_ELEMENTS(tabs); t++)
+    for (const CnnfxKernel *const *k = tabs[t]; *k; k++)
+      if (!strcmp((*k)->name, op_type)) return *k;
+  return NULL;
+}
+
+static gboolean bridge_check(const CnnfxNode *n, GError **error)
+{
+  const CnnfxOpDef *def = cnnfx_opdef_lookup(n->op_type);
+  if (!def || !bridge_kernel(n->op_type)) return cnnfx_fail_shape(error, n, "no float operator %s", n->op_type);
+  return !def->check || def->check(n, error);
+}
+
+static guint32 bridge_saves(const CnnfxNode *n, const gboolean *need)
+{
+  const CnnfxOpDef *def = cnnfx_opdef_lookup(n->op_type);
+  return def->saves_fn ? def->saves_fn(n, need) : def->saves;
+}
+
+static gboolean bridge_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                               GError **error)
+{
+  const CnnfxOpDef *def = cnnfx_opdef_lookup(n->op_type);
+  const CnnfxKernel *k = bridge_kernel(n->op_type);
+  if (!def || !k || n->n_out > 4) return cnnfx_fail_shape(error, n, "no float operator %s", n->op_type);
+  CnnfxTensor meta[4];
+  CnnfxTensor *mp[4];
+  memset(meta, 0, sizeof meta);
+  for (int o = 0; o < 4; o++) mp[o] = &meta[o];
+  if (!def->infer(n, in, mp, error)) return FALSE;
+  for (int o = 0; o < n->n_out; o++) {
+    out[o] = cnnfx_tensor_alloc(x->mem, meta[o].dtype, meta[o].ndim, meta[o].dims, error);
+    if (!out[o]) goto fail;
+  }
+  if (k->forward(x, n, in, out, NULL, error)) return TRUE;
+fail:
+  for (int o = 0; o < n->n_out; o++) {
+    cnnfx_tensor_unref(out[o]);
+    out[o] = NULL;
+  }
+  return FALSE;
+}
+
+static gboolean bridge_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
+                                CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
+                                CnnfxTensor **gin, GError **error)
+{
+  const CnnfxOpDef *def = cnnfx_opdef_lookup(n->op_type);
+  const CnnfxKernel *k = bridge_kernel(n->op_type);
+  if (!def || !k || !def->differentiable) return cnnfx_fail_shape(error, n, "%s has no gradient", n->op_type);
+  for (int i = 0; i < n->n_in; i++) {
+    if (!need[i] || !in[i]) continue;
+    gin[i] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, in[i]->ndim, in[i]->dims, error);
+    if (!gin[i]) goto fail;
+    memset(gin[i]->data, 0, gin[i]->numel * sizeof(float));
+  }
+  if (k->backward(x, n, in, out, gout, need, gin, NULL, error)) return TRUE;
+fail:
+  for (int i = 0; i < n->n_in; i++) {
+    cnnfx_tensor_unref(gin[i]);
+    gin[i] = NULL;
+  }
+  return FALSE;
+}
+
+static const CnnfxOp op_bridge = {.name = "(split operator)", .check = bridge_check, .forward = bridge_forward,
+                                  .backward = bridge_backward, .saves_fn = bridge_saves};
+
 static void make_inner(const CnnfxNode *n, const QSpec *sp, int n_inner, gboolean with_bias, InnerNode *w)
 {
   w->node = *n;
@@ -358,6 +433,8 @@ static void make_inner(const CnnfxNode *n, const QSpec *sp, int n_inner, gboolea
   w->node.in = w->ids;
   w->node.in_type = NULL;
   w->node.op = cnnfx_op_lookup(sp->inner);
+  w->node.def = cnnfx_opdef_lookup(sp->inner);
+  if (!w->node.op && w->node.def) w->node.op = &op_bridge;
 }
 
 static gboolean qwrap_check(const CnnfxNode *n, GError **error)
