@@ -223,7 +223,6 @@ extern const CnnfxOp *const cnnfx_ops_elementwise[];
 extern const CnnfxOp *const cnnfx_ops_activation[];
 extern const CnnfxOp *const cnnfx_ops_shape[];
 extern const CnnfxOp *const cnnfx_ops_linalg[];
-extern const CnnfxOp *const cnnfx_ops_pool[];
 extern const CnnfxOp *const cnnfx_ops_norm[];
 extern const CnnfxOp *const cnnfx_ops_resize[];
 extern const CnnfxOp *const cnnfx_ops_quant[];
@@ -242,7 +241,6 @@ int cnnfx_backend_threads(const CnnfxBackend *b);
 #define CNNFX_SIMD_TABLES(sfx)                                                                             \
   extern const CnnfxOp *const cnnfx_ops_elementwise##sfx[];                                                \
   extern const CnnfxOp *const cnnfx_ops_activation##sfx[];                                                 \
-  extern const CnnfxOp *const cnnfx_ops_pool##sfx[];                                                       \
   extern const CnnfxOp *const cnnfx_ops_norm##sfx[];                                                       \
   extern const CnnfxKernel *const cnnfx_cpu_kernels_elementwise##sfx[];                                    \
   extern const CnnfxKernel *const cnnfx_cpu_kernels_activation##sfx[];                                     \
