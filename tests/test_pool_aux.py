@@ -18,6 +18,9 @@ CASES = [
     ("one_d", [2, 3, 19], dict(kernel_shape=[3], strides=[2], pads=[1, 1])),
     ("three_d", [1, 2, 6, 7, 8], dict(kernel_shape=[2, 3, 3], strides=[1, 2, 2], pads=[0, 1, 1, 1, 1, 0])),
     ("big_pad", [1, 2, 5, 6], dict(kernel_shape=[3, 3], strides=[1, 1], pads=[2, 2, 2, 2])),
+    # padding wider than the kernel: some windows hold no input at all (Y = 0, no gradient)
+    ("empty_windows", [1, 2, 4, 5], dict(kernel_shape=[2, 2], strides=[1, 1], pads=[3, 2, 3, 2])),
+    ("empty_windows_wide", [1, 2, 3, 4], dict(kernel_shape=[2, 5], pads=[2, 5, 2, 5])),
 ]
 
 

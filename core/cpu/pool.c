@@ -337,9 +337,9 @@ static void maxpool_forward_argmax(const CnnfxExec *x, const CnnfxPoolGeom *g, c
             }
           }
         }
-        if (first)
-          for (int64_t w = a; w < b; w++) bt[w] = -1.f;
       }
+      if (first) /* no input row in these windows (padding wider than the kernel) */
+        for (int64_t w = a; w < b; w++) bt[w] = -1.f;
       /* edge columns: scalar */
       for (int64_t ow = 0; ow < OW; ow++) {
         if (ow == a && b > a) {
