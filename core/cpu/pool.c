@@ -373,7 +373,8 @@ static void maxpool_forward_argmax(const CnnfxExec *x, const CnnfxPoolGeom *g, c
           for (int64_t ow = 0; ow < OW; ow++) ar[ow] = (int32_t)bt[ow];
         } else {
           uint8_t *ar = (uint8_t *)aux + it * OW;
-          for (int64_t ow = 0; ow < OW; ow++) ar[ow] = bt[ow] >= 0.f ? (uint8_t)bt[ow] : CNNFX_MAXPOOL_AUX_EMPTY8;
+          /* -1 (empty) wraps to 255 = CNNFX_MAXPOOL_AUX_EMPTY8 */
+          for (int64_t ow = 0; ow < OW; ow++) ar[ow] = (uint8_t)((int32_t)bt[ow] & 0xff);
         }
       }
       if (Ind) {
