@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Gradient-check models for pooling and normalisation ops (core/ops_pool.c, core/ops_norm.c).
+"""Gradient-check models for pooling and normalisation ops (core/ops/pool.c + core/cpu/pool.c, core/ops_norm.c).
 
 Max pools get `X + P` as input, where P is a constant initializer holding a random permutation of
 well-separated values (spacing 2.5 > the width of X's range): no two values of a window come
@@ -79,6 +79,8 @@ def models():
     yield _pool("maxpool_3d", "MaxPool", [1, 2, 5, 6, 5], kernel_shape=[2, 3, 2], strides=[2, 1, 2],
                 pads=[0, 1, 1, 1, 1, 0])
     yield _pool("maxpool_opset8", "MaxPool", [1, 2, 6, 6], opset=8, kernel_shape=[2, 2], strides=[2, 2])
+    # more than 255 taps per window: the saved argmax is int32 instead of uint8
+    yield _pool("maxpool_wide_window", "MaxPool", [1, 2, 18, 19], kernel_shape=[16, 17], strides=[2, 2])
     # ---- AveragePool
     yield _pool("avgpool_2x2_s2", "AveragePool", [2, 3, 8, 8], kernel_shape=[2, 2], strides=[2, 2])
     yield _pool("avgpool_3x3_s1_pad1", "AveragePool", [1, 2, 7, 6], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
