@@ -44,10 +44,9 @@ static const CnnfxOp *cpu_op(CnnfxSimd level, const char *op_type)
 {
 #ifdef CNNFX_HAVE_SIMD_VARIANTS
   const CnnfxOp *const *const avx2[] = {cnnfx_ops_conv_avx2, cnnfx_ops_pool_avx2, cnnfx_ops_activation_avx2,
-                                        cnnfx_ops_elementwise_avx2, cnnfx_ops_norm_avx2};
+                                        cnnfx_ops_elementwise_avx2};
   const CnnfxOp *const *const avx512[] = {cnnfx_ops_conv_avx512, cnnfx_ops_pool_avx512,
-                                          cnnfx_ops_activation_avx512, cnnfx_ops_elementwise_avx512,
-                                          cnnfx_ops_norm_avx512};
+                                          cnnfx_ops_activation_avx512, cnnfx_ops_elementwise_avx512};
   const CnnfxOp *const *const *tabs = level == CNNFX_SIMD_AVX512 ? avx512 : level == CNNFX_SIMD_AVX2 ? avx2 : NULL;
   for (size_t i = 0; tabs && i < G_N_ELEMENTS(avx2); i++) {
     const CnnfxOp *op = simd_table_find(tabs[i], op_type);
