@@ -253,7 +253,7 @@ static gboolean legacy_inner_infer(const CnnfxQInner *w, CnnfxTensor *const *hdr
     if (!z[i]) goto out;
     if (z[i]->numel) memset(z[i]->data, 0, z[i]->numel * sizeof(float));
   }
-  CnnfxExec x = {.n_threads = 1};
+  CnnfxExec x = {.n_threads = 0}; /* all threads */
   if (!w->node.op->forward(&x, &w->node, z, y, error)) goto out;
   cnnfx_meta_set(out, CNNFX_F32, y[0]->ndim, y[0]->dims);
   ok = TRUE;
