@@ -3,6 +3,14 @@
  * MeanVarianceNormalization.  Backend-neutral; the CPU kernels are in core/cpu/norm.c. */
 #include "ops/norm.h"
 
+/* Element count from the dims (planning headers need not carry numel). */
+static size_t numel_of(const CnnfxTensor *t)
+{
+  size_t n = 1;
+  for (int i = 0; i < t->ndim; i++) n *= (size_t)t->dims[i];
+  return n;
+}
+
 static gboolean need_f32(const CnnfxNode *n, const CnnfxTensor *t, const char *what, GError **error)
 {
   if (!t || t->dtype != CNNFX_F32) {
@@ -83,8 +91,9 @@ gboolean cnnfx_norm_bn_geom(const CnnfxNode *n, CnnfxTensor *const *in, gboolean
   for (int i = 1; i < X->ndim; i++) per_n *= X->dims[i];
   int64_t Cp = spatial ? X->dims[1] : per_n;
   for (int i = 1; i < 5; i++)
-    if ((int64_t)in[i]->numel != Cp)
-      return cnnfx_fail_shape(error, n, "parameter %d has %zu values, expected %" G_GINT64_FORMAT, i, in[i]->numel, Cp);
+    if ((int64_t)numel_of(in[i]) != Cp)
+      return cnnfx_fail_shape(error, n, "parameter %d has %zu values, expected %" G_GINT64_FORMAT, i, numel_of(in[i]),
+                              Cp);
   g->N = N;
   g->Cp = Cp;
   g->inner = Cp > 0 ? per_n / Cp : 0;
@@ -137,7 +146,7 @@ gboolean cnnfx_norm_in_geom(const CnnfxNode *n, CnnfxTensor *const *in, gboolean
   g->C = X->dims[1];
   g->S = 1;
   for (int i = 2; i < X->ndim; i++) g->S *= X->dims[i];
-  if ((int64_t)in[1]->numel != g->C || (int64_t)in[2]->numel != g->C)
+  if ((int64_t)numel_of(in[1]) != g->C || (int64_t)numel_of(in[2]) != g->C)
     return cnnfx_fail_shape(error, n, "scale/B must have %" G_GINT64_FORMAT " values", g->C);
   g->eps = cnnfx_attr_float(n, "epsilon", 1e-5f);
   return TRUE;

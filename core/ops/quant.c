@@ -22,6 +22,14 @@ gboolean cnnfx_op_quant_ms(const char *op)
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
+/* Element count from the dims (planning headers need not carry numel). */
+static size_t numel_of(const CnnfxTensor *t)
+{
+  size_t n = 1;
+  for (int i = 0; i < t->ndim; i++) n *= (size_t)t->dims[i];
+  return n;
+}
+
 int cnnfx_quant_in_type(const CnnfxNode *n, int i)
 {
   return n->in_type && i >= 0 && i < n->n_in ? n->in_type[i] : 0;
@@ -49,19 +57,20 @@ gboolean cnnfx_quant_axis_layout(const CnnfxNode *n, const CnnfxTensor *x, const
   *ch = 1;
   *inner = 1;
   if (!s) return cnnfx_fail_shape(error, n, "missing scale");
-  if (s->numel == 0) return cnnfx_fail_shape(error, n, "empty scale");
-  if (s->numel > 1) {
+  size_t sn = numel_of(s), zn = zp ? numel_of(zp) : 1;
+  if (sn == 0) return cnnfx_fail_shape(error, n, "empty scale");
+  if (sn > 1) {
     int ax;
     if (!cnnfx_norm_axis(axis, x->ndim, &ax))
       return cnnfx_fail_shape(error, n, "quantisation axis %" G_GINT64_FORMAT " out of range for rank %d", axis, x->ndim);
-    if ((int64_t)s->numel != x->dims[ax])
+    if ((int64_t)sn != x->dims[ax])
       return cnnfx_fail_shape(error, n, "scale has %zu values, axis %d has %" G_GINT64_FORMAT " (blocked quantisation "
-                              "is not supported)", s->numel, ax, x->dims[ax]);
-    *ch = s->numel;
+                              "is not supported)", sn, ax, x->dims[ax]);
+    *ch = sn;
     for (int d = ax + 1; d < x->ndim; d++) *inner *= (size_t)x->dims[d];
   }
-  if (zp && zp->numel != 1 && zp->numel != s->numel)
-    return cnnfx_fail_shape(error, n, "zero point has %zu values, scale %zu", zp->numel, s->numel);
+  if (zp && zn != 1 && zn != sn)
+    return cnnfx_fail_shape(error, n, "zero point has %zu values, scale %zu", zn, sn);
   return TRUE;
 }
 
@@ -202,13 +211,13 @@ gboolean cnnfx_quant_bias_meta(const CnnfxNode *n, const CnnfxQSpec *sp, CnnfxTe
   int64_t bax = gemm ? cnnfx_quant_resolve_axis(n, CNNFX_GEMM_B_AXIS, w1->ndim) : 0;
   int64_t M = w1->ndim > bax ? w1->dims[bax] : 0;
   memset(meta, 0, sizeof *meta);
-  if (gemm && B->numel == 1) { /* a scalar C broadcasts */
+  if (gemm && numel_of(B) == 1) { /* a scalar C broadcasts */
     cnnfx_meta_set(meta, CNNFX_F32, 0, NULL);
     meta->numel = 1;
     return TRUE;
   }
   if (B->ndim != 1 || B->dims[0] != M) return cnnfx_fail_shape(error, n, "bias must have %" G_GINT64_FORMAT " values", M);
-  if (sw->numel != 1 && (int64_t)sw->numel != M) return cnnfx_fail_shape(error, n, "weight scale does not fit");
+  if (numel_of(sw) != 1 && (int64_t)numel_of(sw) != M) return cnnfx_fail_shape(error, n, "weight scale does not fit");
   cnnfx_meta_set(meta, CNNFX_F32, 1, &M);
   meta->numel = (size_t)M;
   return TRUE;
@@ -282,13 +291,13 @@ static gboolean qwrap_infer(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTen
     size_t ch, inner;
     if (s >= 0) {
       if (!cnnfx_quant_axis_layout(n, Q, in[s], Z, axis, &ch, &inner, error)) return FALSE;
-    } else if (Z && Z->numel > 1) {
+    } else if (Z && numel_of(Z) > 1) {
       /* integer op: per-axis zero point with unit scale */
       if (!cnnfx_quant_axis_layout(n, Q, Z, Z, axis, &ch, &inner, error)) return FALSE;
     }
     memset(&meta[j], 0, sizeof meta[j]);
     cnnfx_meta_set(&meta[j], CNNFX_F32, Q->ndim, Q->dims);
-    meta[j].numel = Q->numel;
+    meta[j].numel = numel_of(Q);
     hdr[j] = &meta[j];
   }
   gboolean wb = cnnfx_quant_has_bias(sp, n);
@@ -298,7 +307,7 @@ static gboolean qwrap_infer(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTen
   }
   if (cnnfx_quant_quantised_out(sp, n)) {
     const CnnfxTensor *zp = cnnfx_quant_opt_in(n, in, sp->yzp);
-    if (in[sp->ys]->numel != 1 || (zp && zp->numel != 1))
+    if (numel_of(in[sp->ys]) != 1 || (zp && numel_of(zp) != 1))
       return cnnfx_fail_shape(error, n, "output scale and zero point must be scalars");
   }
   CnnfxQInner w;
