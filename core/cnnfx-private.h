@@ -224,9 +224,7 @@ extern const CnnfxOp *const cnnfx_ops_activation[];
 extern const CnnfxOp *const cnnfx_ops_shape[];
 extern const CnnfxOp *const cnnfx_ops_conv[];
 extern const CnnfxOp *const cnnfx_ops_pool[];
-extern const CnnfxOp *const cnnfx_ops_norm[];
 extern const CnnfxOp *const cnnfx_ops_resize[];
-extern const CnnfxOp *const cnnfx_ops_quant[];
 /* Quantised operators that ONNX Runtime's quantiser emits in the com.microsoft domain. */
 gboolean cnnfx_op_quant_ms(const char *op_type);
 
@@ -293,7 +291,6 @@ int cnnfx_backend_threads(const CnnfxBackend *b);
   extern const CnnfxOp *const cnnfx_ops_activation##sfx[];                                                 \
   extern const CnnfxOp *const cnnfx_ops_conv##sfx[];                                                       \
   extern const CnnfxOp *const cnnfx_ops_pool##sfx[];                                                       \
-  extern const CnnfxOp *const cnnfx_ops_norm##sfx[];                                                       \
   extern const CnnfxKernel *const cnnfx_cpu_kernels_elementwise##sfx[];                                    \
   extern const CnnfxKernel *const cnnfx_cpu_kernels_activation##sfx[];                                     \
   extern const CnnfxKernel *const cnnfx_cpu_kernels_conv##sfx[];                                           \

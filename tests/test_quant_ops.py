@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Quantised operators (core/ops_quant.c) in the layouts real int8 models use, against an
+"""Quantised operators (core/ops/quant.c + core/cpu/quant.c) in the layouts real int8 models use, against an
 independent PyTorch implementation of ONNX Runtime's integer semantics.
 
 Models (built here with onnx.helper, seeded random int8 / uint8 weights):

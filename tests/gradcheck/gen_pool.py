@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Gradient-check models for pooling and normalisation ops (core/ops/pool.c + core/cpu/pool.c, core/ops_norm.c).
+"""Gradient-check models for pooling and normalisation ops (core/ops/pool.c + core/cpu/pool.c, core/ops/norm.c + core/cpu/norm.c).
 
 Max pools get `X + P` as input, where P is a constant initializer holding a random permutation of
 well-separated values (spacing 2.5 > the width of X's range): no two values of a window come
