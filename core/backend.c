@@ -78,32 +78,6 @@ static const CnnfxBackendIface cpu_iface = {
   .describe = cpu_describe,
 };
 
-#ifdef CNNFX_HAVE_SIMD_VARIANTS
-static const CnnfxOp *simd_table_find(const CnnfxOp *const *t, const char *op_type)
-{
-  for (; *t; t++)
-    if (!strcmp((*t)->name, op_type)) return *t;
-  return NULL;
-}
-#endif
-
-/* The operator compiled for `level` where one exists, else the common one. */
-static const CnnfxOp *cpu_op(CnnfxSimd level, const char *op_type)
-{
-#ifdef CNNFX_HAVE_SIMD_VARIANTS
-  const CnnfxOp *const *const avx2[] = {cnnfx_ops_conv_avx2, cnnfx_ops_pool_avx2, cnnfx_ops_activation_avx2,
-                                        cnnfx_ops_norm_avx2};
-  const CnnfxOp *const *const avx512[] = {cnnfx_ops_conv_avx512, cnnfx_ops_pool_avx512,
-                                          cnnfx_ops_activation_avx512, cnnfx_ops_norm_avx512};
-  const CnnfxOp *const *const *tabs = level == CNNFX_SIMD_AVX512 ? avx512 : level == CNNFX_SIMD_AVX2 ? avx2 : NULL;
-  for (size_t i = 0; tabs && i < G_N_ELEMENTS(avx2); i++) {
-    const CnnfxOp *op = simd_table_find(tabs[i], op_type);
-    if (op) return op;
-  }
-#endif
-  return cnnfx_op_lookup(op_type);
-}
-
 #define CNNFX_KERNEL_TABLE(f) cnnfx_cpu_kernels_##f,
 static const CnnfxKernel *const *const cpu_kernel_tables[] = {CNNFX_OP_FAMILIES(CNNFX_KERNEL_TABLE)};
 
@@ -213,11 +187,6 @@ const char *cnnfx_backend_name(const CnnfxBackend *b)
 char *cnnfx_backend_describe(const CnnfxBackend *b)
 {
   return b->iface->describe(b);
-}
-
-const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type)
-{
-  return cpu_op(b->simd, op_type);
 }
 
 void cnnfx_backend_set_exact(CnnfxBackend *b, gboolean exact)

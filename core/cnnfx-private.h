@@ -8,13 +8,18 @@
 
 /* ---- memory accounting ------------------------------------------------------ */
 
-#define CNNFX_MEM_CACHE 48
+#define CNNFX_MEM_CACHE 256
 
 typedef struct CnnfxMem {
   size_t limit;    /* 0 = unlimited */
   size_t current;
   size_t peak;
   guint64 n_sys_allocs; /* blocks taken from the system (cache misses) */
+  /* Optional: blocks come from elsewhere (a session's planned arena: kernel scratch is recorded and
+   * replayed like every tensor of a step).  Accounting is then the hook's business. */
+  void *(*hook_alloc)(void *ctx, size_t bytes, GError **error);
+  void (*hook_free)(void *ctx, void *p, size_t bytes);
+  void *hook_ctx;
   /* Freed big blocks kept for reuse (sessions run the same shapes again and again: reusing a
    * block saves the page faults of fresh memory).  Off unless `cache` is set; the cache never
    * holds more than the peak, and with a limit, current + cached stays within it. */
@@ -66,7 +71,6 @@ typedef struct {
 
 /* ---- graph ------------------------------------------------------------------ */
 
-typedef struct CnnfxOp CnnfxOp;
 
 typedef struct CnnfxNode {
   char *name;
@@ -78,7 +82,6 @@ typedef struct CnnfxNode {
   int *out;
   int n_attrs;
   CnnfxAttr *attrs;
-  const CnnfxOp *op;    /* legacy operator (being split into def + kernels), or NULL */
   const struct CnnfxOpDef *def; /* backend-neutral definition, resolved at load time */
   int *in_type;         /* per input: ONNX element type where known (initializer, graph input), else 0 */
 } CnnfxNode;
@@ -118,33 +121,11 @@ typedef struct {
   gboolean passive_wait; /* OpenMP threads sleep when idle (OMP_WAIT_POLICY=passive) */
 } CnnfxExec;
 
-/* Bits for CnnfxOp.saves: which tensors backward reads (the rest may be freed). */
+/* Bits for CnnfxOpDef.saves: which tensors backward reads (the rest may be freed). */
 #define CNNFX_SAVE_IN(i)  (1u << (i))
 #define CNNFX_SAVE_OUT(i) (1u << (16 + (i)))
 #define CNNFX_SAVE_ALL_IN 0xffffu
 
-struct CnnfxOp {
-  const char *name;     /* ONNX op_type (default domain) */
-  /* Optional: validate attributes at load time. */
-  gboolean (*check)(const CnnfxNode *n, GError **error);
-  /* in[i] is NULL for absent optional inputs.  Allocate out[k] with cnnfx_tensor_alloc(x->mem, ...). */
-  gboolean (*forward)(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
-                      CnnfxTensor **out, GError **error);
-  /* gout[k] NULL when output k got no gradient.  For each i with need[i], set gin[i] to a new
-   * tensor shaped like in[i] (in[i]->dims are always valid; in[i]->data only if saved).
-   * NULL backward = op carries no gradient (shape ops on int64, Shape, ...). */
-  gboolean (*backward)(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
-                       CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
-                       CnnfxTensor **gin, GError **error);
-  guint32 saves;        /* CNNFX_SAVE_* bits */
-  /* Inputs that are never differentiable (shape / axes / indices inputs): bit i. */
-  guint32 nondiff_inputs;
-  /* Optional: what backward reads given which inputs need gradients (overrides `saves`),
-   * e.g. Conv needs X only for the weight gradient. */
-  guint32 (*saves_fn)(const CnnfxNode *n, const gboolean *need);
-};
-
-const CnnfxOp *cnnfx_op_lookup(const char *op_type);
 
 /* ---- operators: backend-neutral definitions (core/ops/) and per-backend kernels ---------------
  *
@@ -219,12 +200,6 @@ gboolean cnnfx_infer_need_value(const CnnfxNode *n, CnnfxTensor *const *in, int 
 void cnnfx_meta_set(CnnfxTensor *t, CnnfxDType dt, int ndim, const int64_t *dims);
 int cnnfx_op_min_inputs(const char *op_type, int opset);
 
-/* Each ops_*.c file exports one NULL-terminated table; ops.c gathers them. */
-extern const CnnfxOp *const cnnfx_ops_activation[];
-extern const CnnfxOp *const cnnfx_ops_shape[];
-extern const CnnfxOp *const cnnfx_ops_conv[];
-extern const CnnfxOp *const cnnfx_ops_pool[];
-extern const CnnfxOp *const cnnfx_ops_resize[];
 /* Quantised operators that ONNX Runtime's quantiser emits in the com.microsoft domain. */
 gboolean cnnfx_op_quant_ms(const char *op_type);
 
@@ -279,18 +254,14 @@ const CnnfxKernel *cnnfx_cpu_kernel(CnnfxSimd level, const char *op_type);
 void cnnfx_backend_init_cpu_fields(CnnfxBackend *b);
 
 /* Backend internals (backend.c) */
-const CnnfxOp *cnnfx_backend_op(const CnnfxBackend *b, const char *op_type);
 /* The backend's kernel for an op (NULL = not on this backend). */
 const CnnfxKernel *cnnfx_backend_kernel(const CnnfxBackend *b, const char *op_type);
 int cnnfx_backend_threads(const CnnfxBackend *b);
 
-/* Operator tables compiled for AVX2 and AVX-512 (core/meson.build builds ops_*.c and winograd.c once
- * per level with the table names suffixed).  Only on x86 builds (CNNFX_HAVE_SIMD_VARIANTS). */
+/* CPU kernel tables compiled for AVX2 and AVX-512 (core/meson.build builds the SIMD families of core/cpu/
+ * and cpu/winograd.c once per level with the table names suffixed).  Only on x86 builds (CNNFX_HAVE_SIMD_VARIANTS). */
 #ifdef CNNFX_HAVE_SIMD_VARIANTS
 #define CNNFX_SIMD_TABLES(sfx)                                                                             \
-  extern const CnnfxOp *const cnnfx_ops_activation##sfx[];                                                 \
-  extern const CnnfxOp *const cnnfx_ops_conv##sfx[];                                                       \
-  extern const CnnfxOp *const cnnfx_ops_pool##sfx[];                                                       \
   extern const CnnfxKernel *const cnnfx_cpu_kernels_elementwise##sfx[];                                    \
   extern const CnnfxKernel *const cnnfx_cpu_kernels_activation##sfx[];                                     \
   extern const CnnfxKernel *const cnnfx_cpu_kernels_conv##sfx[];                                           \

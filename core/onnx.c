@@ -731,8 +731,7 @@ static gboolean finish_model(Loader *L, GError **error)
       continue;
     }
     n->def = cnnfx_opdef_lookup(n->op_type);
-    n->op = n->def ? NULL : cnnfx_op_lookup(n->op_type);
-    if (!n->def && !n->op) {
+    if (!n->def) {
       g_free(is_const);
       cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "node '%s': operator %s (opset %d) is not supported",
                       n->name, n->op_type, n->opset);
@@ -902,8 +901,7 @@ static gboolean finish_model(Loader *L, GError **error)
   /* Per-op attribute checks */
   for (int k = 0; k < m->n_nodes; k++) {
     const CnnfxNode *n = &m->nodes[k];
-    gboolean (*check)(const CnnfxNode *, GError **) = n->def ? n->def->check : n->op->check;
-    if (check && !check(n, error)) {
+    if (n->def->check && !n->def->check(n, error)) {
       if (error && *error) g_prefix_error(error, "node '%s' (%s): ", n->name, n->op_type);
       return FALSE;
     }

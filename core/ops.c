@@ -2,11 +2,6 @@
 #include "cnnfx-private.h"
 #include <stdarg.h>
 
-static const CnnfxOp *const *const op_tables[] = {
-  cnnfx_ops_activation, cnnfx_ops_shape,
-  cnnfx_ops_conv, cnnfx_ops_pool, cnnfx_ops_norm, cnnfx_ops_resize, cnnfx_ops_quant,
-};
-
 #define CNNFX_OPDEF_TABLE(f) cnnfx_opdefs_##f,
 static const CnnfxOpDef *const *const opdef_tables[] = {CNNFX_OP_FAMILIES(CNNFX_OPDEF_TABLE)};
 
@@ -20,9 +15,7 @@ const CnnfxOpDef *cnnfx_opdef_lookup(const char *op_type)
 
 gboolean cnnfx_node_input_differentiable(const CnnfxNode *n, int i)
 {
-  gboolean diff = n->def ? n->def->differentiable : n->op && n->op->backward;
-  guint32 nondiff = n->def ? n->def->nondiff_inputs : n->op ? n->op->nondiff_inputs : 0xffffffffu;
-  return diff && !(i < 32 && (nondiff >> i) & 1u);
+  return n->def->differentiable && !(i < 32 && (n->def->nondiff_inputs >> i) & 1u);
 }
 
 gboolean cnnfx_infer_need_value(const CnnfxNode *n, CnnfxTensor *const *in, int i, GError **error)
@@ -47,14 +40,6 @@ gboolean cnnfx_infer_same(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTenso
   (void)error;
   cnnfx_meta_set(out[0], in[0]->dtype, in[0]->ndim, in[0]->dims);
   return TRUE;
-}
-
-const CnnfxOp *cnnfx_op_lookup(const char *op_type)
-{
-  for (size_t t = 0; t < G_N_ELEMENTS(op_tables); t++)
-    for (const CnnfxOp *const *op = op_tables[t]; *op; op++)
-      if (!strcmp((*op)->name, op_type)) return *op;
-  return NULL;
 }
 
 /* Inputs an operator cannot run without (ONNX schema), by opset. */

@@ -238,10 +238,17 @@ static void alloc_reset(Alloc *a)
 
 /* ---- the session -------------------------------------------------------------------------------- */
 
+typedef struct {
+  Block blk;
+  int dev;
+} Scratch;
+
 struct CnnfxSession {
   const CnnfxModel *m;
   CnnfxSessionOptions opts;
-  CnnfxMem mem;
+  CnnfxMem mem;              /* host memory: counted, limited */
+  CnnfxMem kmem;             /* what kernels get for scratch: blocks of the host device's arena */
+  GArray *scratch;           /* Scratch, live kernel scratch blocks (LIFO in practice) */
   int n_dev, host;           /* devices: 0 = the session's backend, host = the CPU one */
   CnnfxBackend *dev[MAX_DEV];
   CnnfxBackend *own_cpu;     /* CPU fallback created by the session */
@@ -404,6 +411,7 @@ void cnnfx_session_free(CnnfxSession *s)
   g_free(s->a_thdr);
   g_free(s->a_ghdr);
   g_free(s->a_metap);
+  if (s->scratch) g_array_free(s->scratch, TRUE);
   cnnfx_mem_clear(&s->mem);
   if (s->own_cpu) cnnfx_backend_free(s->own_cpu);
   g_free(s);
@@ -412,6 +420,31 @@ void cnnfx_session_free(CnnfxSession *s)
 static guint32 node_saves(const CnnfxNode *n, const gboolean *need)
 {
   return n->def->saves_fn ? n->def->saves_fn(n, need) : n->def->saves;
+}
+
+/* Kernel scratch: recorded and replayed by the host device's allocator like every other block. */
+static void *scratch_alloc(void *ctx, size_t bytes, GError **error)
+{
+  CnnfxSession *s = ctx;
+  Scratch sc = {.dev = s->host};
+  if (!block_alloc(&s->al[s->host], bytes, &sc.blk, error)) return NULL;
+  g_array_append_val(s->scratch, sc);
+  return sc.blk.p;
+}
+
+static void scratch_free(void *ctx, void *p, size_t bytes)
+{
+  CnnfxSession *s = ctx;
+  (void)bytes;
+  for (int i = (int)s->scratch->len - 1; i >= 0; i--) {
+    Scratch *sc = &g_array_index(s->scratch, Scratch, i);
+    if (sc->blk.p == p) {
+      block_free(&s->al[sc->dev], &sc->blk);
+      g_array_remove_index(s->scratch, (guint)i);
+      return;
+    }
+  }
+  g_warning("cnnfx: freeing scratch %p that the session did not hand out", p);
 }
 
 static void exec_init(CnnfxExec *x, CnnfxMem *mem, const CnnfxBackend *b)
@@ -441,6 +474,10 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
   s->opts.keep_grads = NULL;
   s->mem.limit = s->opts.mem_limit;
   s->mem.cache = TRUE;
+  s->kmem.hook_alloc = scratch_alloc;
+  s->kmem.hook_free = scratch_free;
+  s->kmem.hook_ctx = s;
+  s->scratch = g_array_sized_new(FALSE, FALSE, sizeof(Scratch), 64);
   s->dev[0] = b;
   s->n_dev = 1;
   s->host = 0;
@@ -458,7 +495,7 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
     s->host = 1;
   }
   for (int d = 0; d < s->n_dev; d++) {
-    exec_init(&s->exec[d], &s->mem, s->dev[d]);
+    exec_init(&s->exec[d], &s->kmem, s->dev[d]);
     s->al[d].b = s->dev[d];
     s->al[d].mem = &s->mem;
     s->al[d].host = s->dev[d]->iface->is_host;
@@ -684,7 +721,9 @@ static gboolean fold_node(CnnfxSession *s, int k, CnnfxTensor *const *in, GError
   for (int o = 0; o < n->n_out && ok; o++)
     ok = (out[o] = cnnfx_tensor_alloc(&s->mem, mp[o]->dtype, mp[o]->ndim, mp[o]->dims, error)) != NULL;
   const CnnfxKernel *kern = cnnfx_cpu_kernel(s->dev[s->host]->simd, n->op_type);
-  ok = ok && kern->forward(&s->exec[s->host], n, in, out, NULL, error);
+  CnnfxExec fx = s->exec[s->host];
+  fx.mem = &s->mem; /* scratch of plan-time evaluation: not part of any step */
+  ok = ok && kern->forward(&fx, n, in, out, NULL, error);
   for (int o = 0; o < n->n_out; o++) {
     int v = n->out[o];
     if (ok && v >= 0) {

@@ -25,7 +25,6 @@ gboolean cnnfx_dims_numel(int ndim, const int64_t *dims, size_t *numel)
   return TRUE;
 }
 
-#define CACHE_MIN ((size_t)64 << 10) /* smaller blocks: malloc's own free lists do well */
 
 /* Big blocks: 2 MiB aligned and marked for transparent huge pages (far fewer page faults on
  * first touch of large activations). */
@@ -59,6 +58,7 @@ static void account(CnnfxMem *mem, size_t bytes)
 void *cnnfx_mem_alloc(CnnfxMem *mem, size_t bytes, GError **error)
 {
   if (bytes == 0) bytes = 1;
+  if (mem && mem->hook_alloc) return mem->hook_alloc(mem->hook_ctx, bytes, error);
   if (mem && mem->limit && (bytes > mem->limit || mem->current > mem->limit - bytes)) {
     cnnfx_set_error(error, CNNFX_ERROR_NOMEM,
                     "out of memory: need %.1f MiB more, %.1f MiB in use, limit %.1f MiB",
@@ -71,7 +71,7 @@ void *cnnfx_mem_alloc(CnnfxMem *mem, size_t bytes, GError **error)
     cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory: cannot allocate %zu MiB", bytes >> 20);
     return NULL;
   }
-  if (mem && mem->cache && rounded >= CACHE_MIN) {
+  if (mem && mem->cache) {
     for (int i = mem->n_cached - 1; i >= 0; i--)
       if (mem->cache_n[i] == rounded) { /* newest first */
         void *p = mem->cache_p[i];
@@ -109,9 +109,13 @@ void cnnfx_mem_free(CnnfxMem *mem, void *p, size_t bytes)
 {
   if (!p) return;
   if (bytes == 0) bytes = 1;
+  if (mem && mem->hook_free) {
+    mem->hook_free(mem->hook_ctx, p, bytes);
+    return;
+  }
   if (mem) mem->current -= MIN(bytes, mem->current);
   size_t align = block_align(bytes), rounded = (bytes + align - 1) & ~(align - 1);
-  if (mem && mem->cache && rounded >= CACHE_MIN && rounded <= mem->peak) {
+  if (mem && mem->cache && rounded <= mem->peak) {
     while (mem->n_cached && (mem->n_cached == CNNFX_MEM_CACHE || mem->cached + rounded > mem->peak))
       cache_drop(mem, 0);
     mem->cache_p[mem->n_cached] = p;

@@ -28,8 +28,8 @@ class Inception(nn.Module):
 class Dreamy(nn.Module):  # GoogLeNet's layout in small
     def __init__(s):
         super().__init__()
-        s.stem = nn.Sequential(nn.Conv2d(3, 16, 7, 2, 3), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True),
-                               nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0), nn.Conv2d(16, 24, 1), nn.ReLU(),
+        s.stem = nn.Sequential(nn.Conv2d(3, 16, 7, 2, 3), nn.ELU(), nn.MaxPool2d(3, 2, ceil_mode=True),
+                               nn.Conv2d(16, 24, 1), nn.ReLU(),
                                nn.Conv2d(24, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
                                nn.MaxPool2d(3, 2, ceil_mode=True))
         s.i3a = Inception(32)
@@ -46,7 +46,7 @@ class Stylish(nn.Module):  # VGG's layout in small, several feature taps
         s.c1 = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
         s.c2 = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU())
         s.c3 = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                             nn.Linear(32 * 8 * 12, 10))
+                             nn.Linear(32 * 16 * 24, 10))
 
     def forward(s, x):
         a = s.c1(x)

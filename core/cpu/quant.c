@@ -242,7 +242,6 @@ static gboolean inner_forward(const CnnfxExec *x, const CnnfxQInner *w, CnnfxTen
                               gboolean want_aux, void **aux, size_t *aux_n, GError **error)
 {
   const CnnfxNode *in = &w->node;
-  if (!in->def) return in->op->forward(x, in, f, y, error);
   const CnnfxKernel *k = float_kernel(in->op_type);
   if (!k) {
     cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "no CPU kernel for %s", in->op_type);
@@ -329,17 +328,16 @@ static gboolean qwrap_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTens
   CnnfxQInner w;
   cnnfx_quant_make_inner(n, sp, ni, wb, &w);
   const CnnfxNode *wn = &w.node;
-  guint32 sv = wn->def ? (wn->def->saves_fn ? wn->def->saves_fn(wn, ineed) : wn->def->saves)
-                       : (wn->op->saves_fn ? wn->op->saves_fn(wn, ineed) : wn->op->saves);
-  gboolean diff = wn->def ? wn->def->differentiable : wn->op->backward != NULL;
+  guint32 sv = wn->def->saves_fn ? wn->def->saves_fn(wn, ineed) : wn->def->saves;
+  gboolean diff = wn->def->differentiable;
   if (!diff) {
     ok = cnnfx_fail_shape(error, n, "%s has no gradient", sp->inner);
     goto out;
   }
   /* The float operator's backward reads its output or its private state: recompute them. */
-  if ((sv & 0xffff0000u) || (wn->def && wn->def->aux_bytes)) {
+  if ((sv & 0xffff0000u) || wn->def->aux_bytes) {
     if (!inner_forward(x, &w, f, y, TRUE, &iaux, &iaux_n, error)) goto out;
-  } else if (wn->def) {
+  } else {
     /* the output's header only (its data is not read) */
     CnnfxTensor *mp = &ymeta;
     if (!wn->def->infer(wn, f, &mp, error)) goto out;
@@ -356,7 +354,7 @@ static gboolean qwrap_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTens
   } else {
     gy[0] = cnnfx_tensor_ref(gout[0]);
   }
-  if (wn->def) {
+  {
     for (int j = 0; j < wn->n_in; j++) {
       if (!ineed[j]) continue;
       if (!(g[j] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, f[j]->ndim, f[j]->dims, error))) goto out;
@@ -368,8 +366,6 @@ static gboolean qwrap_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTens
       goto out;
     }
     if (!k->backward(x, wn, f, yk, gy, ineed, g, iaux, error)) goto out;
-  } else if (!wn->op->backward(x, wn, f, yk, gy, ineed, g, error)) {
-    goto out;
   }
   for (int j = 0; j < ni; j++) {
     int q, s, zp, ax;

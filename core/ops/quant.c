@@ -200,7 +200,6 @@ void cnnfx_quant_make_inner(const CnnfxNode *n, const CnnfxQSpec *sp, int n_inne
   w->node.in = w->ids;
   w->node.in_type = NULL;
   w->node.def = cnnfx_opdef_lookup(sp->inner);
-  w->node.op = w->node.def ? NULL : cnnfx_op_lookup(sp->inner);
 }
 
 gboolean cnnfx_quant_bias_meta(const CnnfxNode *n, const CnnfxQSpec *sp, CnnfxTensor *const *in,
@@ -245,33 +244,9 @@ static gboolean qwrap_check(const CnnfxNode *n, GError **error)
   }
   CnnfxQInner w;
   cnnfx_quant_make_inner(n, sp, ni, cnnfx_quant_has_bias(sp, n), &w);
-  if (!w.node.def && !w.node.op) return cnnfx_fail_shape(error, n, "no float operator %s", sp->inner);
-  gboolean (*check)(const CnnfxNode *, GError **) = w.node.def ? w.node.def->check : w.node.op->check;
-  if (check && !check(&w.node, error)) return FALSE;
+  if (!w.node.def) return cnnfx_fail_shape(error, n, "no float operator %s", sp->inner);
+  if (w.node.def->check && !w.node.def->check(&w.node, error)) return FALSE;
   return TRUE;
-}
-
-/* Shape of a float operator that is not split yet (no definition): run it on zeros of the
- * inputs' shapes.  Transitional, while the families move to definitions + kernels. */
-static gboolean legacy_inner_infer(const CnnfxQInner *w, CnnfxTensor *const *hdr, CnnfxTensor *out, GError **error)
-{
-  CnnfxTensor *z[CNNFX_QMAX_INNER + 1] = {0}, *y[4] = {0};
-  gboolean ok = FALSE;
-  for (int i = 0; i < w->node.n_in; i++) {
-    z[i] = cnnfx_tensor_alloc(NULL, CNNFX_F32, hdr[i]->ndim, hdr[i]->dims, error);
-    if (!z[i]) goto out;
-    if (z[i]->numel) memset(z[i]->data, 0, z[i]->numel * sizeof(float));
-  }
-  CnnfxExec x = {.n_threads = 0}; /* all threads */
-  if (!w->node.op->forward(&x, &w->node, z, y, error)) goto out;
-  cnnfx_meta_set(out, CNNFX_F32, y[0]->ndim, y[0]->dims);
-  ok = TRUE;
-out:
-  for (int i = 0; i <= CNNFX_QMAX_INNER; i++)
-    if (z[i]) cnnfx_tensor_unref(z[i]);
-  for (int i = 0; i < 4; i++)
-    if (y[i]) cnnfx_tensor_unref(y[i]);
-  return ok;
 }
 
 static gboolean qwrap_infer(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out, GError **error)
@@ -312,12 +287,9 @@ static gboolean qwrap_infer(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTen
   }
   CnnfxQInner w;
   cnnfx_quant_make_inner(n, sp, ni, wb, &w);
-  if (w.node.def) {
-    if (!w.node.def->infer(&w.node, hdr, out, error)) return FALSE;
-    out[0]->dtype = CNNFX_F32;
-  } else if (!w.node.op || !legacy_inner_infer(&w, hdr, out[0], error)) {
-    return w.node.op ? FALSE : cnnfx_fail_shape(error, n, "no float operator %s", sp->inner);
-  }
+  if (!w.node.def) return cnnfx_fail_shape(error, n, "no float operator %s", sp->inner);
+  if (!w.node.def->infer(&w.node, hdr, out, error)) return FALSE;
+  out[0]->dtype = CNNFX_F32;
   for (int o = 1; o < n->n_out; o++) cnnfx_meta_set(out[o], CNNFX_F32, out[0]->ndim, out[0]->dims);
   return TRUE;
 }
