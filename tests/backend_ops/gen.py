@@ -20,6 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GRADCHECK = os.path.join(HERE, "..", "gradcheck")
 NODE_DATA = "/usr/share/libonnx-testdata/data/node"
 MAX_NODE_CASES = 3
+EXTRA_OPS = ["Mish", "Gelu", "QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool",
+             "QLinearConcat", "QLinearLeakyRelu", "QLinearSigmoid", "QGemm", "FusedConv", "FusedGemm"]
 
 
 def load(path):
@@ -83,24 +85,26 @@ def main():
         for l in lines:
             f.write("\t".join(l) + "\n")
     # one probe model per ONNX operator of the default domain (opset 13 where it exists)
+    # plus the operators of the cases and operators this onnx package may not know (newer opsets,
+    # com.microsoft quantized ones: cnnfx looks them up by op_type)
     probes = []
-    seen = set()
+    arity = {}
     for s in onnx.defs.get_all_schemas_with_history():
-        if s.domain not in ("", "ai.onnx") or s.name in seen:
-            continue
-        seen.add(s.name)
-        n_in = max(s.min_input, 1)
-        n_out = max(s.min_output, 1)
+        if s.domain in ("", "ai.onnx") and s.name not in arity:
+            arity[s.name] = (max(s.min_input, 1), max(s.min_output, 1))
+    for op in sorted({l[0] for l in lines} | set(EXTRA_OPS)):
+        arity.setdefault(op, (8, 1))
+    for name, (n_in, n_out) in sorted(arity.items()):
         ins = [f"x{i}" for i in range(n_in)]
         outs = [f"y{i}" for i in range(n_out)]
-        node = helper.make_node(s.name, ins, outs)
-        g = helper.make_graph([node], "probe_" + s.name,
+        node = helper.make_node(name, ins, outs)
+        g = helper.make_graph([node], "probe_" + name,
                               [helper.make_tensor_value_info(i, TensorProto.FLOAT, [1]) for i in ins],
                               [helper.make_tensor_value_info(o, TensorProto.FLOAT, [1]) for o in outs])
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-        p = os.path.join(out, "probe", s.name + ".onnx")
+        p = os.path.join(out, "probe", name + ".onnx")
         onnx.save(m, p)
-        probes.append((s.name, p))
+        probes.append((name, p))
     with open(os.path.join(out, "probes.tsv"), "w") as f:
         for op, p in sorted(probes):
             f.write(f"{op}\t{p}\n")
