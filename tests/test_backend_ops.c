@@ -543,7 +543,7 @@ int main(int argc, char **argv)
   gboolean list = FALSE, selftest = FALSE, no_gen = FALSE, quiet = FALSE;
   double rtol = -1, atol = -1;
   GOptionEntry entries[] = {
-    {"backend", 'b', 0, G_OPTION_ARG_STRING_ARRAY, &backends, "Backend (twice: reference, then under test; default cpu, sim)", "NAME[:exact]"},
+    {"backend", 'b', 0, G_OPTION_ARG_STRING_ARRAY, &backends, "Backend: twice = reference, then under test; once = under test against cpu (default cpu vs sim)", "NAME[:exact]"},
     {"op", 'o', 0, G_OPTION_ARG_STRING, &only, "Only this operator", "OP"},
     {"list", 0, 0, G_OPTION_ARG_NONE, &list, "List the registered operators and their cases", NULL},
     {"self-test", 0, 0, G_OPTION_ARG_NONE, &selftest, "First prove that the comparison can fail", NULL},
