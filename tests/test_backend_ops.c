@@ -13,6 +13,7 @@
  *
  * A backend spec is a name for cnnfx_backend_new(), optionally followed by ":exact"
  * (cnnfx_backend_set_exact).  Exit: 0 all passed, 1 a failure, 77 a backend cannot be created.
+ * Every case also checks that neither backend wrote into the input tensors it was given.
  * --self-test first proves that the comparison can fail (cpu vs cpu with one backend's results
  * perturbed must FAIL every case; cpu vs cpu:exact must FAIL the Winograd convolutions), then runs
  * the requested pair.
@@ -361,6 +362,18 @@ static CaseStatus test_case(const Case *c, guint32 idx, Be *ref, Be *test, Tol t
     return CASE_UNSUPPORTED;
   }
   int ni = cnnfx_model_n_inputs(m);
+  CnnfxTensor **in0 = g_new0(CnnfxTensor *, ni + 1); /* pristine copies of the inputs */
+  for (int i = 0; i < ni; i++)
+    if (!(in0[i] = cnnfx_tensor_copy(in[i], &err))) {
+      printf("  %s(%s): FAIL: %s\n", c->op, c->name, err->message);
+      for (int j = 0; j < ni; j++) {
+        if (in0[j]) cnnfx_tensor_unref(in0[j]);
+        cnnfx_tensor_unref(in[j]);
+      }
+      g_free(in0);
+      g_free(in);
+      return CASE_FAIL;
+    }
   CnnfxTensor **seeds = NULL;
   Result ra = {0}, rb = {0};
   CaseStatus st = CASE_OK;
@@ -380,6 +393,16 @@ static CaseStatus test_case(const Case *c, guint32 idx, Be *ref, Be *test, Tol t
     g_string_append_printf(line, " FAIL: %s: %s", test->spec, err->message);
     st = CASE_FAIL;
     goto done;
+  }
+  /* neither backend may write into the caller's input tensors */
+  for (int i = 0; i < ni; i++) {
+    double d = 0;
+    char w[200] = "";
+    if (!compare(in0[i], in[i], (Tol){0, 0}, &d, w, sizeof w)) {
+      g_string_append_printf(line, " FAIL: input '%s' was modified (%s)", cnnfx_model_input_name(m, i), w);
+      st = CASE_FAIL;
+      goto done;
+    }
   }
   for (int pass = 0; pass < (self_perturb ? 2 : 1); pass++) {
     if (pass == 1 && !perturb(&rb)) {
@@ -425,8 +448,12 @@ done:
       if (seeds[k]) cnnfx_tensor_unref(seeds[k]);
     g_free(seeds);
   }
-  for (int i = 0; i < ni; i++) cnnfx_tensor_unref(in[i]);
+  for (int i = 0; i < ni; i++) {
+    cnnfx_tensor_unref(in[i]);
+    cnnfx_tensor_unref(in0[i]);
+  }
   g_free(in);
+  g_free(in0);
   return st;
 }
 
