@@ -845,6 +845,9 @@ static gboolean plan(CnnfxSession *s, GError **error)
   /* Headers, and the constants the device nodes read uploaded once */
   s->planned = TRUE;
   for (int v = 0; v < nv; v++) {
+    /* headers the session owns: a kernel may ref and unref them (never freed: refcount stays >= 1) */
+    s->meta[v].refcount = 1;
+    s->meta[v].mem = NULL;
     for (int d = 0; d < s->n_dev; d++) {
       s->hdr[d][v] = s->meta[v];
       s->hdr[d][v].data = NULL;
@@ -969,6 +972,7 @@ static gboolean run_node(CnnfxSession *s, int k, GError **error)
       bytes_of(t, &bytes);
       if (!block_alloc(a, bytes, &s->a_tmp[o], error)) return FALSE;
       t->data = s->a_tmp[o].p;
+      t->refcount = 1;
       out[o] = t;
     }
   }
@@ -1102,6 +1106,7 @@ static gboolean accumulate(CnnfxSession *s, int v, int from, Block *gb, GError *
     s->ghdr[v] = s->meta[v];
     s->ghdr[v].dtype = CNNFX_F32;
     s->ghdr[v].data = s->gblk[v].p;
+    s->ghdr[v].refcount = 1;
     return TRUE;
   }
   if (from == to) {
@@ -1162,6 +1167,7 @@ static gboolean backward_node(CnnfxSession *s, int k, GError **error)
         s->a_ghdr[i] = s->meta[n->in[i]];
         s->a_ghdr[i].dtype = CNNFX_F32;
         s->a_ghdr[i].data = s->a_gblk[i].p;
+        s->a_ghdr[i].refcount = 1;
         gin[i] = &s->a_ghdr[i];
       }
     }

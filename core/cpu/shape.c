@@ -387,10 +387,19 @@ typedef struct {
   int64_t I[MAXD], O[MAXD], b[MAXD];
   int64_t *map[MAXD];
   int64_t *buf;
+  size_t bytes;
+  CnnfxMem *mem;
 } PadMaps;
 
-static gboolean pad_maps(const CnnfxNode *n, const CnnfxTensor *t, const int64_t *pb, const int64_t *pe, int mode,
-                         PadMaps *pm, GError **error)
+static void pad_maps_free(PadMaps *pm)
+{
+  cnnfx_mem_free(pm->mem, pm->buf, pm->bytes);
+  pm->buf = NULL;
+}
+
+/* Index maps from the kernel's scratch memory (a session's arena: no allocation in a steady state). */
+static gboolean pad_maps(const CnnfxExec *x, const CnnfxNode *n, const CnnfxTensor *t, const int64_t *pb,
+                         const int64_t *pe, int mode, PadMaps *pm, GError **error)
 {
   int r = t->ndim;
   size_t total = 0;
@@ -403,11 +412,10 @@ static gboolean pad_maps(const CnnfxNode *n, const CnnfxTensor *t, const int64_t
     if (mode != CNNFX_PAD_CONSTANT && pm->I[k] == 0 && pm->O[k] > 0)
       return cnnfx_fail_shape(error, n, "cannot %s-pad an empty axis", mode == CNNFX_PAD_EDGE ? "edge" : "reflect");
   }
-  pm->buf = g_try_new(int64_t, total + 1);
-  if (!pm->buf) {
-    cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory");
-    return FALSE;
-  }
+  pm->mem = x->mem;
+  pm->bytes = (total + 1) * sizeof(int64_t);
+  pm->buf = cnnfx_mem_alloc(pm->mem, pm->bytes, error);
+  if (!pm->buf) return FALSE;
   int64_t *p = pm->buf;
   for (int k = 0; k < r; k++) {
     pm->map[k] = p;
@@ -523,7 +531,9 @@ static gboolean split_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTenso
   (void)error;
   const CnnfxTensor *t = in[0];
   int axis, r = t->ndim;
-  g_autofree int64_t *sizes = g_new0(int64_t, n->n_out + 1);
+  int64_t sizes_small[64];
+  g_autofree int64_t *sizes_big = n->n_out >= 64 ? g_new0(int64_t, n->n_out + 1) : NULL;
+  int64_t *sizes = sizes_big ? sizes_big : sizes_small;
   if (!cnnfx_split_sizes(n, in, &axis, sizes, error)) return FALSE;
   const size_t es = esz(t);
   const int64_t outer = prod(t->dims, 0, axis), inner = prod(t->dims, axis + 1, r);
@@ -547,7 +557,9 @@ static gboolean split_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTens
   if (!need[0] || in[0]->dtype != CNNFX_F32) return TRUE;
   const CnnfxTensor *t = in[0];
   int axis, r = t->ndim;
-  g_autofree int64_t *sizes = g_new0(int64_t, n->n_out + 1);
+  int64_t sizes_small[64];
+  g_autofree int64_t *sizes_big = n->n_out >= 64 ? g_new0(int64_t, n->n_out + 1) : NULL;
+  int64_t *sizes = sizes_big ? sizes_big : sizes_small;
   if (!cnnfx_split_sizes(n, in, &axis, sizes, error)) return FALSE;
   const int64_t outer = prod(t->dims, 0, axis), inner = prod(t->dims, axis + 1, r);
   const size_t grow = (size_t)(t->dims[axis] * inner) * sizeof(float);
@@ -780,7 +792,7 @@ static gboolean pad_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor 
   }
   CnnfxTensor *o = out[0];
   PadMaps pm;
-  if (!pad_maps(n, t, pb, pe, mode, &pm, error)) return FALSE;
+  if (!pad_maps(x, n, t, pb, pe, mode, &pm, error)) return FALSE;
   if (r == 0) {
     memcpy(o->data, t->data, esz(t));
   } else if (o->numel) {
@@ -829,7 +841,7 @@ static gboolean pad_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor 
       }
     }
   }
-  g_free(pm.buf);
+  pad_maps_free(&pm);
   return TRUE;
 }
 
@@ -846,11 +858,11 @@ static gboolean pad_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor
   int64_t pb[MAXD], pe[MAXD];
   if (!cnnfx_pad_mode(n, &mode, error) || !cnnfx_pad_amounts(n, in, pb, pe, error)) return FALSE;
   PadMaps pm;
-  if (!pad_maps(n, t, pb, pe, mode, &pm, error)) return FALSE;
+  if (!pad_maps(x, n, t, pb, pe, mode, &pm, error)) return FALSE;
   /* The input gradient, or a zeroed scratch copy when only the constant value needs one. */
   CnnfxTensor *gi = need[0] ? gin[0] : cnnfx_tensor_alloc(x->mem, CNNFX_F32, t->ndim, t->dims, error);
   if (!gi) {
-    g_free(pm.buf);
+    pad_maps_free(&pm);
     return FALSE;
   }
   if (!need[0]) memset(gi->data, 0, gi->numel * sizeof(float));
@@ -861,11 +873,10 @@ static gboolean pad_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor
     int64_t *istart[MAXD], *ilist[MAXD];
     size_t tot = 0;
     for (int k = 0; k < r - 1; k++) tot += (size_t)(2 * (pm.I[k] + 1) + pm.O[k]);
-    g_autofree int64_t *ib = g_try_new(int64_t, tot + 1);
+    int64_t *ib = cnnfx_mem_alloc(x->mem, (tot + 1) * sizeof(int64_t), error);
     if (!ib) {
-      g_free(pm.buf);
+      pad_maps_free(&pm);
       if (!need[0]) cnnfx_tensor_unref(gi);
-      cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory");
       return FALSE;
     }
     int64_t *p = ib;
@@ -925,8 +936,9 @@ static gboolean pad_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor
         if (k < 0) break;
       }
     }
+    cnnfx_mem_free(x->mem, ib, (tot + 1) * sizeof(int64_t));
   }
-  g_free(pm.buf);
+  pad_maps_free(&pm);
   if (need_v) {
     /* constant mode: d/dvalue = sum of the padded positions = sum(gout) - sum(gin) */
     CnnfxTensor *gv = gin[2];
