@@ -699,8 +699,9 @@ static gboolean plan_fits(CnnfxSession *s)
     CnnfxTensor *t = s->inputs[v];
     if (!t) continue;
     if (!cnnfx_same_shape(t, &s->meta[v]) || t->dtype != s->meta[v].dtype) return FALSE;
-    if (t->dtype == CNNFX_I64 &&
-        (!s->plan_ival[v] || memcmp(s->plan_ival[v]->data, t->data, t->numel * sizeof(int64_t)))) return FALSE;
+    if ((t->dtype == CNNFX_I64 && !s->plan_ival[v]) ||
+        (s->plan_ival[v] && memcmp(s->plan_ival[v]->data, t->data, t->numel * cnnfx_dtype_size(t->dtype))))
+      return FALSE;
   }
   return TRUE;
 }
@@ -774,6 +775,12 @@ static gboolean plan(CnnfxSession *s, GError **error)
       if (v < 0) continue;
       in[i] = &s->meta[v];
       if (!s->cst[v]) all_known = FALSE;
+      /* A graph input whose values decide a shape (Range's limits, a Reshape target given as an
+       * input): its values become part of what the plan was made for. */
+      if (i < 32 && (n->def->value_inputs >> i & 1u) && m->values[v].is_input && s->inputs[v] && !s->cst[v]) {
+        if (!s->plan_ival[v] && !(s->plan_ival[v] = cnnfx_tensor_copy(s->inputs[v], error))) goto fail;
+        s->meta[v].data = s->inputs[v]->data;
+      }
     }
     /* Shape and Size read only the dimensions. */
     gboolean dims_only = !strcmp(n->op_type, "Shape") || !strcmp(n->op_type, "Size");
@@ -814,6 +821,8 @@ static gboolean plan(CnnfxSession *s, GError **error)
     drop_plan(s);
     return FALSE;
   }
+  for (int v = 0; v < nv; v++) /* values of graph inputs were lent to infer only */
+    if (m->values[v].is_input && !s->cst[v]) s->meta[v].data = NULL;
   /* Saved tensors and lifetimes (nodes that run at every step only) */
   for (int v = 0; v < nv; v++) {
     s->last_fwd[v] = -1;
