@@ -262,10 +262,43 @@ static inline __attribute__((always_inline)) void argmax_row_fwd(const float *re
     else argmax_row_fwd(row, bv, bt, a, b, s, 1, KWC, tap0, first);                                          \
   } while (0)
 
+/* The common 3x3 window with all three rows inside: the nine taps in registers, in scan order. */
+static inline __attribute__((always_inline)) void argmax_3x3(const float *restrict r0, const float *restrict r1,
+                                                             const float *restrict r2, float *restrict bv,
+                                                             float *restrict bt, int64_t a, int64_t b, int64_t s,
+                                                             float t0, float t1, float t2)
+{
+  for (int64_t w = a; w < b; w++) {
+    const float *p0 = r0 + w * s, *p1 = r1 + w * s, *p2 = r2 + w * s;
+    float m = p0[0], j = t0, v;
+#define ARGMAX_STEP(val, tap)                                                                                \
+  v = (val);                                                                                                 \
+  j = v > m ? (tap) : j;                                                                                     \
+  m = v > m ? v : m;
+    ARGMAX_STEP(p0[1], t0 + 1.f)
+    ARGMAX_STEP(p0[2], t0 + 2.f)
+    ARGMAX_STEP(p1[0], t1)
+    ARGMAX_STEP(p1[1], t1 + 1.f)
+    ARGMAX_STEP(p1[2], t1 + 2.f)
+    ARGMAX_STEP(p2[0], t2)
+    ARGMAX_STEP(p2[1], t2 + 1.f)
+    ARGMAX_STEP(p2[2], t2 + 2.f)
+#undef ARGMAX_STEP
+    bv[w] = m;
+    bt[w] = j;
+  }
+}
+
 /* Interior columns [a, b) of one row of windows of width 2 or 3 (dilation 1). */
 static void argmax_rows_fused(const float *const *rows, const float *taps, int nr, float *restrict bv,
                               float *restrict bt, int64_t a, int64_t b, int64_t s, int64_t kw)
 {
+  if (nr == 3 && kw == 3) {
+    if (s == 1) argmax_3x3(rows[0], rows[1], rows[2], bv, bt, a, b, 1, taps[0], taps[1], taps[2]);
+    else if (s == 2) argmax_3x3(rows[0], rows[1], rows[2], bv, bt, a, b, 2, taps[0], taps[1], taps[2]);
+    else argmax_3x3(rows[0], rows[1], rows[2], bv, bt, a, b, s, taps[0], taps[1], taps[2]);
+    return;
+  }
   for (int r = 0; r < nr; r++) {
     const float *row = rows[r];
     const float tap0 = taps[r];
