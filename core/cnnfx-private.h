@@ -225,7 +225,6 @@ extern const CnnfxOp *const cnnfx_ops_linalg[];
 extern const CnnfxOp *const cnnfx_ops_conv[];
 extern const CnnfxOp *const cnnfx_ops_pool[];
 extern const CnnfxOp *const cnnfx_ops_norm[];
-extern const CnnfxOp *const cnnfx_ops_resize[];
 extern const CnnfxOp *const cnnfx_ops_quant[];
 /* Quantised operators that ONNX Runtime's quantiser emits in the com.microsoft domain. */
 gboolean cnnfx_op_quant_ms(const char *op_type);

@@ -4,7 +4,7 @@
 
 static const CnnfxOp *const *const op_tables[] = {
   cnnfx_ops_elementwise, cnnfx_ops_shape, cnnfx_ops_linalg,
-  cnnfx_ops_conv, cnnfx_ops_pool, cnnfx_ops_norm, cnnfx_ops_resize, cnnfx_ops_quant,
+  cnnfx_ops_conv, cnnfx_ops_pool, cnnfx_ops_norm, cnnfx_ops_quant,
 };
 
 #define CNNFX_OPDEF_TABLE(f) cnnfx_opdefs_##f,
