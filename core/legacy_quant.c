@@ -357,7 +357,57 @@ static void make_inner(const CnnfxNode *n, const QSpec *sp, int n_inner, gboolea
   for (int i = 0; i <= QMAX_INNER; i++) w->ids[i] = i;
   w->node.in = w->ids;
   w->node.in_type = NULL;
-  w->node.op = cnnfx_op_lookup(sp->inner);
+  w->node.def = cnnfx_opdef_lookup(sp->inner);
+  w->node.op = w->node.def ? NULL : cnnfx_op_lookup(sp->inner);
+}
+
+/* Inner operators already split into definition + kernel (issue #11) run through their baseline CPU
+ * kernel: infer, allocate the outputs, forward; backward gets zero-filled input gradients. */
+#define QKERNEL_TABLE(f) cnnfx_cpu_kernels_##f,
+static const CnnfxKernel *inner_kernel(const CnnfxNode *n)
+{
+  static const CnnfxKernel *const *const tables[] = {CNNFX_OP_FAMILIES(QKERNEL_TABLE)};
+  for (size_t t = 0; t < G_N_ELEMENTS(tables); t++)
+    for (const CnnfxKernel *const *k = tables[t]; *k; k++)
+      if (!strcmp((*k)->name, n->op_type)) return *k;
+  return NULL;
+}
+
+static gboolean inner_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor **out,
+                              GError **error)
+{
+  if (n->op) return n->op->forward(x, n, in, out, error);
+  const CnnfxKernel *k = inner_kernel(n);
+  if (!k || n->n_out > 4) return cnnfx_fail_shape(error, n, "no float operator %s", n->op_type);
+  CnnfxTensor meta[4], *mp[4];
+  memset(meta, 0, sizeof meta);
+  for (int o = 0; o < 4; o++) mp[o] = &meta[o];
+  if (!n->def->infer(n, in, mp, error)) return FALSE;
+  gboolean ok = TRUE;
+  for (int o = 0; ok && o < n->n_out; o++)
+    ok = (out[o] = cnnfx_tensor_alloc(x->mem, meta[o].dtype, meta[o].ndim, meta[o].dims, error)) != NULL;
+  if (ok) ok = k->forward(x, n, in, out, NULL, error);
+  for (int o = 0; !ok && o < n->n_out; o++) /* like a legacy forward: no outputs on failure */
+    if (out[o]) {
+      cnnfx_tensor_unref(out[o]);
+      out[o] = NULL;
+    }
+  return ok;
+}
+
+static gboolean inner_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
+                               CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
+                               CnnfxTensor **gin, GError **error)
+{
+  if (n->op) return n->op->backward(x, n, in, out, gout, need, gin, error);
+  const CnnfxKernel *k = inner_kernel(n);
+  if (!k || n->def->aux_bytes) return cnnfx_fail_shape(error, n, "%s has no gradient", n->op_type);
+  for (int i = 0; i < n->n_in; i++) {
+    if (!need[i]) continue;
+    if (!(gin[i] = cnnfx_tensor_alloc(x->mem, CNNFX_F32, in[i]->ndim, in[i]->dims, error))) return FALSE;
+    memset(gin[i]->data, 0, gin[i]->numel * sizeof(float));
+  }
+  return k->backward(x, n, in, out, gout, need, gin, NULL, error);
 }
 
 static gboolean qwrap_check(const CnnfxNode *n, GError **error)
@@ -382,8 +432,9 @@ static gboolean qwrap_check(const CnnfxNode *n, GError **error)
   }
   InnerNode w;
   make_inner(n, sp, ni, sp->bias >= 0 && sp->bias < n->n_in && n->in[sp->bias] >= 0, &w);
-  if (!w.node.op) return cnnfx_fail_shape(error, n, "no float operator %s", sp->inner);
-  if (w.node.op->check && !w.node.op->check(&w.node, error)) return FALSE;
+  if (!w.node.op && !w.node.def) return cnnfx_fail_shape(error, n, "no float operator %s", sp->inner);
+  gboolean (*check)(const CnnfxNode *, GError **) = w.node.def ? w.node.def->check : w.node.op->check;
+  if (check && !check(&w.node, error)) return FALSE;
   return TRUE;
 }
 
@@ -471,7 +522,7 @@ static gboolean qwrap_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTenso
   InnerNode w;
   make_inner(n, sp, ni, wb, &w);
   CnnfxTensor *y[4] = {0};
-  gboolean ok = w.node.op->forward(x, &w.node, f, y, error);
+  gboolean ok = inner_forward(x, &w.node, f, y, error);
   unref_all(f, QMAX_INNER + 1);
   if (!ok) return FALSE;
   if (quantised_out(sp, n)) {
@@ -512,9 +563,10 @@ static gboolean qwrap_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTens
   if (!inner_inputs(x, n, sp, in, ni, f, &wb, error)) goto out;
   InnerNode w;
   make_inner(n, sp, ni, wb, &w);
-  guint32 sv = w.node.op->saves_fn ? w.node.op->saves_fn(&w.node, ineed) : w.node.op->saves;
+  guint32 sv = w.node.def ? (w.node.def->saves_fn ? w.node.def->saves_fn(&w.node, ineed) : w.node.def->saves)
+               : w.node.op->saves_fn ? w.node.op->saves_fn(&w.node, ineed) : w.node.op->saves;
   if (sv & 0xffff0000u) { /* the float operator's backward reads its output: recompute it */
-    if (!w.node.op->forward(x, &w.node, f, y, error)) goto out;
+    if (!inner_forward(x, &w.node, f, y, error)) goto out;
   }
   if (quantised_out(sp, n)) {
     gy[0] = scale_grad(x, n, gout[0], gout[0], in[sp->ys], 0, TRUE, error);
@@ -522,11 +574,11 @@ static gboolean qwrap_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTens
   } else {
     gy[0] = cnnfx_tensor_ref(gout[0]);
   }
-  if (!w.node.op->backward) {
+  if (w.node.def ? !w.node.def->differentiable : !w.node.op->backward) {
     ok = cnnfx_fail_shape(error, n, "%s has no gradient", sp->inner);
     goto out;
   }
-  if (!w.node.op->backward(x, &w.node, f, y, gy, ineed, g, error)) goto out;
+  if (!inner_backward(x, &w.node, f, y, gy, ineed, g, error)) goto out;
   for (int j = 0; j < ni; j++) {
     int q, s, zp, ax;
     inner_map(sp, j, &q, &s, &zp, &ax);
