@@ -119,6 +119,11 @@ typedef struct {
   CnnfxSimd simd;       /* kernel set of the backend (AUTO: the best this CPU runs) */
   gboolean exact;       /* no Winograd / approximate kernels */
   gboolean passive_wait; /* OpenMP threads sleep when idle (OMP_WAIT_POLICY=passive) */
+  /* Conv only (CnnfxKernel.forward/backward of a kernel listed by cnnfx_kernel_fuses_relu()): the
+   * session fused the Relu that alone reads this Conv's output.  Forward writes max(0, conv + bias);
+   * backward gets gout = the gradient at the ReLU's output and out[0] = that output, and must use
+   * gout * (out[0] > 0) as the convolution's output gradient. */
+  gboolean fuse_relu;
 } CnnfxExec;
 
 /* Bits for CnnfxOpDef.saves: which tensors backward reads (the rest may be freed). */
