@@ -256,7 +256,8 @@ struct CnnfxSession {
   Alloc al[MAX_DEV];
   /* per node */
   gboolean *active;
-  gboolean *folded;          /* evaluated while planning */
+  gboolean *folded;          /* evaluated while planning, or fused into its producer */
+  int *fused;                /* Conv node: the Relu fused into it (-1 none); it writes that Relu's output */
   int *place;                /* device index */
   const CnnfxKernel **kern;  /* kernel on its device */
   Block *aux;
@@ -376,6 +377,7 @@ void cnnfx_session_free(CnnfxSession *s)
   }
   g_free(s->active);
   g_free(s->folded);
+  g_free(s->fused);
   g_free(s->place);
   g_free(s->kern);
   g_free(s->aux);
@@ -505,6 +507,7 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
   }
   s->active = g_new0(gboolean, nn + 1);
   s->folded = g_new0(gboolean, nn + 1);
+  s->fused = g_new0(int, nn + 1);
   s->place = g_new0(int, nn + 1);
   s->kern = g_new0(const CnnfxKernel *, nn + 1);
   s->aux = g_new0(Block, nn + 1);
@@ -614,6 +617,12 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
     }
   }
   return s;
+}
+
+/* Value written by output o of node k (a Conv with a fused Relu writes the Relu's output). */
+static int node_out(const CnnfxSession *s, int k, int o)
+{
+  return s->fused[k] >= 0 && o == 0 ? s->m->nodes[s->fused[k]].out[0] : s->m->nodes[k].out[o];
 }
 
 /* Does node k's backward run (some output carries a gradient)? */
@@ -738,6 +747,38 @@ static gboolean fold_node(CnnfxSession *s, int k, CnnfxTensor *const *in, GError
   return ok;
 }
 
+/* Conv -> Relu where the Relu alone reads the Conv's output: the Conv kernel applies the ReLU as it
+ * writes (and masks the gradient in its backward); the Relu node and its input tensor disappear. */
+static void fuse_relus(CnnfxSession *s)
+{
+  const CnnfxModel *m = s->m;
+  int nn = m->n_nodes, nv = m->n_values;
+  int *readers = g_new0(int, nv + 1), *reader = g_new0(int, nv + 1);
+  for (int k = 0; k < nn; k++) {
+    if (!s->active[k] || s->folded[k]) continue;
+    const CnnfxNode *n = &m->nodes[k];
+    for (int i = 0; i < n->n_in; i++)
+      if (n->in[i] >= 0) {
+        readers[n->in[i]]++;
+        reader[n->in[i]] = k;
+      }
+  }
+  for (int k = 0; k < nn; k++) {
+    const CnnfxNode *n = &m->nodes[k];
+    if (!s->active[k] || s->folded[k] || strcmp(n->op_type, "Conv") || n->n_out != 1 || n->out[0] < 0) continue;
+    int v = n->out[0], r = reader[v];
+    if (readers[v] != 1 || s->keep[v] || s->keep_grad[v] || !cnnfx_kernel_fuses_relu(s->kern[k])) continue;
+    const CnnfxNode *rn = &m->nodes[r];
+    if (strcmp(rn->op_type, "Relu") || rn->n_in != 1 || rn->n_out != 1 || rn->out[0] < 0 || s->place[r] != s->place[k] ||
+        s->rg[rn->out[0]] != s->rg[v])
+      continue;
+    s->fused[k] = r;
+    s->folded[r] = TRUE; /* runs inside the Conv */
+  }
+  g_free(readers);
+  g_free(reader);
+}
+
 static gboolean plan(CnnfxSession *s, GError **error)
 {
   const CnnfxModel *m = s->m;
@@ -764,6 +805,7 @@ static gboolean plan(CnnfxSession *s, GError **error)
     }
   }
   CnnfxTensor **in = s->a_in;
+  for (int k = 0; k < nn; k++) s->fused[k] = -1;
   for (int k = 0; k < nn; k++) {
     s->folded[k] = FALSE;
     if (!s->active[k]) continue;
@@ -823,6 +865,7 @@ static gboolean plan(CnnfxSession *s, GError **error)
   }
   for (int v = 0; v < nv; v++) /* values of graph inputs were lent to infer only */
     if (m->values[v].is_input && !s->cst[v]) s->meta[v].data = NULL;
+  fuse_relus(s);
   /* Saved tensors and lifetimes (nodes that run at every step only) */
   for (int v = 0; v < nv; v++) {
     s->last_fwd[v] = -1;
@@ -840,16 +883,19 @@ static gboolean plan(CnnfxSession *s, GError **error)
     for (int i = 0; i < n->n_in; i++)
       need[i] = n->in[i] >= 0 && s->rg[n->in[i]] && cnnfx_node_input_differentiable(n, i);
     guint32 sv = node_saves(n, need);
+    if (s->fused[k] >= 0) sv |= CNNFX_SAVE_OUT(0); /* the ReLU mask */
     for (int i = 0; i < n->n_in && i < 16; i++)
       if (n->in[i] >= 0 && (sv & CNNFX_SAVE_IN(i))) {
         s->saved[n->in[i]] = TRUE;
         s->first_bwd[n->in[i]] = MIN(s->first_bwd[n->in[i]], k);
       }
-    for (int o = 0; o < n->n_out && o < 16; o++)
-      if (n->out[o] >= 0 && (sv & CNNFX_SAVE_OUT(o))) {
-        s->saved[n->out[o]] = TRUE;
-        s->first_bwd[n->out[o]] = MIN(s->first_bwd[n->out[o]], k);
+    for (int o = 0; o < n->n_out && o < 16; o++) {
+      int v = node_out(s, k, o);
+      if (v >= 0 && (sv & CNNFX_SAVE_OUT(o))) {
+        s->saved[v] = TRUE;
+        s->first_bwd[v] = MIN(s->first_bwd[v], k);
       }
+    }
   }
   /* Headers, and the constants the device nodes read uploaded once */
   s->planned = TRUE;
@@ -918,8 +964,10 @@ static gboolean call_forward(CnnfxSession *s, int k, CnnfxTensor *const *in, Cnn
                              GError **error)
 {
   CnnfxBackend *b = s->dev[s->place[k]];
+  CnnfxExec x = s->exec[s->place[k]];
+  x.fuse_relu = s->fused[k] >= 0;
   if (b->iface->enter) b->iface->enter(b);
-  gboolean ok = s->kern[k]->forward(&s->exec[s->place[k]], &s->m->nodes[k], in, out, aux, error);
+  gboolean ok = s->kern[k]->forward(&x, &s->m->nodes[k], in, out, aux, error);
   if (b->iface->leave) b->iface->leave(b);
   return ok;
 }
@@ -929,8 +977,10 @@ static gboolean call_backward(CnnfxSession *s, int k, CnnfxTensor *const *in, Cn
                               GError **error)
 {
   CnnfxBackend *b = s->dev[s->place[k]];
+  CnnfxExec x = s->exec[s->place[k]];
+  x.fuse_relu = s->fused[k] >= 0;
   if (b->iface->enter) b->iface->enter(b);
-  gboolean ok = s->kern[k]->backward(&s->exec[s->place[k]], &s->m->nodes[k], in, out, gout, need, gin, aux, error);
+  gboolean ok = s->kern[k]->backward(&x, &s->m->nodes[k], in, out, gout, need, gin, aux, error);
   if (b->iface->leave) b->iface->leave(b);
   return ok;
 }
@@ -965,7 +1015,7 @@ static gboolean run_node(CnnfxSession *s, int k, GError **error)
     if (!n->def->infer(n, in, mp, error)) return FALSE;
   }
   for (int o = 0; o < n->n_out; o++) {
-    int v = n->out[o];
+    int v = node_out(s, k, o);
     size_t bytes;
     if (v >= 0) {
       bytes_of(&s->meta[v], &bytes);
@@ -999,7 +1049,7 @@ static gboolean run_node(CnnfxSession *s, int k, GError **error)
     if (n->out[o] < 0) block_free(a, &s->a_tmp[o]);
   if (!ok) return FALSE;
   for (int o = 0; o < n->n_out; o++) {
-    int v = n->out[o];
+    int v = node_out(s, k, o);
     /* Outputs nobody reads and nobody keeps: free at once. */
     if (v >= 0 && s->last_fwd[v] < 0 && !s->keep[v] && !s->saved[v]) release_value(s, v);
   }
@@ -1146,7 +1196,7 @@ static gboolean backward_node(CnnfxSession *s, int k, GError **error)
     s->a_gblk[i].p = NULL;
   }
   for (int o = 0; o < n->n_out; o++) {
-    int v = n->out[o];
+    int v = node_out(s, k, o);
     if (v < 0) continue;
     out[o] = &s->hdr[d][v];
     if (s->gblk[v].p) {
@@ -1191,11 +1241,11 @@ static gboolean backward_node(CnnfxSession *s, int k, GError **error)
   if (s->aux[k].p) block_free(a, &s->aux[k]);
   /* Output gradients are consumed; saved activations whose earliest reader ran are freed. */
   for (int o = 0; o < n->n_out; o++) {
-    int v = n->out[o];
+    int v = node_out(s, k, o);
     if (v >= 0 && s->gblk[v].p && !m->values[v].is_input && !s->keep_grad[v]) release_grad(s, v);
   }
   for (int i = 0; i < n->n_in + n->n_out; i++) {
-    int v = i < n->n_in ? n->in[i] : n->out[i - n->n_in];
+    int v = i < n->n_in ? n->in[i] : node_out(s, k, i - n->n_in);
     if (v < 0 || s->first_bwd[v] != k || s->keep[v]) continue;
     release_value(s, v);
   }
@@ -1336,7 +1386,7 @@ void cnnfx_session_stats(const CnnfxSession *s, CnnfxSessionStats *st)
   st->n_devices = s->n_dev;
   for (int k = 0; k < s->m->n_nodes; k++) {
     if (!s->active[k] || !s->planned) continue;
-    if (s->folded[k]) st->nodes_folded++;
+    if (s->folded[k]) st->nodes_folded++; /* also Relus fused into their Conv */
     else if (s->place[k] == s->host && s->n_dev > 1) st->nodes_fallback++;
     else st->nodes_device++;
   }
