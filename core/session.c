@@ -268,6 +268,7 @@ struct CnnfxSession {
   int *target_ids;
   int n_targets;
   gboolean planned;
+  gboolean stale;            /* plan again at the next forward (a weight it folded or pointed at changed) */
   CnnfxTensor *meta;         /* planned dtype and shape; data = host pointer of a constant */
   gboolean *cst;             /* known while planning (weights, constants, folded, int64 inputs) */
   CnnfxTensor **fold;        /* folded values (owned, host) */
@@ -1078,7 +1079,8 @@ gboolean cnnfx_session_forward(CnnfxSession *s, GError **error)
     }
   }
   clear_runtime(s);
-  if (!s->planned || !plan_fits(s)) {
+  if (!s->planned || s->stale || !plan_fits(s)) {
+    s->stale = FALSE;
     if (!plan(s, error)) return FALSE;
   }
   for (int d = 0; d < s->n_dev; d++) alloc_next_step(&s->al[d]);
@@ -1345,15 +1347,13 @@ gboolean cnnfx_session_set_weight(CnnfxSession *s, const char *name, const Cnnfx
   }
   if (!s->weights[id]) {
     if (!(s->weights[id] = cnnfx_tensor_copy(t, error))) return FALSE;
-    if (s->planned) drop_plan(s); /* headers point at the old value */
+    s->stale = TRUE; /* headers point at the old value; gradients of this step stay readable */
     return TRUE;
   }
   size_t bytes = t->numel * cnnfx_dtype_size(t->dtype);
   memcpy(s->weights[id]->data, t->data, bytes);
-  if (s->planned && s->cst[id]) {
-    /* folded constants may depend on it: plan again (training mode keeps weights variable instead) */
-    drop_plan(s);
-  }
+  /* folded constants and uploaded copies may depend on it (training mode keeps weights variable) */
+  if (s->planned && s->cst[id]) s->stale = TRUE;
   return TRUE;
 }
 

@@ -64,7 +64,7 @@ with tempfile.TemporaryDirectory() as tmp:
     run(tmp, "visualize (offline model)", "visualize", ["--iterations", "3", "--size", "64"])
     sq = os.path.join(A.realm, "squeezenet1_1-tv.onnx")
     if os.path.exists(sq):
-        run(tmp, "dream (SqueezeNet)", "dream", ["-m", sq, "--octaves", "1", "--iterations", "2"])
+        run(tmp, "dream (SqueezeNet)", "dream", ["-m", sq, "--layer", "Concat#4", "--octaves", "1", "--iterations", "2"])
         run(tmp, "classify (SqueezeNet, gradcam)", "classify", ["-m", sq, "--overlay", "gradcam"])
         run(tmp, "fool (SqueezeNet)", "fool", ["-m", sq, "--iterations", "2"])
     else:
