@@ -350,11 +350,13 @@ double cnnfx_resize_source_coord(const CnnfxResizeAttrs *a, const CnnfxResizeGeo
 
 static gboolean resize_infer(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out, GError **error)
 {
-  for (int i = 1; i <= 3; i++)
-    if (!cnnfx_infer_need_value(n, in, i, error)) return FALSE;
   CnnfxResizeAttrs a;
   CnnfxResizeGeom g;
-  if (!cnnfx_resize_attrs(n, &a, error) || !cnnfx_resize_geom(n, in, &a, &g, error)) return FALSE;
+  if (!cnnfx_resize_attrs(n, &a, error)) return FALSE;
+  /* input 1 is roi from opset 11 on: only tf_crop_and_resize reads its values */
+  for (int i = 1; i <= 3; i++)
+    if ((i != 1 || a.legacy || a.ctm == CNNFX_RS_CT_TF_CROP) && !cnnfx_infer_need_value(n, in, i, error)) return FALSE;
+  if (!cnnfx_resize_geom(n, in, &a, &g, error)) return FALSE;
   cnnfx_meta_set(out[0], CNNFX_F32, g.r, g.O);
   return TRUE;
 }
