@@ -458,17 +458,18 @@ int cmd_bench(int argc, char **argv)
   g_array_sort(times, cmp_double);
   double med = runs % 2 ? g_array_index(times, double, runs / 2)
                         : 0.5 * (g_array_index(times, double, runs / 2 - 1) + g_array_index(times, double, runs / 2));
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  printf("%s: runs=%d min_ms=%.2f peak_tensor_mb=%.1f peak_rss_mb=%.1f median_ms=%.2f\n",
-         grad ? "forward+backward" : "forward", runs, g_array_index(times, double, 0),
-         cnnfx_session_peak_bytes(s) / 1048576.0, ru.ru_maxrss / 1024.0, med);
+  /* the plan (arena vs the largest sum of live tensors); the summary line stays last */
   CnnfxSessionStats st;
   cnnfx_session_stats(s, &st);
   printf("plan: arena_mb=%.1f max_live_mb=%.1f devices=%d nodes_device=%d nodes_cpu_fallback=%d nodes_folded=%d "
          "system_allocs=%" G_GUINT64_FORMAT "\n",
          st.arena_bytes / 1048576.0, st.max_live_bytes / 1048576.0, st.n_devices, st.nodes_device, st.nodes_fallback,
          st.nodes_folded, st.system_allocs);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  printf("%s: runs=%d min_ms=%.2f peak_tensor_mb=%.1f peak_rss_mb=%.1f median_ms=%.2f\n",
+         grad ? "forward+backward" : "forward", runs, g_array_index(times, double, 0),
+         cnnfx_session_peak_bytes(s) / 1048576.0, ru.ru_maxrss / 1024.0, med);
   return 0;
 fail:
   g_free(shape);
