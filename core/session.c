@@ -124,12 +124,20 @@ static int cmp_span(const void *x, const void *y)
   return a->off < b->off ? -1 : a->off > b->off;
 }
 
-static const Event *sort_events;
-static int cmp_event_size(const void *x, const void *y)
+/* Larger blocks first, then earlier ones (an insertion sort: a few thousand blocks, once per plan). */
+static gboolean event_before(const Event *ev, int a, int b)
 {
-  const Event *a = &sort_events[*(const int *)x], *b = &sort_events[*(const int *)y];
-  if (a->size != b->size) return a->size > b->size ? -1 : 1;
-  return a->born - b->born;
+  if (ev[a].size != ev[b].size) return ev[a].size > ev[b].size;
+  return ev[a].born < ev[b].born;
+}
+
+static void sort_events(int *order, int n, const Event *ev)
+{
+  for (int i = 1; i < n; i++) {
+    int x = order[i], j = i - 1;
+    for (; j >= 0 && event_before(ev, x, order[j]); j--) order[j + 1] = order[j];
+    order[j + 1] = x;
+  }
 }
 
 /* Pack the recorded blocks into one arena: largest first, each at the lowest offset that does not
@@ -138,10 +146,7 @@ static void plan_arena(Alloc *a, const Event *ev, int n, size_t *off, size_t *ar
 {
   int *order = g_new(int, (gsize)MAX(n, 0) + 1);
   for (int i = 0; i < n; i++) order[i] = i;
-  /* qsort has no user pointer; the events are only read, and a session is used from one thread. */
-  sort_events = ev;
-  qsort(order, (size_t)n, sizeof(int), cmp_event_size);
-  sort_events = NULL;
+  sort_events(order, n, ev);
   gboolean *placed = g_new0(gboolean, (gsize)MAX(n, 0) + 1);
   Span *sp = g_new(Span, (gsize)MAX(n, 0) + 1);
   size_t top = 0;
