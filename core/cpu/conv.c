@@ -192,7 +192,8 @@ static inline void relu_row(float *restrict p, int64_t n)
   for (int64_t i = 0; i < n; i++) p[i] = p[i] > 0.f ? p[i] : 0.f;
 }
 
-/* rows x nb block of out (row stride ld): += bias[r] (if bias), then ReLU (if relu). */
+/* rows x nb block of out (row stride ld): += bias[r] (if bias), then ReLU (if relu).  The same float
+ * operations as a separate bias pass followed by the Relu operator. */
 static void band_epilogue(float *out, int64_t ld, int64_t rows, int64_t nb, const float *bias, gboolean relu,
                           gboolean par)
 {
@@ -216,13 +217,6 @@ static void band_epilogue(float *out, int64_t ld, int64_t rows, int64_t nb, cons
       relu_row(p, nb);
     }
   }
-}
-
-/* GEMM columns per band of the 1x1 (pointwise) forward: the output band stays cache-sized. */
-static int64_t pointwise_band_cols(const CnnfxConvGeo *g)
-{
-  const int64_t rows = MAX(MAX(g->Co, g->Ci), (int64_t)1);
-  return CLAMP((int64_t)(BAND_FLOATS / (size_t)rows), (int64_t)1024, MAX(g->osz, (int64_t)1));
 }
 
 /* ---- direct depthwise loops (spatial rank <= 2, one image channel per group) ------ */
@@ -476,20 +470,16 @@ static gboolean geo_fwd(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
 #endif
   const gboolean par = band_parallel(x);
   if (is_pointwise(g)) {
-    /* Column bands whether or not anything is fused: the fused and plain outputs come from the same
-     * GEMM calls, so they agree bitwise. */
-    const int64_t nbmax = pointwise_band_cols(g);
+    /* One GEMM per image and group, bias and ReLU right after it on the same block.  (Column bands
+     * with the epilogue per band measured ~5% slower on a GoogLeNet 1x1 layer: OpenBLAS prefers the
+     * whole plane, and the block is mostly still in L2/L3.) */
     for (int64_t nn = 0; nn < g->N; nn++)
       for (int64_t gg = 0; gg < g->G; gg++) {
-        const float *ig = img + (nn * g->G + gg) * g->Ci * g->isz;
         float *og = out + (nn * g->G + gg) * g->Co * g->osz;
-        const float *bg = bias ? bias + gg * g->Co : NULL;
-        for (int64_t p0 = 0; p0 < g->osz; p0 += nbmax) {
-          const int64_t nb = MIN(g->osz, p0 + nbmax) - p0;
-          cnnfx_sgemm(FALSE, FALSE, (int)g->Co, (int)nb, (int)g->Ci, 1.f, W + gg * g->Co * CiKK, (int)CiKK, ig + p0,
-                      (int)g->isz, 0.f, og + p0, (int)g->osz);
-          band_epilogue(og + p0, g->osz, g->Co, nb, bg, relu, par);
-        }
+        cnnfx_sgemm(FALSE, FALSE, (int)g->Co, (int)g->osz, (int)g->Ci, 1.f, W + gg * g->Co * CiKK, (int)CiKK,
+                    img + (nn * g->G + gg) * g->Ci * g->isz, (int)g->isz, 0.f, og, (int)g->osz);
+        /* threaded like the bias pass it replaces: one region per GEMM, not per band */
+        band_epilogue(og, g->osz, g->Co, g->osz, bias ? bias + gg * g->Co : NULL, relu, TRUE);
       }
   } else {
     const int64_t nbmax = band_cols(g);
