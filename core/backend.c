@@ -89,6 +89,15 @@ static const CnnfxKernel *kernel_table_find(const CnnfxKernel *const *t, const c
 }
 
 /* The CPU kernel compiled for `level` where one exists, else the common one. */
+gboolean cnnfx_kernel_fuses_relu(const CnnfxKernel *k)
+{
+  if (!k) return FALSE;
+  const CnnfxSimd levels[] = {CNNFX_SIMD_BASELINE, CNNFX_SIMD_AVX2, CNNFX_SIMD_AVX512};
+  for (size_t i = 0; i < G_N_ELEMENTS(levels); i++)
+    if (k == cnnfx_cpu_kernel(levels[i], "Conv")) return TRUE;
+  return FALSE;
+}
+
 const CnnfxKernel *cnnfx_cpu_kernel(CnnfxSimd level, const char *op_type)
 {
 #ifdef CNNFX_HAVE_SIMD_VARIANTS

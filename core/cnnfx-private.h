@@ -184,6 +184,10 @@ typedef struct CnnfxKernel {
                        GError **error);
 } CnnfxKernel;
 
+/* Does kernel k implement CnnfxExec.fuse_relu?  TRUE for the CPU Conv kernels of every SIMD level
+ * (which the simulated device reuses).  backend.c. */
+gboolean cnnfx_kernel_fuses_relu(const CnnfxKernel *k);
+
 const CnnfxOpDef *cnnfx_opdef_lookup(const char *op_type);
 /* Does this kernel honour CnnfxExec.fuse_relu (Conv with the following Relu fused)? */
 gboolean cnnfx_kernel_fuses_relu(const CnnfxKernel *k);
@@ -306,7 +310,8 @@ void cnnfx_reduce_to(const float *g, int gndim, const int64_t *gdims, float *t, 
 
 /* Winograd F(4x4,3x3) for 3x3, stride 1, dilation 1, groups 1 (winograd.c).
  * x: [N,C,H,W], w: [K,C,3,3], bias: [K] or NULL, y: [N,K,OH,OW] with OH = H + pt + pb - 2 etc.
- * Returns FALSE only on allocation failure (error set).  If accumulate, adds into y. */
+ * Returns FALSE only on allocation failure (error set).  If accumulate, adds into y.
+ * x->fuse_relu: writes max(0, conv + bias) (the Relu operator's numbers), applied in the output transform. */
 gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int C, int H, int W,
                                 const float *w, int K, const float *bias, int pad_t, int pad_l,
                                 int OH, int OW, float *out, GError **error);

@@ -183,6 +183,42 @@ static int64_t band_cols(const CnnfxConvGeo *g)
   return CLAMP((int64_t)cols, 1, g->osz);
 }
 
+/* ---- fused epilogues: bias and ReLU where the output is still in cache ------------------ */
+
+/* The Relu operator's forward, exactly (x > 0 ? x : 0: NaN and -0 give +0). */
+static inline void relu_row(float *restrict p, int64_t n)
+{
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) p[i] = p[i] > 0.f ? p[i] : 0.f;
+}
+
+/* rows x nb block of out (row stride ld): += bias[r] (if bias), then ReLU (if relu).  The same float
+ * operations as a separate bias pass followed by the Relu operator. */
+static void band_epilogue(float *out, int64_t ld, int64_t rows, int64_t nb, const float *bias, gboolean relu,
+                          gboolean par)
+{
+  if (!bias && !relu) return;
+#pragma omp parallel for schedule(static) if (par && rows * nb > PAR_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    float *restrict p = out + r * ld;
+    if (bias) {
+      const float b = bias[r];
+      if (relu) {
+#pragma omp simd
+        for (int64_t t = 0; t < nb; t++) {
+          const float v = p[t] + b;
+          p[t] = v > 0.f ? v : 0.f;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t t = 0; t < nb; t++) p[t] += b;
+      }
+    } else {
+      relu_row(p, nb);
+    }
+  }
+}
+
 /* ---- direct depthwise loops (spatial rank <= 2, one image channel per group) ------ */
 
 /* One output row of a direct (depthwise) convolution:
@@ -248,7 +284,8 @@ static void dw_out_row(float *restrict orow, const float *const *rows, const flo
   }
 }
 
-static void dw_fwd(const CnnfxConvGeo *g, const float *img, const float *W, const float *bias, float *out)
+static void dw_fwd(const CnnfxConvGeo *g, const float *img, const float *W, const float *bias, gboolean relu,
+                   float *out)
 {
   const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2];
   const int64_t GC = g->G * g->Co, planes = g->N * GC;
@@ -268,7 +305,9 @@ static void dw_fwd(const CnnfxConvGeo *g, const float *img, const float *W, cons
         rows[nr] = ip + ih * IW;
         wr[nr++] = wk + kh * KW;
       }
-      dw_out_row(op + oh * OW, rows, wr, nr, KW, OW, IW, g->s[2], g->d[2], g->p[2], TRUE, b);
+      float *orow = op + oh * OW;
+      dw_out_row(orow, rows, wr, nr, KW, OW, IW, g->s[2], g->d[2], g->p[2], TRUE, b);
+      if (relu) relu_row(orow, OW);
     }
   }
 }
@@ -408,49 +447,60 @@ static void add_bias(const CnnfxConvGeo *g, float *out, int64_t channels, int64_
   }
 }
 
-/* out = W * im2col(img) (+ bias) */
+/* out = W * im2col(img) (+ bias), then max(0, .) if relu (the fused Relu: the same numbers as the
+ * Relu operator applied to the unfused output).  Bias and ReLU run per band, on data still in cache. */
 static gboolean geo_fwd(const CnnfxExec *x, const CnnfxConvGeo *g, const float *img, const float *W, const float *bias,
-                        float *out, GError **error)
+                        gboolean relu, float *out, GError **error)
 {
   const int64_t CiKK = g->Ci * g->kk;
   if (is_depthwise(g)) {
-    dw_fwd(g, img, W, bias, out);
+    dw_fwd(g, img, W, bias, relu, out);
     return TRUE;
   }
 #ifndef CNNFX_NO_WINOGRAD
   if (!x->exact && is_3x3_s1(g)) {
     const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2];
     const int64_t eb = OH + 2 - IH - g->p[1], er = OW + 2 - IW - g->p[2];
-    if (g->p[1] >= 0 && g->p[2] >= 0 && eb >= 0 && er >= 0 && cnnfx_winograd_wins((int)g->Ci, (int)g->Co, (int)OH, (int)OW))
-      return winograd_run(x, g, img, g->Ci, IH, IW, W, g->Co, bias, g->p[1], g->p[2], OH, OW, out, error);
+    if (g->p[1] >= 0 && g->p[2] >= 0 && eb >= 0 && er >= 0 && cnnfx_winograd_wins((int)g->Ci, (int)g->Co, (int)OH, (int)OW)) {
+      CnnfxExec xw = *x; /* the output transform applies bias and ReLU */
+      xw.fuse_relu = relu;
+      return winograd_run(&xw, g, img, g->Ci, IH, IW, W, g->Co, bias, g->p[1], g->p[2], OH, OW, out, error);
+    }
   }
 #endif
+  const gboolean par = band_parallel(x);
   if (is_pointwise(g)) {
+    /* One GEMM per image and group, bias and ReLU right after it on the same block.  (Column bands
+     * with the epilogue per band measured ~5% slower on a GoogLeNet 1x1 layer: OpenBLAS prefers the
+     * whole plane, and the block is mostly still in L2/L3.) */
     for (int64_t nn = 0; nn < g->N; nn++)
-      for (int64_t gg = 0; gg < g->G; gg++)
+      for (int64_t gg = 0; gg < g->G; gg++) {
+        float *og = out + (nn * g->G + gg) * g->Co * g->osz;
         cnnfx_sgemm(FALSE, FALSE, (int)g->Co, (int)g->osz, (int)g->Ci, 1.f, W + gg * g->Co * CiKK, (int)CiKK,
-                    img + (nn * g->G + gg) * g->Ci * g->isz, (int)g->isz, 0.f,
-                    out + (nn * g->G + gg) * g->Co * g->osz, (int)g->osz);
+                    img + (nn * g->G + gg) * g->Ci * g->isz, (int)g->isz, 0.f, og, (int)g->osz);
+        /* threaded like the bias pass it replaces: one region per GEMM, not per band */
+        band_epilogue(og, g->osz, g->Co, g->osz, bias ? bias + gg * g->Co : NULL, relu, TRUE);
+      }
   } else {
     const int64_t nbmax = band_cols(g);
     const size_t ncol = (size_t)(CiKK * nbmax);
-    const gboolean par = band_parallel(x);
     float *col = cnnfx_scratch_f32(x->mem, ncol, error);
     if (!col) return FALSE;
     for (int64_t nn = 0; nn < g->N; nn++)
       for (int64_t gg = 0; gg < g->G; gg++) {
         const float *ig = img + (nn * g->G + gg) * g->Ci * g->isz;
         float *og = out + (nn * g->G + gg) * g->Co * g->osz;
+        const float *bg = bias ? bias + gg * g->Co : NULL;
         for (int64_t p0 = 0; p0 < g->osz; p0 += nbmax) {
           const int64_t p1 = MIN(g->osz, p0 + nbmax), nb = p1 - p0;
           im2col(g, ig, p0, p1, col, par);
           cnnfx_sgemm(FALSE, FALSE, (int)g->Co, (int)nb, (int)CiKK, 1.f, W + gg * g->Co * CiKK, (int)CiKK, col,
                       (int)nb, 0.f, og + p0, (int)g->osz);
+          band_epilogue(og + p0, g->osz, g->Co, nb, bg, relu, par);
         }
       }
     cnnfx_scratch_free(x->mem, col, ncol);
   }
-  if (bias) add_bias(g, out, g->G * g->Co, g->osz, bias);
   return TRUE;
 }
 
@@ -482,7 +532,9 @@ static gboolean geo_adj(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
       CnnfxConvGeo gt = *g;
       gt.Ci = g->Co;
       gt.Co = g->Ci;
-      gboolean ok = winograd_run(x, &gt, out, g->Co, OH, OW, wt, g->Ci, NULL, pt, pl, IH, IW, img, error);
+      CnnfxExec xa = *x; /* a gradient: never rectified */
+      xa.fuse_relu = FALSE;
+      gboolean ok = winograd_run(&xa, &gt, out, g->Co, OH, OW, wt, g->Ci, NULL, pt, pl, IH, IW, img, error);
       cnnfx_scratch_free(x->mem, wt, nw);
       return ok;
     }
@@ -586,11 +638,12 @@ static gboolean conv_any_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTe
   CnnfxTensor *y = out[0];
   if (y->numel > 0 && in[0]->numel > 0) {
     const float *bias = B ? cnnfx_f32(B) : NULL;
-    if (!transpose) return geo_fwd(x, &g, cnnfx_f32(in[0]), cnnfx_f32(in[1]), bias, cnnfx_f32(y), error);
+    if (!transpose)
+      return geo_fwd(x, &g, cnnfx_f32(in[0]), cnnfx_f32(in[1]), bias, x->fuse_relu, cnnfx_f32(y), error);
     if (!geo_adj(x, &g, cnnfx_f32(in[0]), cnnfx_f32(in[1]), cnnfx_f32(y), error)) return FALSE;
     if (bias) add_bias(&g, cnnfx_f32(y), g.G * g.Ci, g.isz, bias);
   } else if (y->numel > 0) {
-    memset(y->data, 0, y->numel * sizeof(float));
+    memset(y->data, 0, y->numel * sizeof(float)); /* max(0, 0) = 0 too */
   }
   return TRUE;
 }
@@ -609,10 +662,19 @@ static gboolean convt_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTenso
   return conv_any_forward(x, n, in, out, TRUE, error);
 }
 
-/* gin[i] arrive zero-filled: the primitives overwrite them. */
-static gboolean conv_any_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
-                                  CnnfxTensor *const *gout, const gboolean *need, CnnfxTensor *const *gin,
-                                  gboolean transpose, GError **error)
+/* dm[i] = y[i] > 0 ? g[i] : 0: the Relu operator's backward, exactly. */
+static void relu_mask(const float *restrict gy, const float *restrict y, float *restrict dm, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > (size_t)PAR_MIN * 8)
+  for (size_t i = 0; i < n; i++) dm[i] = y[i] > 0.f ? gy[i] : 0.f;
+}
+
+/* gin[i] arrive zero-filled: the primitives overwrite them.  fused (Conv with its Relu fused,
+ * x->fuse_relu): gout is the gradient at the ReLU output y = out[0]; the convolution's output
+ * gradient gout * (y > 0) goes to kernel scratch, freed before return. */
+static gboolean conv_any_backward(const CnnfxExec *xin, const CnnfxNode *n, CnnfxTensor *const *in,
+                                  CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
+                                  CnnfxTensor *const *gin, gboolean transpose, GError **error)
 {
   const CnnfxTensor *X = in[0], *W = in[1], *B = n->n_in > 2 ? in[2] : NULL;
   const CnnfxTensor *gy = gout[0];
@@ -620,16 +682,33 @@ static gboolean conv_any_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxT
   int64_t ydims[CNNFX_MAX_DIMS];
   if (!cnnfx_conv_geometry(n, X, W, B, transpose, &g, ydims, error)) return FALSE;
   if (!gy || gy->numel == 0 || X->numel == 0) return TRUE;
+  CnnfxExec xb = *xin; /* the primitives below compute gradients: nothing is rectified */
+  xb.fuse_relu = FALSE;
+  const CnnfxExec *x = &xb;
+  const gboolean fused = xin->fuse_relu && !transpose;
   const float *dy = cnnfx_f32(gy);
-  if (need[0] && gin[0] && gin[0]->numel > 0) {
-    if (!transpose ? !geo_adj(x, &g, dy, cnnfx_f32(W), cnnfx_f32(gin[0]), error)
-                   : !geo_fwd(x, &g, dy, cnnfx_f32(W), NULL, cnnfx_f32(gin[0]), error))
+  float *dm = NULL;
+  const size_t ndm = gy->numel;
+  if (fused) {
+    if (!out || !out[0] || !out[0]->data || out[0]->numel != gy->numel) {
+      cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "%s: fused Conv+Relu backward needs the saved output",
+                      n->name ? n->name : "Conv");
       return FALSE;
+    }
+    if (!(dm = cnnfx_scratch_f32(x->mem, ndm, error))) return FALSE;
+    relu_mask(dy, cnnfx_f32(out[0]), dm, ndm);
+    dy = dm;
   }
-  if (need[1] && gin[1] && gin[1]->numel > 0) {
-    if (!transpose ? !geo_wgrad(x, &g, cnnfx_f32(X), dy, cnnfx_f32(gin[1]), error)
-                   : !geo_wgrad(x, &g, dy, cnnfx_f32(X), cnnfx_f32(gin[1]), error))
-      return FALSE;
+  gboolean ok = TRUE;
+  if (ok && need[0] && gin[0] && gin[0]->numel > 0)
+    ok = !transpose ? geo_adj(x, &g, dy, cnnfx_f32(W), cnnfx_f32(gin[0]), error)
+                    : geo_fwd(x, &g, dy, cnnfx_f32(W), NULL, FALSE, cnnfx_f32(gin[0]), error);
+  if (ok && need[1] && gin[1] && gin[1]->numel > 0)
+    ok = !transpose ? geo_wgrad(x, &g, cnnfx_f32(X), dy, cnnfx_f32(gin[1]), error)
+                    : geo_wgrad(x, &g, dy, cnnfx_f32(X), cnnfx_f32(gin[1]), error);
+  if (!ok) {
+    if (dm) cnnfx_scratch_free(x->mem, dm, ndm);
+    return FALSE;
   }
   if (n->n_in > 2 && need[2] && gin[2] && gin[2]->numel > 0) {
     if (!transpose)
@@ -637,6 +716,7 @@ static gboolean conv_any_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxT
     else
       channel_sums(dy, g.N, g.G * g.Ci, g.isz, cnnfx_f32(gin[2]));
   }
+  if (dm) cnnfx_scratch_free(x->mem, dm, ndm);
   return TRUE;
 }
 
@@ -644,18 +724,16 @@ static gboolean conv_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTenso
                               CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
                               CnnfxTensor *const *gin, void *aux, GError **error)
 {
-  (void)out;
   (void)aux;
-  return conv_any_backward(x, n, in, gout, need, gin, FALSE, error);
+  return conv_any_backward(x, n, in, out, gout, need, gin, FALSE, error);
 }
 
 static gboolean convt_backward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,
                                CnnfxTensor *const *out, CnnfxTensor *const *gout, const gboolean *need,
                                CnnfxTensor *const *gin, void *aux, GError **error)
 {
-  (void)out;
   (void)aux;
-  return conv_any_backward(x, n, in, gout, need, gin, TRUE, error);
+  return conv_any_backward(x, n, in, out, gout, need, gin, TRUE, error);
 }
 
 static const CnnfxKernel k_conv = {.name = "Conv", .forward = conv_forward, .backward = conv_backward};

@@ -26,6 +26,10 @@
 #endif
 
 typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t vi16 __attribute__((vector_size(64)));
+
+/* v > 0 ? v : +0 per lane (the Relu operator exactly: NaN and -0 give +0). */
+#define WG_RELU(v) ((v16)((vi16)(v) & ((v) > 0.f)))
 
 /* Without AVX-512, GCC notes that passing v16 by value has a different ABI; these helpers are
  * static inline, so that does not matter. */
@@ -261,7 +265,7 @@ static void wg_input_transform(const WgGeo *g, int nthr, const float *in, int64_
 /* y[n][k0 + k] from M[p][k][t] (row stride ldt, Kp rows per point) for k in [0, Kc) of the block
  * [t0, t0 + T). */
 static void wg_output_transform(const WgGeo *g, int nthr, const float *M, int64_t t0, int64_t T, size_t ldt,
-                                int k0, int Kc, int Kp, const float *bias, float *out)
+                                int k0, int Kc, int Kp, const float *bias, gboolean relu, float *out)
 {
   const size_t pstride = (size_t)Kp * ldt;
   const size_t plane_sz = (size_t)g->OH * (size_t)g->OW;
@@ -296,6 +300,12 @@ static void wg_output_transform(const WgGeo *g, int nthr, const float *M, int64_
           o1 += b;
           o2 += b;
           o3 += b;
+          if (relu) {
+            o0 = WG_RELU(o0);
+            o1 = WG_RELU(o1);
+            o2 = WG_RELU(o2);
+            o3 = WG_RELU(o3);
+          }
           float *dst = plane + (size_t)y * g->OW + x0;
           if (ncol == 64) {
             wg_interleave4(&o0, &o1, &o2, &o3, dst);
@@ -421,6 +431,7 @@ gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int 
   if (N <= 0 || K <= 0 || OH <= 0 || OW <= 0) return TRUE;
   CnnfxMem *mem = x ? x->mem : NULL;
   const int nthr = x && x->n_threads > 0 ? x->n_threads : 1;
+  const gboolean relu = x && x->fuse_relu; /* fused Relu: max(0, conv + bias) in the output transform */
   WgGeo g = {.N = N, .C = MAX(C, 0), .H = H, .W = W, .K = K, .pt = pad_t, .pl = pad_l, .OH = OH, .OW = OW,
              .TY = (OH + 3) / 4, .TX = (OW + 3) / 4};
   const int64_t ntiles = (int64_t)N * g.TY * g.TX;
@@ -458,7 +469,7 @@ gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int 
       const int64_t tb = MIN(T, ntiles - t0);
       wg_input_transform(&g, nthr, in, t0, tb, (size_t)T, V);
       wg_gemm(nthr, g.C, Kp, U, V, tb, (size_t)T, Mb);
-      wg_output_transform(&g, nthr, Mb, t0, tb, (size_t)T, k0, kn, Kp, bias, out);
+      wg_output_transform(&g, nthr, Mb, t0, tb, (size_t)T, k0, kn, Kp, bias, relu, out);
     }
   }
 
