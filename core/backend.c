@@ -239,10 +239,3 @@ int cnnfx_backend_threads(const CnnfxBackend *b)
 {
   return b->n_threads;
 }
-
-/* Kernels that apply a fused ReLU (CnnfxExec.fuse_relu): none until the CPU Conv kernel does. */
-gboolean cnnfx_kernel_fuses_relu(const CnnfxKernel *k)
-{
-  (void)k;
-  return FALSE;
-}

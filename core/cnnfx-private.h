@@ -189,8 +189,7 @@ typedef struct CnnfxKernel {
 gboolean cnnfx_kernel_fuses_relu(const CnnfxKernel *k);
 
 const CnnfxOpDef *cnnfx_opdef_lookup(const char *op_type);
-/* Does this kernel honour CnnfxExec.fuse_relu (Conv with the following Relu fused)? */
-gboolean cnnfx_kernel_fuses_relu(const CnnfxKernel *k);
+
 /* Does input i of node n ever carry a gradient? */
 gboolean cnnfx_node_input_differentiable(const CnnfxNode *n, int i);
 
