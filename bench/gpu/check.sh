@@ -8,7 +8,7 @@
 # 1. nvidia-smi, driver/runtime/cuDNN/cuBLAS versions (the backend prints them), PyTorch's versions;
 #    missing shared libraries of the module or of cnnfx are named (CUDA libraries are looked up in
 #    /usr/local/cuda and in PyTorch's nvidia-* wheels);
-# 2. test_backend_ops -b cpu -b cuda: every op, forward and input gradient, rtol 1e-3;
+# 2. test_backend_ops -b cpu -b cuda:exact (FP32, no TF32): every op, forward and input gradient, rtol 1e-3;
 # 3. the five filters on cpu and on cuda (same seed, dog.jpg or any photo found): PSNR of each image;
 # 4. the rows of issue #15 against PyTorch on the same GPU (FP32, TF32, FP16+channels_last+CUDA graph):
 #    a markdown table with the ratios.
@@ -61,7 +61,7 @@ done
 [ $status -eq 0 ] || { echo "cannot run: libraries missing (the module needs the CUDA major version it was built with)"; exit 1; }
 
 step "test_backend_ops cpu vs cuda"
-timeout 150 "$tbo" -b cpu -b cuda --quiet --python "$py" --generator "$root/tests/backend_ops/gen.py" \
+timeout 150 "$tbo" -b cpu -b cuda:exact --quiet --python "$py" --generator "$root/tests/backend_ops/gen.py" \
   --workdir "$work/backend_ops" > "$work/tbo.log" 2>&1
 rc=$?
 tail -n 40 "$work/tbo.log"

@@ -91,6 +91,7 @@ static gboolean no_ctx(GError **error)
 
 static void cache_drop(Cu *cu)
 {
+  if (cu->cache->len) cudaStreamSynchronize(cu->stream); /* queued kernels may still use them */
   for (guint i = 0; i < cu->cache->len; i++) cudaFree(g_array_index(cu->cache, FreeBlock, i).p);
   g_array_set_size(cu->cache, 0);
   cu->cached = 0;
@@ -136,6 +137,7 @@ static void cu_buf_free(CnnfxBackend *b, void *p, size_t bytes)
     cu->cached += bytes;
     return;
   }
+  cudaStreamSynchronize(cu->stream); /* queued kernels may still use it */
   cudaFree(p);
 }
 
@@ -643,7 +645,10 @@ static gboolean conv_desc_make(const CnnfxNode *n, CnnfxTensor *const *in, gbool
 static gboolean ws_ensure(Cu *cu, size_t bytes, GError **error)
 {
   if (bytes <= cu->ws_bytes) return TRUE;
-  if (cu->ws) cudaFree(cu->ws); /* synchronises the device: queued users of the old one are done */
+  if (cu->ws) { /* queued users of the old one finish first */
+    cudaStreamSynchronize(cu->stream);
+    cudaFree(cu->ws);
+  }
   cu->ws = NULL;
   cu->ws_bytes = 0;
   cudaError_t e = cudaMalloc(&cu->ws, bytes);
