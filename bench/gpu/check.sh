@@ -45,23 +45,34 @@ $py -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cu
 for f in "$module" "$cnnfx" "$tbo"; do
   [ -e "$f" ] || { echo "missing $f: carry a build made with meson setup $build (CUDA found) && ninja -C $build"; exit 1; }
 done
-# CUDA libraries: /usr/local/cuda, else the ones PyTorch ships (nvidia-*-cu1x wheels)
-if ldd "$module" | grep -q "not found"; then
-  extra=$($py -c 'import glob, os, site
+# Libraries for cnnfx and test_backend_ops only (not for PyTorch): CUDA from /usr/local/cuda or from
+# PyTorch's nvidia-* wheels, and from BUILD/gpu-libs.tar.xz (bench/gpu/bundle.sh) whatever this
+# machine lacks (OpenBLAS, libpng...), linked one by one into $work/libs.
+extra=$($py -c 'import glob, os, site
 dirs = set()
 for sp in site.getsitepackages() + [site.getusersitepackages()]:
     for d in glob.glob(os.path.join(sp, "nvidia", "*", "lib")): dirs.add(d)
 print(":".join(sorted(dirs)))' 2>/dev/null)
-  export LD_LIBRARY_PATH="/usr/local/cuda/lib64${extra:+:$extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+rm -rf "$work/libs" "$work/libs-all"
+mkdir -p "$work/libs"
+clib="$work/libs:/usr/local/cuda/lib64${extra:+:$extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+missing() { for f in "$module" "$cnnfx" "$tbo"; do LD_LIBRARY_PATH="$clib" ldd "$f" | awk '/not found/ {print $1}'; done | sort -u; }
+if [ -n "$(missing)" ] && [ -f "$build/gpu-libs.tar.xz" ]; then
+  mkdir -p "$work/libs-all" && tar -C "$work/libs-all" -xJf "$build/gpu-libs.tar.xz"
+  for round in 1 2 3 4; do
+    for so in $(missing); do [ -f "$work/libs-all/$so" ] && ln -sf "$work/libs-all/$so" "$work/libs/$so"; done
+  done
+  echo "bundled libraries used: $(ls "$work/libs" | tr '\n' ' ')"
 fi
-for f in "$module" "$cnnfx" "$tbo"; do
-  miss=$(ldd "$f" | grep "not found")
-  [ -z "$miss" ] || { echo "$f: missing libraries:"; echo "$miss"; status=1; }
-done
-[ $status -eq 0 ] || { echo "cannot run: libraries missing (the module needs the CUDA major version it was built with)"; exit 1; }
+c() { LD_LIBRARY_PATH="$clib" "$@"; }
+if [ -n "$(missing)" ]; then
+  echo "cannot run: missing libraries: $(missing | tr '\n' ' ')"
+  echo "(the module needs the CUDA major version it was built with: $(ldd "$module" | awk '/cudart|cublas\.|cudnn\./ {print $1}' | tr '\n' ' '))"
+  exit 1
+fi
 
 step "test_backend_ops cpu vs cuda"
-timeout 150 "$tbo" -b cpu -b cuda:exact --quiet --python "$py" --generator "$root/tests/backend_ops/gen.py" \
+c timeout 150 "$tbo" -b cpu -b cuda:exact --quiet --python "$py" --generator "$root/tests/backend_ops/gen.py" \
   --workdir "$work/backend_ops" > "$work/tbo.log" 2>&1
 rc=$?
 tail -n 40 "$work/tbo.log"
@@ -83,7 +94,7 @@ else
     for dev in cpu cuda; do
       rm -rf "$work/f-$f-$dev"
       # shellcheck disable=SC2086
-      timeout 90 "$cnnfx" "$f" -q --seed 3 --device "$dev" -o "$work/f-$f-$dev" $args "$photo" \
+      c timeout 90 "$cnnfx" "$f" -q --seed 3 --device "$dev" -o "$work/f-$f-$dev" $args "$photo" \
         > "$work/f-$f-$dev.log" 2>&1 || { echo "$f on $dev failed: $(tail -n 3 "$work/f-$f-$dev.log")"; status=1; }
     done
     $py - "$work/f-$f-cpu" "$work/f-$f-cuda" "$f" <<'PY' || status=1
@@ -125,9 +136,9 @@ for spec in vgg19_relu5_1:1,3,512,512:--grad googlenet_inception4c:1,3,768,1024:
   model="$work/models/$name.onnx"
   ms() { sed -n 's/.*median_ms=\([0-9.]*\).*/\1/p' | tail -n 1; }
   # shellcheck disable=SC2086
-  c32=$(timeout 120 "$cnnfx" bench "$model" --shape "$shape" $grad --device cuda --exact --runs "$runs" 2>"$work/b-$name.err" | tee "$work/b-$name-fp32.txt" | ms)
+  c32=$(c timeout 120 "$cnnfx" bench "$model" --shape "$shape" $grad --device cuda --exact --runs "$runs" 2>"$work/b-$name.err" | tee "$work/b-$name-fp32.txt" | ms)
   # shellcheck disable=SC2086
-  ctf=$(timeout 120 "$cnnfx" bench "$model" --shape "$shape" $grad --device cuda --runs "$runs" 2>>"$work/b-$name.err" | tee "$work/b-$name-tf32.txt" | ms)
+  ctf=$(c timeout 120 "$cnnfx" bench "$model" --shape "$shape" $grad --device cuda --runs "$runs" 2>>"$work/b-$name.err" | tee "$work/b-$name-tf32.txt" | ms)
   grep -h "^plan:" "$work/b-$name-tf32.txt" | sed "s/^/  $name /"
   [ -n "$c32" ] && [ -n "$ctf" ] || { echo "cnnfx bench $name failed: $(tail -n 3 "$work/b-$name.err")"; status=1; }
   t32=$(grep "torch $name fp32 " "$work/torch.txt" | ms)
