@@ -1,7 +1,9 @@
 #!/bin/sh
 # One-shot GPU check for issue #15 (CUDA backend), for ONE call on the lent GPU machine (H200),
 # under 8 minutes.  Builds nothing: it takes a build directory made elsewhere (carried with the
-# device tool's `carry`, e.g. carry=["build"]) that has build/core/cuda/libcnnfx-cuda.so.
+# device tool's `carry`, e.g. carry=["build"]) that has build/core/cuda/libcnnfx-cuda.so, after
+# `sh bench/gpu/bundle.sh build` there (it packs the non-CUDA libraries cnnfx needs into
+# build/gpu-libs.tar.xz, for a GPU machine that lacks them).
 #
 #   sh bench/gpu/check.sh [BUILD_DIR] [RUNS]          (defaults: build, 10)
 #
