@@ -676,28 +676,38 @@ static gboolean conv_algo(Cu *cu, ConvDesc *d, int dir, AlgoRec *out, GError **e
   int got = 0, best = -1;
   cudnnStatus_t st;
   AlgoRec rec = {0};
+  /* the fastest whose workspace fits in half the free memory (or the cached blocks it could take) */
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+    cudaGetLastError();
+    free_b = (size_t)1 << 30;
+  }
+  const size_t lim = (free_b + cu->cached + cu->ws_bytes) / 2;
+#define OK_ALGO(p) ((p).status == CUDNN_STATUS_SUCCESS && (p).memory <= lim)
   if (dir == FIND_FWD) {
     cudnnConvolutionFwdAlgoPerf_t p[N_FIND];
     st = cudnnFindConvolutionForwardAlgorithm(cu->dnn, d->x, d->w, d->c, d->y, N_FIND, &got, p);
     for (int i = 0; i < got && best < 0; i++)
-      if (p[i].status == CUDNN_STATUS_SUCCESS) best = i;
+      if (OK_ALGO(p[i])) best = i;
     if (best >= 0) rec = (AlgoRec){p[best].algo, p[best].mathType, p[best].memory};
   } else if (dir == FIND_BWD_DATA) {
     cudnnConvolutionBwdDataAlgoPerf_t p[N_FIND];
     st = cudnnFindConvolutionBackwardDataAlgorithm(cu->dnn, d->w, d->y, d->c, d->x, N_FIND, &got, p);
     for (int i = 0; i < got && best < 0; i++)
-      if (p[i].status == CUDNN_STATUS_SUCCESS) best = i;
+      if (OK_ALGO(p[i])) best = i;
     if (best >= 0) rec = (AlgoRec){p[best].algo, p[best].mathType, p[best].memory};
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t p[N_FIND];
     st = cudnnFindConvolutionBackwardFilterAlgorithm(cu->dnn, d->x, d->y, d->c, d->w, N_FIND, &got, p);
     for (int i = 0; i < got && best < 0; i++)
-      if (p[i].status == CUDNN_STATUS_SUCCESS) best = i;
+      if (OK_ALGO(p[i])) best = i;
     if (best >= 0) rec = (AlgoRec){p[best].algo, p[best].mathType, p[best].memory};
   }
+#undef OK_ALGO
   if (!dnn_ok(st, "cudnnFind*Algorithm", error)) return FALSE;
   if (best < 0) {
-    cnnfx_set_error(error, CNNFX_ERROR_BACKEND, "cudnn: no convolution algorithm runs this shape (%s)", d->key);
+    cnnfx_set_error(error, CNNFX_ERROR_BACKEND, "cudnn: no convolution algorithm runs this shape within %zu MiB of workspace (%s)",
+                    lim >> 20, d->key);
     return FALSE;
   }
   g_hash_table_insert(cu->algos, g_steal_pointer(&key), g_memdup2(&rec, sizeof rec));
