@@ -24,11 +24,14 @@ runs=${2:-10}
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
 # a Python with torch (full path: test_backend_ops spawns it without a PATH search)
 py=""
-for c in ${PYTHON:-} python3 /usr/bin/python3; do
-  c=$(command -v "$c" 2>/dev/null) || continue
-  "$c" -c "import torch" 2>/dev/null && { py=$c; break; }
-  [ -n "$py" ] || py=$c
+pygen=""  # the case generator of test_backend_ops needs onnx
+for cand in ${PYTHON:-} python3 /usr/bin/python3; do
+  cand=$(command -v "$cand" 2>/dev/null) || continue
+  [ -n "$pygen" ] || ! "$cand" -c "import onnx" 2>/dev/null || pygen=$cand
+  [ -n "$py" ] || ! "$cand" -c "import torch" 2>/dev/null || py=$cand
 done
+[ -n "$py" ] || py=$(command -v python3 || echo /usr/bin/python3)
+[ -n "$pygen" ] || pygen=$py
 cnnfx="$build/batch/cnnfx"
 tbo="$build/tests/test_backend_ops"
 module="$build/core/cuda/libcnnfx-cuda.so"
@@ -37,6 +40,8 @@ mkdir -p "$work"
 status=0
 t0=$(date +%s)
 step() { echo; echo "== $1 ($(( $(date +%s) - t0 )) s)"; }
+# timeout for the next command: at most $1 s, and the whole script stays under 460 s
+tmo() { l=$((460 - ($(date +%s) - t0))); if [ "$l" -lt "$1" ]; then echo $((l > 3 ? l : 3)); else echo "$1"; fi; }
 
 # paths compiled into the carried build point at the machine that built it
 export CNNFX_CUDA_MODULE="$module" CNNFX_WEIGHTS_DIR="$root/weights" CNNFX_OFFLINE=1
@@ -74,10 +79,11 @@ if [ -n "$(missing)" ]; then
 fi
 
 step "test_backend_ops cpu vs cuda"
-c timeout 150 "$tbo" -b cpu -b cuda:exact --quiet --python "$py" --generator "$root/tests/backend_ops/gen.py" \
+c timeout "$(tmo 150)" "$tbo" -b cpu -b cuda:exact --quiet --python "$pygen" --generator "$root/tests/backend_ops/gen.py" \
   --workdir "$work/backend_ops" > "$work/tbo.log" 2>&1
 rc=$?
-tail -n 40 "$work/tbo.log"
+grep -m 1 "^cnnfx: cuda" "$work/tbo.log"  # device and versions, printed by the backend at start
+tail -n 40 "$work/tbo.log" | grep -v "^cnnfx: cuda"
 case $rc in 0) echo "test_backend_ops: PASS" ;; 77) echo "test_backend_ops: SKIPPED (no CUDA backend?)"; status=1 ;;
   *) echo "test_backend_ops: FAIL (exit $rc)"; status=1 ;; esac
 
@@ -96,7 +102,7 @@ else
     for dev in cpu cuda; do
       rm -rf "$work/f-$f-$dev"
       # shellcheck disable=SC2086
-      c timeout 90 "$cnnfx" "$f" -q --seed 3 --device "$dev" -o "$work/f-$f-$dev" $args "$photo" \
+      c timeout "$(tmo 60)" "$cnnfx" "$f" -q --seed 3 --device "$dev" -o "$work/f-$f-$dev" $args "$photo" \
         > "$work/f-$f-$dev.log" 2>&1 || { echo "$f on $dev failed: $(tail -n 3 "$work/f-$f-$dev.log")"; status=1; }
     done
     $py - "$work/f-$f-cpu" "$work/f-$f-cuda" "$f" <<'PY' || status=1
@@ -127,29 +133,39 @@ PY
   done
 fi
 
-step "benchmark vs PyTorch (runs=$runs)"
-$py "$here/torch_gpu.py" --export "$work/models" || status=1
-$py "$here/torch_gpu.py" --time --runs "$runs" > "$work/torch.txt" 2>&1 || status=1
-cat "$work/torch.txt"
-rows=""
-for spec in vgg19_relu5_1:1,3,512,512:--grad googlenet_inception4c:1,3,768,1024:--grad vgg16:1,3,224,224: \
-            squeezenet1_1:1,3,224,224:; do
+step "benchmark: cnnfx on cuda (runs=$runs)"
+timeout "$(tmo 120)" "$py" "$here/torch_gpu.py" --export "$work/models" || status=1
+specs="vgg19_relu5_1:1,3,512,512:--grad googlenet_inception4c:1,3,768,1024:--grad vgg16:1,3,224,224: squeezenet1_1:1,3,224,224:"
+ms() { sed -n 's/.*median_ms=\([0-9.]*\).*/\1/p' | tail -n 1; }
+for spec in $specs; do
   name=${spec%%:*}; rest=${spec#*:}; shape=${rest%%:*}; grad=${rest#*:}
   model="$work/models/$name.onnx"
-  ms() { sed -n 's/.*median_ms=\([0-9.]*\).*/\1/p' | tail -n 1; }
   # shellcheck disable=SC2086
-  c32=$(c timeout 120 "$cnnfx" bench "$model" --shape "$shape" $grad --device cuda --exact --runs "$runs" 2>"$work/b-$name.err" | tee "$work/b-$name-fp32.txt" | ms)
+  c timeout "$(tmo 60)" "$cnnfx" bench "$model" --shape "$shape" $grad --device cuda --exact --runs "$runs" \
+    > "$work/b-$name-fp32.txt" 2> "$work/b-$name.err"
   # shellcheck disable=SC2086
-  ctf=$(c timeout 120 "$cnnfx" bench "$model" --shape "$shape" $grad --device cuda --runs "$runs" 2>>"$work/b-$name.err" | tee "$work/b-$name-tf32.txt" | ms)
-  grep -h "^plan:" "$work/b-$name-tf32.txt" | sed "s/^/  $name /"
-  [ -n "$c32" ] && [ -n "$ctf" ] || { echo "cnnfx bench $name failed: $(tail -n 3 "$work/b-$name.err")"; status=1; }
-  t32=$(grep "torch $name fp32 " "$work/torch.txt" | ms)
-  ttf=$(grep "torch $name tf32 " "$work/torch.txt" | ms)
-  tbest=$(grep "torch $name fp16+cl+graph " "$work/torch.txt" | ms)
-  rows="$rows$(awk -v n="$name" -v s="$shape" -v g="${grad:+fwd+grad}" -v a="${c32:-nan}" -v b="${ctf:-nan}" \
-    -v c="${t32:-nan}" -v d="${ttf:-nan}" -v e="${tbest:-nan}" 'BEGIN {
-    printf "| %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2fx | %.2fx | %.2fx |\\n", n, s, (g == "" ? "fwd" : g),
-      a, b, c, d, e, c / a, d / b, e / b }')"
+  c timeout "$(tmo 60)" "$cnnfx" bench "$model" --shape "$shape" $grad --device cuda --runs "$runs" \
+    > "$work/b-$name-tf32.txt" 2>> "$work/b-$name.err"
+  echo "$name: FP32 $(ms < "$work/b-$name-fp32.txt") ms, TF32 $(ms < "$work/b-$name-tf32.txt") ms"
+  grep -h "^plan:" "$work/b-$name-tf32.txt" | sed "s/^/  /"
+  [ -n "$(ms < "$work/b-$name-fp32.txt")" ] && [ -n "$(ms < "$work/b-$name-tf32.txt")" ] ||
+    { echo "cnnfx bench $name failed: $(tail -n 3 "$work/b-$name.err")"; status=1; }
+done
+
+step "benchmark: PyTorch on the same GPU"
+timeout "$(tmo 150)" "$py" "$here/torch_gpu.py" --time --runs "$runs" > "$work/torch.txt" 2>&1 || status=1
+cat "$work/torch.txt"
+rows=""
+for spec in $specs; do
+  name=${spec%%:*}; rest=${spec#*:}; shape=${rest%%:*}; grad=${rest#*:}
+  rows="$rows$(awk -v n="$name" -v s="$shape" -v g="${grad:+fwd+grad}" -v a="$(ms < "$work/b-$name-fp32.txt")" \
+    -v b="$(ms < "$work/b-$name-tf32.txt")" -v c="$(grep "torch $name fp32 " "$work/torch.txt" | ms)" \
+    -v d="$(grep "torch $name tf32 " "$work/torch.txt" | ms)" \
+    -v e="$(grep "torch $name fp16+cl+graph " "$work/torch.txt" | ms)" '
+    function v(x) { return x == "" ? "-" : sprintf("%.2f", x) }
+    function r(t, m) { return (t == "" || m == "" || m + 0 <= 0) ? "-" : sprintf("%.2fx", t / m) }
+    BEGIN { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, s, (g == "" ? "fwd" : g),
+      v(a), v(b), v(c), v(d), v(e), r(c, a), r(d, b), r(e, b) }')\n"
 done
 echo
 echo "cnnfx CUDA vs PyTorch on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1), median of $runs, batch 1 (ratio > 1: cnnfx faster):"
