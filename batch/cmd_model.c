@@ -389,14 +389,15 @@ static gint cmp_double(gconstpointer a, gconstpointer b)
   return x < y ? -1 : x > y;
 }
 
-/* One forward (+ backward of 0.5*||y||^2 over output 0). */
+/* One forward (+ backward of 0.5*||y||^2 over output 0).  Output 0 is read back to the host also
+ * without --grad, so that a step on an asynchronous device (cuda) is timed to its end. */
 static gboolean bench_step(CnnfxSession *s, const CnnfxModel *m, gboolean grad, GError **error)
 {
   if (!cnnfx_session_forward(s, error)) return FALSE;
-  if (!grad) return TRUE;
   const char *out = cnnfx_model_output_name(m, 0);
   CnnfxTensor *y = cnnfx_session_get(s, out, error);
   if (!y) return FALSE;
+  if (!grad) return TRUE;
   if (!cnnfx_session_backward(s, 1, &out, &y, error)) return FALSE;
   return cnnfx_session_grad(s, cnnfx_model_input_name(m, 0), error) != NULL;
 }

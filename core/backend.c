@@ -2,6 +2,7 @@
  * a CUDA backend plugs in behind the same table of operator kernels. */
 #include "cnnfx-private.h"
 #include <cblas.h>
+#include <gmodule.h>
 #include <omp.h>
 
 static char *cpu_describe(const CnnfxBackend *b)
@@ -159,12 +160,95 @@ static int cuda_index(const char *name)
   return *end || v < 0 || v > 1024 ? -1 : (int)v;
 }
 
+/* ---- the CUDA backend: a module loaded on demand (core/cuda/, libcnnfx-cuda.so) ---------------- */
+
+#ifndef CNNFX_CUDA_MODULE_INSTALLED
+#define CNNFX_CUDA_MODULE_INSTALLED ""
+#endif
+#ifndef CNNFX_CUDA_MODULE_BUILT
+#define CNNFX_CUDA_MODULE_BUILT ""
+#endif
+#ifndef CNNFX_BUILD_ROOT
+#define CNNFX_BUILD_ROOT ""
+#endif
+
+/* Cheap test before loading CUDA at all (auto): an NVIDIA driver with a device node. */
+static gboolean cuda_gpu_present(void)
+{
+  if (!CNNFX_CUDA_MODULE_BUILT[0] && !g_getenv("CNNFX_CUDA_MODULE")) return FALSE; /* built without CUDA */
+  return g_file_test("/dev/nvidiactl", G_FILE_TEST_EXISTS) && g_file_test("/dev/nvidia0", G_FILE_TEST_EXISTS);
+}
+
+/* Where the module is: $CNNFX_CUDA_MODULE, else the build tree's for programs run from the build
+ * tree, else the installed one (LIBDIR/cnnfx/libcnnfx-cuda.so). */
+static const char *cuda_module_path(void)
+{
+  const char *env = g_getenv("CNNFX_CUDA_MODULE");
+  if (env && *env) return env;
+  if (CNNFX_BUILD_ROOT[0] && CNNFX_CUDA_MODULE_BUILT[0]) {
+    g_autofree char *exe = g_file_read_link("/proc/self/exe", NULL);
+    if ((exe && g_str_has_prefix(exe, CNNFX_BUILD_ROOT "/")) ||
+        !g_file_test(CNNFX_CUDA_MODULE_INSTALLED, G_FILE_TEST_EXISTS))
+      return CNNFX_CUDA_MODULE_BUILT;
+  }
+  return CNNFX_CUDA_MODULE_INSTALLED;
+}
+
+static CnnfxBackend *cuda_backend_new(int device, GError **error)
+{
+  const char *path = cuda_module_path();
+  if (!path[0]) {
+    cnnfx_set_error(error, CNNFX_ERROR_BACKEND,
+                    "CUDA backend not available: this cnnfx was built without it (meson -Dcuda=enabled)");
+    return NULL;
+  }
+  if (!g_module_supported()) {
+    cnnfx_set_error(error, CNNFX_ERROR_BACKEND, "CUDA backend not available: no dynamic loading on this system");
+    return NULL;
+  }
+  /* kept loaded for the life of the process (CUDA libraries do not like being unloaded) */
+  GModule *mod = g_module_open(path, G_MODULE_BIND_LAZY | G_MODULE_BIND_LOCAL);
+  if (!mod) {
+    cnnfx_set_error(error, CNNFX_ERROR_BACKEND, "CUDA backend not available: cannot load %s: %s", path,
+                    g_module_error());
+    return NULL;
+  }
+  g_module_make_resident(mod);
+  gpointer sym = NULL;
+  if (!g_module_symbol(mod, CNNFX_CUDA_ENTRY, &sym) || !sym) {
+    cnnfx_set_error(error, CNNFX_ERROR_BACKEND, "CUDA backend not available: %s has no %s", path, CNNFX_CUDA_ENTRY);
+    g_module_close(mod);
+    return NULL;
+  }
+  CnnfxCudaBackendNew entry = (CnnfxCudaBackendNew)sym;
+  GError *err = NULL;
+  CnnfxBackend *b = entry(device, &err);
+  if (!b) {
+    cnnfx_set_error(error, CNNFX_ERROR_BACKEND, "CUDA backend not available: %s", err ? err->message : "unknown error");
+    g_clear_error(&err);
+    return NULL;
+  }
+  cnnfx_backend_init_cpu_fields(b); /* the CPU fallback of its sessions follows these */
+  if (!g_getenv("CNNFX_QUIET")) { /* the versions, once per backend (issue #15) */
+    g_autofree char *d = b->iface->describe(b);
+    g_printerr("cnnfx: %s\n", d);
+  }
+  return b;
+}
+
 CnnfxBackend *cnnfx_backend_new(const char *name, GError **error)
 {
   /* "auto": the best device here.  CNNFX_DEVICE (e.g. "sim" for the test suite) overrides it. */
   if (!name || !strcmp(name, "auto")) {
     const char *env = g_getenv("CNNFX_DEVICE");
-    name = env && *env && strcmp(env, "auto") ? env : "cpu";
+    if (env && *env && strcmp(env, "auto")) {
+      name = env;
+    } else {
+      /* a GPU when the CUDA module loads and finds one, else the CPU without a word */
+      CnnfxBackend *b = cuda_gpu_present() ? cuda_backend_new(0, NULL) : NULL;
+      if (b) return b;
+      name = "cpu";
+    }
   }
   if (!strcmp(name, "cpu")) {
     CnnfxBackend *b = g_new0(CnnfxBackend, 1);
@@ -173,10 +257,7 @@ CnnfxBackend *cnnfx_backend_new(const char *name, GError **error)
     return b;
   }
   if (!strcmp(name, "sim")) return cnnfx_sim_backend_new(error);
-  if (cuda_index(name) >= 0) {
-    cnnfx_set_error(error, CNNFX_ERROR_BACKEND, "this cnnfx was built without the CUDA backend");
-    return NULL;
-  }
+  if (cuda_index(name) >= 0) return cuda_backend_new(cuda_index(name), error);
   cnnfx_set_error(error, CNNFX_ERROR_ARG, "unknown device '%s' (expected auto, cpu, cuda, cuda:N or sim)", name);
   return NULL;
 }

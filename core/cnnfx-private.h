@@ -124,6 +124,9 @@ typedef struct {
    * backward gets gout = the gradient at the ReLU's output and out[0] = that output, and must use
    * gout * (out[0] > 0) as the convolution's output gradient. */
   gboolean fuse_relu;
+  /* The backend that runs the kernel (its device state: stream, library handles, workspace), set by
+   * the session; NULL in kernels called outside a session (CPU kernels never read it). */
+  const CnnfxBackend *backend;
 } CnnfxExec;
 
 /* Bits for CnnfxOpDef.saves: which tensors backward reads (the rest may be freed). */
@@ -256,6 +259,11 @@ struct CnnfxBackend {
   int device;          /* device index (cuda:N) */
   void *priv;          /* backend-private state */
 };
+
+/* The CUDA backend's module (core/cuda/, libcnnfx-cuda.so) exports this entry; core/backend.c loads
+ * the module with GModule when a CUDA device is asked for. */
+typedef CnnfxBackend *(*CnnfxCudaBackendNew)(int device, GError **error);
+#define CNNFX_CUDA_ENTRY "cnnfx_cuda_backend_new"
 
 /* The simulated device (core/sim/sim.c). */
 CnnfxBackend *cnnfx_sim_backend_new(GError **error);

@@ -462,6 +462,7 @@ static void exec_init(CnnfxExec *x, CnnfxMem *mem, const CnnfxBackend *b)
   x->simd = b->simd;
   x->exact = b->exact;
   x->passive_wait = b->passive_wait;
+  x->backend = b;
 }
 
 static gboolean fail_ids(CnnfxSession *s, GArray *tg)
