@@ -496,8 +496,8 @@ int cmd_grad(int argc, char **argv)
   int rc = 1;
   g_autoptr(GError) err = NULL;
   g_autoptr(CnnfxModel) m = NULL;
+  g_autoptr(CnnfxBackend) be = NULL; /* freed after the session that uses it */
   g_autoptr(CnnfxSession) s = NULL;
-  g_autoptr(CnnfxBackend) be = NULL;
   g_autoptr(GBytes) b = NULL;
   if (argc != 2 || !input || !outp) {
     rc = cli_usage_error("grad needs MODEL.onnx --input FILE -o FILE");
