@@ -142,7 +142,7 @@ static void sort_events(int *order, int n, const Event *ev)
 
 /* Pack the recorded blocks into one arena: largest first, each at the lowest offset that does not
  * collide with an already placed block alive at the same time. */
-static void plan_arena(Alloc *a, const Event *ev, int n, size_t *off, size_t *arena, size_t *max_live)
+static void plan_arena(const Event *ev, int n, size_t *off, size_t *arena, size_t *max_live)
 {
   int *order = g_new(int, (gsize)MAX(n, 0) + 1);
   for (int i = 0; i < n; i++) order[i] = i;
@@ -187,7 +187,6 @@ static void plan_arena(Alloc *a, const Event *ev, int n, size_t *off, size_t *ar
   g_free(order);
   g_free(placed);
   g_free(sp);
-  (void)a;
   *arena = top;
   *max_live = peak;
 }
@@ -208,7 +207,7 @@ static void alloc_next_step(Alloc *a)
     if (complete) {
       gsize cnt = a->ev->len;
       size_t *off = g_new(size_t, cnt + 1), *size = g_new(size_t, cnt + 1), arena = 0, max_live = 0;
-      plan_arena(a, ev, n, off, &arena, &max_live);
+      plan_arena(ev, n, off, &arena, &max_live);
       for (int i = 0; i < n; i++) size[i] = ev[i].size;
       alloc_drop_arena(a);
       if (a->host) cnnfx_mem_clear(a->mem); /* blocks cached by the recording step are not needed now */
@@ -269,6 +268,7 @@ struct CnnfxSession {
   size_t *aux_n;
   /* per value */
   gboolean *rg, *keep, *saved, *keep_grad;
+  gboolean *needed;          /* targets and what active nodes read (computed once) */
   int *last_fwd, *first_bwd;
   int *target_ids;
   int n_targets;
@@ -389,6 +389,7 @@ void cnnfx_session_free(CnnfxSession *s)
   g_free(s->aux);
   g_free(s->aux_n);
   g_free(s->rg);
+  g_free(s->needed);
   g_free(s->keep);
   g_free(s->saved);
   g_free(s->keep_grad);
@@ -591,7 +592,7 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
   s->target_ids = (int *)g_array_free(tg, FALSE);
 
   /* Active nodes: walk back from targets. */
-  gboolean *needed = g_new0(gboolean, nv + 1);
+  gboolean *needed = s->needed = g_new0(gboolean, nv + 1);
   for (int t = 0; t < s->n_targets; t++) {
     needed[s->target_ids[t]] = TRUE;
     s->keep[s->target_ids[t]] = TRUE;
@@ -604,7 +605,6 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
       for (int i = 0; i < n->n_in; i++)
         if (n->in[i] >= 0) needed[n->in[i]] = TRUE;
   }
-  g_free(needed);
 
   /* Requires-grad */
   if (s->opts.grad != CNNFX_GRAD_NONE) {
@@ -700,10 +700,9 @@ static const CnnfxTensor *const_value(const CnnfxSession *s, int v)
   return NULL;
 }
 
-static gboolean bytes_of(const CnnfxTensor *t, size_t *bytes)
+static size_t bytes_of(const CnnfxTensor *t)
 {
-  *bytes = t->numel * cnnfx_dtype_size(t->dtype);
-  return TRUE;
+  return t->numel * cnnfx_dtype_size(t->dtype);
 }
 
 /* Does the plan still fit the inputs (shapes, int64 values)? */
@@ -924,8 +923,7 @@ static gboolean plan(CnnfxSession *s, GError **error)
       for (int i = 0; i < n->n_in; i++) {
         int v = n->in[i];
         if (v < 0 || !s->cst[v] || s->cup[v].p) continue;
-        size_t bytes;
-        bytes_of(&s->meta[v], &bytes);
+        size_t bytes = bytes_of(&s->meta[v]);
         s->cup[v].bytes = bytes;
         if (!(s->cup[v].p = s->dev[0]->iface->buf_alloc(s->dev[0], bytes, error)) ||
             !s->dev[0]->iface->upload(s->dev[0], s->cup[v].p, s->hdr[s->host][v].data, bytes, error)) {
@@ -956,8 +954,7 @@ static CnnfxTensor *value_on(CnnfxSession *s, int v, int d, GError **error, gboo
   if (home == d) return h; /* released (dims only) */
   const CnnfxTensor *src = &s->hdr[home][v];
   if (!src->data) return h; /* released on its home too: dims only */
-  size_t bytes;
-  bytes_of(&s->meta[v], &bytes);
+  size_t bytes = bytes_of(&s->meta[v]);
   if (!block_alloc(alloc_of(s, d), bytes, &s->mblk[v], error) ||
       !cross_copy(s, d, s->mblk[v].p, src->data, bytes, error)) {
     *ok = FALSE;
@@ -1025,7 +1022,7 @@ static gboolean run_node(CnnfxSession *s, int k, GError **error)
     int v = node_out(s, k, o);
     size_t bytes;
     if (v >= 0) {
-      bytes_of(&s->meta[v], &bytes);
+      bytes = bytes_of(&s->meta[v]);
       if (!block_alloc(a, bytes, &s->vblk[v], error)) return FALSE;
       s->hdr[d][v].data = s->vblk[v].p;
       out[o] = &s->hdr[d][v];
@@ -1035,7 +1032,7 @@ static gboolean run_node(CnnfxSession *s, int k, GError **error)
         cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "output %d has an invalid shape", o);
         return FALSE;
       }
-      bytes_of(t, &bytes);
+      bytes = bytes_of(t);
       if (!block_alloc(a, bytes, &s->a_tmp[o], error)) return FALSE;
       t->data = s->a_tmp[o].p;
       t->refcount = 1;
@@ -1074,12 +1071,7 @@ gboolean cnnfx_session_forward(CnnfxSession *s, GError **error)
   const CnnfxModel *m = s->m;
   for (int i = 0; i < m->n_inputs; i++) {
     int id = m->inputs[i];
-    gboolean used = FALSE;
-    for (int k = 0; k < m->n_nodes && !used; k++)
-      if (s->active[k])
-        for (int j = 0; j < m->nodes[k].n_in; j++)
-          if (m->nodes[k].in[j] == id) used = TRUE;
-    if ((used || s->keep[id]) && !s->inputs[id]) {
+    if (s->needed[id] && !s->inputs[id]) {
       cnnfx_set_error(error, CNNFX_ERROR_ARG, "input '%s' was not set", m->values[id].name);
       return FALSE;
     }
