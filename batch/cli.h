@@ -19,6 +19,8 @@ CnnfxTensor *cli_make_input(const CnnfxModel *m, int i, const char *shape, GErro
 /* A backend set up the way the front-end was started: SIMD level (CNNFX_SIMD, read once in main),
  * OpenMP wait policy, and exact mode as asked. */
 CnnfxBackend *cli_backend_new(const char *name, gboolean exact, GError **error);
+/* Print a session's profile (opts.profile) in ms per step: per operator type, then the slowest nodes. */
+void cli_print_profile(const CnnfxSession *s, int steps);
 /* `cnnfx --version` / `cnnfx info --system`: CPU, SIMD level of cnnfx's kernels, BLAS and its core. */
 void cli_print_system(void);
 

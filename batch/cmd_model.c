@@ -405,7 +405,7 @@ static gboolean bench_step(CnnfxSession *s, const CnnfxModel *m, gboolean grad, 
 int cmd_bench(int argc, char **argv)
 {
   char *shape = NULL, *device = NULL;
-  gboolean grad = FALSE, exact = FALSE;
+  gboolean grad = FALSE, exact = FALSE, profile = FALSE;
   int runs = 5;
   gint64 max_mem_mb = 0;
   GOptionEntry entries[] = {
@@ -415,6 +415,7 @@ int cmd_bench(int argc, char **argv)
     {"runs", 0, 0, G_OPTION_ARG_INT, &runs, "Timed runs after one warm-up (default 5)", "N"},
     {"max-memory", 0, 0, G_OPTION_ARG_INT64, &max_mem_mb, "Memory limit in MiB (error when exceeded)", "MB"},
     {"exact", 0, 0, G_OPTION_ARG_NONE, &exact, "No Winograd or other approximate kernels", NULL},
+    {"profile", 0, 0, G_OPTION_ARG_NONE, &profile, "Also print where the time goes: per operator type and the slowest nodes", NULL},
     G_OPTION_ENTRY_NULL};
   if (!cli_parse(&argc, &argv, "MODEL.onnx — time forward (and backward) passes", entries)) return 2;
   if (argc != 2 || runs < 1) return cli_usage_error("bench needs exactly one MODEL.onnx and --runs >= 1");
@@ -427,7 +428,8 @@ int cmd_bench(int argc, char **argv)
     fprintf(stderr, "cnnfx: %s\n", err->message);
     return 1;
   }
-  CnnfxSessionOptions o = {.grad = grad ? CNNFX_GRAD_INPUT : CNNFX_GRAD_NONE, .mem_limit = (size_t)max_mem_mb << 20};
+  CnnfxSessionOptions o = {.grad = grad ? CNNFX_GRAD_INPUT : CNNFX_GRAD_NONE, .mem_limit = (size_t)max_mem_mb << 20,
+                           .profile = profile};
   g_autoptr(CnnfxSession) s = cnnfx_session_new(m, be, &o, &err);
   g_autoptr(GArray) times = g_array_new(FALSE, FALSE, sizeof(double));
   if (!s) goto fail;
@@ -448,6 +450,7 @@ int cmd_bench(int argc, char **argv)
   g_free(shape);
   shape = NULL;
   if (!bench_step(s, m, grad, &err)) goto fail; /* warm-up */
+  cnnfx_session_profile_reset(s);
   for (int i = 0; i < runs; i++) {
     gint64 t0 = g_get_monotonic_time();
     if (!bench_step(s, m, grad, &err)) goto fail;
@@ -459,6 +462,7 @@ int cmd_bench(int argc, char **argv)
   g_array_sort(times, cmp_double);
   double med = runs % 2 ? g_array_index(times, double, runs / 2)
                         : 0.5 * (g_array_index(times, double, runs / 2 - 1) + g_array_index(times, double, runs / 2));
+  if (profile) cli_print_profile(s, runs);
   /* the plan (arena vs the largest sum of live tensors); the summary line stays last */
   CnnfxSessionStats st;
   cnnfx_session_stats(s, &st);

@@ -571,7 +571,9 @@ static int train_folder(FolderOpts *o)
     targets[0] = g_strdup(output);
     for (int i = 0; i < np / 2; i++) targets[i + 1] = g_strdup(pairs[2 * i]);
   }
-  CnnfxSessionOptions tso = {.grad = CNNFX_GRAD_WEIGHTS, .targets = (const char *const *)targets};
+  /* CNNFX_PROFILE=1: print where the training steps' time went (per operator type) at the end */
+  const gboolean profile = g_strcmp0(g_getenv("CNNFX_PROFILE"), "1") == 0;
+  CnnfxSessionOptions tso = {.grad = CNNFX_GRAD_WEIGHTS, .targets = (const char *const *)targets, .profile = profile};
   CnnfxSessionOptions iso = {.grad = CNNFX_GRAD_NONE, .targets = (const char *const[]){output, NULL}};
   if (!(ts = cnnfx_session_new(tmodel, be, &tso, &err))) goto done;
   if (!(is = cnnfx_session_new(imodel, be, &iso, &err))) goto done;
@@ -757,6 +759,7 @@ static int train_folder(FolderOpts *o)
     if (ema && !ema_apply(ema, opt, is, &err)) goto done;
     if (!folder_eval(&ir, &test, o->tta, &test_acc, &test_loss, &err)) goto done;
   }
+  if (profile) cli_print_profile(ts, (int)MAX((gint64)1, (gint64)nbatches * (o->epochs - first_epoch)));
   if (!save_model(imodel, is, o->out, &err)) goto done;
   {
     const char *cam = o->arch && cnnfx_arch_has_batchnorm(o->arch) ? "b3.relu2" : src_net ? src_net->cam_layer : NULL;

@@ -159,6 +159,7 @@ typedef struct {
   const char *const *keep_grads;
   size_t mem_limit;          /* bytes; 0 = no limit except what malloc gives */
   const volatile gint *cancel; /* optional: set to non-zero (g_atomic_int_set, any thread) to stop at the next node */
+  gboolean profile;          /* time every node's kernels (cnnfx_session_profile; device synchronised per node) */
 } CnnfxSessionOptions;
 
 typedef struct CnnfxSession CnnfxSession;
@@ -198,6 +199,19 @@ typedef struct {
 } CnnfxSessionStats;
 void cnnfx_session_stats(const CnnfxSession *s, CnnfxSessionStats *stats);
 size_t cnnfx_session_current_bytes(const CnnfxSession *s);
+
+/* With opts.profile: wall seconds spent in each node's forward and backward kernels, summed over
+ * every step since the session was made (plan-time folding not counted). */
+typedef struct {
+  const char *op;   /* operator type (borrowed from the model) */
+  const char *name; /* the node's first output */
+  double fwd_s, bwd_s;
+  int fwd_calls, bwd_calls;
+} CnnfxNodeTime;
+/* The nodes' times in graph order, n_nodes entries (g_free the array); NULL without opts.profile. */
+CnnfxNodeTime *cnnfx_session_profile(const CnnfxSession *s, int *n_nodes);
+/* Zero the profile counters (e.g. after a warm-up step). */
+void cnnfx_session_profile_reset(CnnfxSession *s);
 
 G_END_DECLS
 

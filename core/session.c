@@ -266,6 +266,7 @@ struct CnnfxSession {
   const CnnfxKernel **kern;  /* kernel on its device */
   Block *aux;
   size_t *aux_n;
+  CnnfxNodeTime *prof;       /* opts.profile: per node */
   /* per value */
   gboolean *rg, *keep, *saved, *keep_grad;
   gboolean *needed;          /* targets and what active nodes read (computed once) */
@@ -388,6 +389,7 @@ void cnnfx_session_free(CnnfxSession *s)
   g_free(s->kern);
   g_free(s->aux);
   g_free(s->aux_n);
+  g_free(s->prof);
   g_free(s->rg);
   g_free(s->needed);
   g_free(s->keep);
@@ -520,6 +522,7 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
   s->kern = g_new0(const CnnfxKernel *, nn + 1);
   s->aux = g_new0(Block, nn + 1);
   s->aux_n = g_new0(size_t, nn + 1);
+  if (s->opts.profile) s->prof = g_new0(CnnfxNodeTime, nn + 1);
   s->rg = g_new0(gboolean, nv + 1);
   s->keep = g_new0(gboolean, nv + 1);
   s->saved = g_new0(gboolean, nv + 1);
@@ -970,9 +973,15 @@ static gboolean call_forward(CnnfxSession *s, int k, CnnfxTensor *const *in, Cnn
   CnnfxBackend *b = s->dev[s->place[k]];
   CnnfxExec x = s->exec[s->place[k]];
   x.fuse_relu = s->fused[k] >= 0;
+  const gint64 t0 = s->prof ? g_get_monotonic_time() : 0;
   if (b->iface->enter) b->iface->enter(b);
   gboolean ok = s->kern[k]->forward(&x, &s->m->nodes[k], in, out, aux, error);
   if (b->iface->leave) b->iface->leave(b);
+  if (s->prof) {
+    if (ok && b->iface->synchronize) ok = b->iface->synchronize(b, error);
+    s->prof[k].fwd_s += (double)(g_get_monotonic_time() - t0) * 1e-6;
+    s->prof[k].fwd_calls++;
+  }
   return ok;
 }
 
@@ -983,9 +992,15 @@ static gboolean call_backward(CnnfxSession *s, int k, CnnfxTensor *const *in, Cn
   CnnfxBackend *b = s->dev[s->place[k]];
   CnnfxExec x = s->exec[s->place[k]];
   x.fuse_relu = s->fused[k] >= 0;
+  const gint64 t0 = s->prof ? g_get_monotonic_time() : 0;
   if (b->iface->enter) b->iface->enter(b);
   gboolean ok = s->kern[k]->backward(&x, &s->m->nodes[k], in, out, gout, need, gin, aux, error);
   if (b->iface->leave) b->iface->leave(b);
+  if (s->prof) {
+    if (ok && b->iface->synchronize) ok = b->iface->synchronize(b, error);
+    s->prof[k].bwd_s += (double)(g_get_monotonic_time() - t0) * 1e-6;
+    s->prof[k].bwd_calls++;
+  }
   return ok;
 }
 
@@ -1388,4 +1403,24 @@ void cnnfx_session_stats(const CnnfxSession *s, CnnfxSessionStats *st)
     else if (s->place[k] == s->host && s->n_dev > 1) st->nodes_fallback++;
     else st->nodes_device++;
   }
+}
+
+CnnfxNodeTime *cnnfx_session_profile(const CnnfxSession *s, int *n_nodes)
+{
+  if (!s->prof) return NULL;
+  const int nn = s->m->n_nodes;
+  CnnfxNodeTime *t = g_new0(CnnfxNodeTime, nn + 1);
+  for (int k = 0; k < nn; k++) {
+    const CnnfxNode *n = &s->m->nodes[k];
+    t[k] = s->prof[k];
+    t[k].op = n->op_type;
+    t[k].name = n->n_out > 0 && n->out[0] >= 0 ? s->m->values[n->out[0]].name : "";
+  }
+  if (n_nodes) *n_nodes = nn;
+  return t;
+}
+
+void cnnfx_session_profile_reset(CnnfxSession *s)
+{
+  if (s->prof) memset(s->prof, 0, sizeof(CnnfxNodeTime) * (size_t)(s->m->n_nodes + 1));
 }

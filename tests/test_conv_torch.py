@@ -200,6 +200,19 @@ def fixed_cases():
         conv2d("wino_groups2_batch2", [2, 64, 21, 19], [48, 32, 3, 3], [1, 1, 1, 1], group=2),
         dict(conv2d("convt_wino_groups2", [2, 64, 18, 17], [64, 16, 3, 3], [1, 0, 1, 2], group=2),
              op="ConvTranspose"),
+        # several small images per GEMM (planes under a band): one band, and bands of 32 + 32 + 6 images
+        conv2d("batched_8x8", [12, 32, 8, 8], [48, 32, 3, 3], [1, 1, 1, 1]),
+        conv2d("batched_4x4_chunks", [70, 128, 4, 4], [16, 128, 3, 3], [1, 1, 1, 1]),
+        conv2d("batched_5x5_s2", [9, 24, 11, 11], [20, 24, 5, 5], [2, 2, 2, 2], strides=(2, 2)),
+        dict(conv2d("convt_batched_s2", [9, 24, 5, 5], [24, 16, 4, 4], [1, 1, 1, 1], strides=(2, 2)),
+             op="ConvTranspose"),
+        # direct kernels for few input channels (core/cpu/convdirect.c): an RGB stem, odd pads and strides
+        conv2d("direct_stem_7x7_s2", [2, 3, 67, 81], [64, 3, 7, 7], [3, 3, 3, 3], strides=(2, 2)),
+        conv2d("direct_1ch_5x5", [1, 1, 40, 41], [8, 1, 5, 5], [2, 2, 2, 2]),
+        conv2d("direct_asym_s1x2", [1, 4, 50, 70], [19, 4, 3, 5], [0, 1, 2, 3], strides=(1, 2)),
+        conv2d("direct_s3x2_nobias", [1, 2, 100, 97], [12, 2, 4, 6], [1, 0, 2, 5], strides=(3, 2), bias=False),
+        dict(conv2d("convt_direct_to_rgb", [1, 16, 40, 40], [16, 3, 4, 4], [1, 1, 1, 1], strides=(2, 2)),
+             op="ConvTranspose"),
         # 1-D and 3-D at a less tiny size
         {"name": "conv1d_long", "op": "Conv", "x": [2, 16, 3000], "w": [24, 16, 5], "pads": [2, 1],
          "strides": [2], "dil": [1], "group": 1, "auto_pad": "NOTSET", "bias": True, "opad": [0], "oshape": None},

@@ -24,6 +24,7 @@
  * bands of output positions (a few MB, never more than SCRATCH_FLOATS).
  */
 #include "ops/conv.h"
+#include "cpu/convdirect.h"
 #include <limits.h>
 
 #define SCRATCH_FLOATS ((size_t)16 << 20) /* hard cap: 64 MB of column buffer per call */
@@ -85,13 +86,11 @@ static gboolean band_parallel(const CnnfxExec *x)
 
 /* col[r, p - p0] for rows r = ((c*KD + kd)*KH + kh)*KW + kw and flattened output positions
  * p = (od*OH + oh)*OW + ow in [p0, p1).  img points at the group's first channel. */
-static void im2col(const CnnfxConvGeo *g, const float *img, int64_t p0, int64_t p1, float *col, gboolean par)
+static void im2col_row(const CnnfxConvGeo *g, const float *img, int64_t r, int64_t p0, int64_t nb, float *dst)
 {
   const int64_t OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2], KD = g->k[0];
   const int64_t ID = g->is[0], IH = g->is[1], IW = g->is[2];
-  const int64_t nb = p1 - p0, rows = g->Ci * g->kk;
-#pragma omp parallel for schedule(static) if (par && rows * nb > PAR_MIN)
-  for (int64_t r = 0; r < rows; r++) {
+  {
     int64_t t = r;
     const int64_t kw = t % KW;
     t /= KW;
@@ -99,7 +98,6 @@ static void im2col(const CnnfxConvGeo *g, const float *img, int64_t p0, int64_t 
     t /= KH;
     const int64_t kd = t % KD, c = t / KD;
     const float *plane = img + c * g->isz;
-    float *dst = col + r * nb;
     const int64_t off = kw * g->d[2] - g->p[2];
     int64_t lo, hi;
     valid_range(OW, IW, g->s[2], off, &lo, &hi);
@@ -124,21 +122,42 @@ static void im2col(const CnnfxConvGeo *g, const float *img, int64_t p0, int64_t 
   }
 }
 
+/* col[r, p - p0] (row stride ld) for all rows r of one image (group). */
+static void im2col(const CnnfxConvGeo *g, const float *img, int64_t p0, int64_t p1, float *col, int64_t ld,
+                   gboolean par)
+{
+  const int64_t nb = p1 - p0, rows = g->Ci * g->kk;
+#pragma omp parallel for schedule(static) if (par && rows * nb > PAR_MIN)
+  for (int64_t r = 0; r < rows; r++) im2col_row(g, img, r, p0, nb, col + r * ld);
+}
+
+/* Several whole images side by side: col[r, j*osz + p] for images j < m of img (G == 1), row stride
+ * m*osz.  Small planes (CIFAR's 8x8, 4x4) give GEMMs with a few dozen columns per image; batching
+ * the images makes one GEMM with hundreds of columns. */
+static void im2col_images(const CnnfxConvGeo *g, const float *img, int64_t m, float *col, gboolean par)
+{
+  const int64_t rows = g->Ci * g->kk, ld = m * g->osz;
+#pragma omp parallel for schedule(static) if (par && m * rows * g->osz > PAR_MIN)
+  for (int64_t i = 0; i < m * rows; i++) {
+    const int64_t j = i / rows, r = i % rows;
+    im2col_row(g, img + j * g->Ci * g->isz, r, 0, g->osz, col + r * ld + j * g->osz);
+  }
+}
+
 /* img += col2im(col) for the same band layout. */
-static void col2im_add(const CnnfxConvGeo *g, const float *col, int64_t p0, int64_t p1, float *img, gboolean par)
+static void col2im_chan(const CnnfxConvGeo *g, const float *col, int64_t ld, int64_t c, int64_t p0, int64_t nb,
+                        float *img)
 {
   const int64_t OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2];
   const int64_t ID = g->is[0], IH = g->is[1], IW = g->is[2];
-  const int64_t nb = p1 - p0;
-#pragma omp parallel for schedule(static) if (par && g->Ci * g->kk * nb > PAR_MIN && g->Ci > 1)
-  for (int64_t c = 0; c < g->Ci; c++) {
+  {
     float *plane = img + c * g->isz;
     for (int64_t r0 = 0; r0 < g->kk; r0++) {
       int64_t t = r0;
       const int64_t kw = t % KW;
       t /= KW;
       const int64_t kh = t % KH, kd = t / KH;
-      const float *src = col + (c * g->kk + r0) * nb;
+      const float *src = col + (c * g->kk + r0) * ld;
       const int64_t off = kw * g->d[2] - g->p[2];
       int64_t lo, hi;
       valid_range(OW, IW, g->s[2], off, &lo, &hi);
@@ -162,6 +181,62 @@ static void col2im_add(const CnnfxConvGeo *g, const float *col, int64_t p0, int6
   }
 }
 
+/* img += col2im(col) for one image (group); col rows have stride ld. */
+static void col2im_add(const CnnfxConvGeo *g, const float *col, int64_t p0, int64_t p1, int64_t ld, float *img,
+                       gboolean par)
+{
+#pragma omp parallel for schedule(static) if (par && g->Ci * g->kk * (p1 - p0) > PAR_MIN && g->Ci > 1)
+  for (int64_t c = 0; c < g->Ci; c++) col2im_chan(g, col, ld, c, p0, p1 - p0, img);
+}
+
+/* The adjoint of im2col_images: images j < m of img (G == 1) += col2im(col[:, j*osz ...]). */
+static void col2im_images(const CnnfxConvGeo *g, const float *col, int64_t m, float *img, gboolean par)
+{
+  const int64_t ld = m * g->osz;
+#pragma omp parallel for schedule(static) if (par && m * g->Ci * g->kk * g->osz > PAR_MIN)
+  for (int64_t i = 0; i < m * g->Ci; i++) {
+    const int64_t j = i / g->Ci, c = i % g->Ci;
+    col2im_chan(g, col + j * g->osz, ld, c, 0, g->osz, img + j * g->Ci * g->isz);
+  }
+}
+
+/* t[o, j*osz + p] <-> a[(n0 + j), o, p] for the m images of a band (Co rows of m*osz).  pack copies
+ * from the NCHW tensor into t; unpack copies back, adding the bias and applying ReLU on the way. */
+static void pack_images(const CnnfxConvGeo *g, const float *a, int64_t m, float *t, gboolean par)
+{
+  const int64_t osz = g->osz, Co = g->Co;
+#pragma omp parallel for schedule(static) if (par && m * Co * osz > PAR_MIN)
+  for (int64_t i = 0; i < m * Co; i++) {
+    const int64_t j = i / Co, o = i % Co;
+    memcpy(t + o * m * osz + j * osz, a + (j * Co + o) * osz, (size_t)osz * sizeof(float));
+  }
+}
+
+static void unpack_images(const CnnfxConvGeo *g, const float *t, int64_t m, const float *bias, gboolean relu,
+                          float *a, gboolean par)
+{
+  const int64_t osz = g->osz, Co = g->Co;
+#pragma omp parallel for schedule(static) if (par && m * Co * osz > PAR_MIN)
+  for (int64_t i = 0; i < m * Co; i++) {
+    const int64_t j = i / Co, o = i % Co;
+    float *restrict d = a + (j * Co + o) * osz;
+    const float *restrict src = t + o * m * osz + j * osz;
+    const float b = bias ? bias[o] : 0.f;
+    if (relu) {
+#pragma omp simd
+      for (int64_t q = 0; q < osz; q++) {
+        const float v = bias ? src[q] + b : src[q];
+        d[q] = v > 0.f ? v : 0.f;
+      }
+    } else if (bias) {
+#pragma omp simd
+      for (int64_t q = 0; q < osz; q++) d[q] = src[q] + b;
+    } else {
+      memcpy(d, src, (size_t)osz * sizeof(float));
+    }
+  }
+}
+
 static gboolean is_pointwise(const CnnfxConvGeo *g)
 {
   for (int j = 0; j < 3; j++)
@@ -175,12 +250,24 @@ static gboolean is_depthwise(const CnnfxConvGeo *g)
 }
 
 /* Output positions per band (GEMM columns) so that the column buffer stays bounded. */
-static int64_t band_cols(const CnnfxConvGeo *g)
+static int64_t band_cols_unclamped(const CnnfxConvGeo *g)
 {
   const size_t CiKK = (size_t)MAX((int64_t)1, g->Ci * g->kk);
   size_t cols = MAX(BAND_FLOATS / CiKK, (size_t)BAND_MIN_COLS);
-  cols = MIN(cols, MAX(SCRATCH_FLOATS / CiKK, (size_t)1));
-  return CLAMP((int64_t)cols, 1, g->osz);
+  return (int64_t)MIN(cols, MAX(SCRATCH_FLOATS / CiKK, (size_t)1));
+}
+
+static int64_t band_cols(const CnnfxConvGeo *g)
+{
+  return CLAMP(band_cols_unclamped(g), 1, g->osz);
+}
+
+/* Images per multi-image band: > 1 only when a whole plane is smaller than a band (and G == 1). */
+static int64_t band_images(const CnnfxConvGeo *g)
+{
+  const int64_t cols = band_cols_unclamped(g);
+  if (g->G != 1 || g->N < 2 || g->osz * 2 > cols) return 1;
+  return MIN(g->N, cols / g->osz);
 }
 
 /* ---- fused epilogues: bias and ReLU where the output is still in cache ------------------ */
@@ -468,6 +555,7 @@ static gboolean geo_fwd(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
     }
   }
 #endif
+  if (cnnfx_conv_direct_wins(g)) return cnnfx_conv_direct_fwd(x, g, img, W, bias, relu, out, error);
   const gboolean par = band_parallel(x);
   if (is_pointwise(g)) {
     /* One GEMM per image and group, bias and ReLU right after it on the same block.  (Column bands
@@ -482,7 +570,26 @@ static gboolean geo_fwd(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
         band_epilogue(og, g->osz, g->Co, g->osz, bias ? bias + gg * g->Co : NULL, relu, TRUE);
       }
   } else {
-    const int64_t nbmax = band_cols(g);
+    const int64_t nbmax = band_cols(g), mi = band_images(g);
+    if (mi > 1) { /* several small images per GEMM, through a packed output block */
+      const size_t ncol = (size_t)(CiKK * mi * g->osz), nt = (size_t)(g->Co * mi * g->osz);
+      float *col = cnnfx_scratch_f32(x->mem, ncol, error);
+      float *t = col ? cnnfx_scratch_f32(x->mem, nt, error) : NULL;
+      if (!t) {
+        if (col) cnnfx_scratch_free(x->mem, col, ncol);
+        return FALSE;
+      }
+      for (int64_t n0 = 0; n0 < g->N; n0 += mi) {
+        const int64_t m = MIN(mi, g->N - n0);
+        im2col_images(g, img + n0 * g->Ci * g->isz, m, col, par);
+        cnnfx_sgemm(FALSE, FALSE, (int)g->Co, (int)(m * g->osz), (int)CiKK, 1.f, W, (int)CiKK, col,
+                    (int)(m * g->osz), 0.f, t, (int)(m * g->osz));
+        unpack_images(g, t, m, bias, relu, out + n0 * g->Co * g->osz, par);
+      }
+      cnnfx_scratch_free(x->mem, t, nt);
+      cnnfx_scratch_free(x->mem, col, ncol);
+      return TRUE;
+    }
     const size_t ncol = (size_t)(CiKK * nbmax);
     float *col = cnnfx_scratch_f32(x->mem, ncol, error);
     if (!col) return FALSE;
@@ -493,7 +600,7 @@ static gboolean geo_fwd(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
         const float *bg = bias ? bias + gg * g->Co : NULL;
         for (int64_t p0 = 0; p0 < g->osz; p0 += nbmax) {
           const int64_t p1 = MIN(g->osz, p0 + nbmax), nb = p1 - p0;
-          im2col(g, ig, p0, p1, col, par);
+          im2col(g, ig, p0, p1, col, nb, par);
           cnnfx_sgemm(FALSE, FALSE, (int)g->Co, (int)nb, (int)CiKK, 1.f, W + gg * g->Co * CiKK, (int)CiKK, col,
                       (int)nb, 0.f, og + p0, (int)g->osz);
           band_epilogue(og + p0, g->osz, g->Co, nb, bg, relu, par);
@@ -548,12 +655,32 @@ static gboolean geo_adj(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
                     img + (nn * g->G + gg) * g->Ci * g->isz, (int)g->isz);
     return TRUE;
   }
+  if (cnnfx_conv_direct_wins(g)) return cnnfx_conv_direct_adj(x, g, out, W, img, error);
   const size_t total = (size_t)(g->N * g->G * g->Ci * g->isz);
 #pragma omp parallel for schedule(static) if (total > (size_t)PAR_MIN)
   for (size_t i = 0; i < total; i++) img[i] = 0.f;
-  const int64_t nbmax = band_cols(g);
-  const size_t ncol = (size_t)(CiKK * nbmax);
+  const int64_t nbmax = band_cols(g), mi = band_images(g);
   const gboolean par = band_parallel(x);
+  if (mi > 1) { /* several small images per GEMM: gradient packed, columns scattered back per image */
+    const size_t ncol = (size_t)(CiKK * mi * g->osz), nt = (size_t)(g->Co * mi * g->osz);
+    float *col = cnnfx_scratch_f32(x->mem, ncol, error);
+    float *t = col ? cnnfx_scratch_f32(x->mem, nt, error) : NULL;
+    if (!t) {
+      if (col) cnnfx_scratch_free(x->mem, col, ncol);
+      return FALSE;
+    }
+    for (int64_t n0 = 0; n0 < g->N; n0 += mi) {
+      const int64_t m = MIN(mi, g->N - n0);
+      pack_images(g, out + n0 * g->Co * g->osz, m, t, par);
+      cnnfx_sgemm(TRUE, FALSE, (int)CiKK, (int)(m * g->osz), (int)g->Co, 1.f, W, (int)CiKK, t, (int)(m * g->osz),
+                  0.f, col, (int)(m * g->osz));
+      col2im_images(g, col, m, img + n0 * g->Ci * g->isz, par);
+    }
+    cnnfx_scratch_free(x->mem, t, nt);
+    cnnfx_scratch_free(x->mem, col, ncol);
+    return TRUE;
+  }
+  const size_t ncol = (size_t)(CiKK * nbmax);
   float *col = cnnfx_scratch_f32(x->mem, ncol, error);
   if (!col) return FALSE;
   for (int64_t nn = 0; nn < g->N; nn++)
@@ -564,7 +691,7 @@ static gboolean geo_adj(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
         const int64_t p1 = MIN(g->osz, p0 + nbmax), nb = p1 - p0;
         cnnfx_sgemm(TRUE, FALSE, (int)CiKK, (int)nb, (int)g->Co, 1.f, W + gg * g->Co * CiKK, (int)CiKK, og + p0,
                     (int)g->osz, 0.f, col, (int)nb);
-        col2im_add(g, col, p0, p1, ig, par);
+        col2im_add(g, col, p0, p1, nb, ig, par);
       }
     }
   cnnfx_scratch_free(x->mem, col, ncol);
@@ -589,9 +716,28 @@ static gboolean geo_wgrad(const CnnfxExec *x, const CnnfxConvGeo *g, const float
                     dW + gg * g->Co * CiKK, (int)CiKK);
     return TRUE;
   }
-  const int64_t nbmax = band_cols(g);
-  const size_t ncol = (size_t)(CiKK * nbmax);
+  const int64_t nbmax = band_cols(g), mi = band_images(g);
   const gboolean par = band_parallel(x);
+  if (mi > 1) { /* several small images per GEMM: the sum over them is the GEMM's inner dimension */
+    const size_t ncol = (size_t)(CiKK * mi * g->osz), nt = (size_t)(g->Co * mi * g->osz);
+    float *col = cnnfx_scratch_f32(x->mem, ncol, error);
+    float *t = col ? cnnfx_scratch_f32(x->mem, nt, error) : NULL;
+    if (!t) {
+      if (col) cnnfx_scratch_free(x->mem, col, ncol);
+      return FALSE;
+    }
+    for (int64_t n0 = 0; n0 < g->N; n0 += mi) {
+      const int64_t m = MIN(mi, g->N - n0);
+      pack_images(g, out + n0 * g->Co * g->osz, m, t, par);
+      im2col_images(g, img + n0 * g->Ci * g->isz, m, col, par);
+      cnnfx_sgemm(FALSE, TRUE, (int)g->Co, (int)CiKK, (int)(m * g->osz), 1.f, t, (int)(m * g->osz), col,
+                  (int)(m * g->osz), 1.f, dW, (int)CiKK);
+    }
+    cnnfx_scratch_free(x->mem, t, nt);
+    cnnfx_scratch_free(x->mem, col, ncol);
+    return TRUE;
+  }
+  const size_t ncol = (size_t)(CiKK * nbmax);
   float *col = cnnfx_scratch_f32(x->mem, ncol, error);
   if (!col) return FALSE;
   for (int64_t nn = 0; nn < g->N; nn++)
@@ -600,7 +746,7 @@ static gboolean geo_wgrad(const CnnfxExec *x, const CnnfxConvGeo *g, const float
       const float *og = out + (nn * g->G + gg) * g->Co * g->osz;
       for (int64_t p0 = 0; p0 < g->osz; p0 += nbmax) {
         const int64_t p1 = MIN(g->osz, p0 + nbmax), nb = p1 - p0;
-        im2col(g, ig, p0, p1, col, par);
+        im2col(g, ig, p0, p1, col, nb, par);
         cnnfx_sgemm(FALSE, TRUE, (int)g->Co, (int)CiKK, (int)nb, 1.f, og + p0, (int)g->osz, col, (int)nb, 1.f,
                     dW + gg * g->Co * CiKK, (int)CiKK);
       }
