@@ -382,6 +382,7 @@ static gboolean write_folder_sidecar(const char *out, const char *arch, const Fo
   if (bgr) g_string_append(t, "bgr=true\n");
   g_string_append_printf(t, "classes=%d\ninput_size=%d\nscale=1\nmean=%.6f;%.6f;%.6f\nstd=%.6f;%.6f;%.6f\n", K, size,
                          mean[0], mean[1], mean[2], std[0], std[1], std[2]);
+  if (o->tta) g_string_append(t, "tta=flip\n"); /* classify then scores as the accuracy above was measured */
   if (cam_layer) g_string_append_printf(t, "cam_layer=%s\n", cam_layer);
   if (dream_layer) g_string_append_printf(t, "dream_layers=%s\n", dream_layer);
   g_autoptr(GBytes) ib = g_string_free_to_bytes(t);

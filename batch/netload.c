@@ -144,6 +144,14 @@ static gboolean apply_section(CnnfxNet *n, GKeyFile *kf, const char *g, const ch
     g_free(n->cam_layer);
     n->cam_layer = g_key_file_get_string(kf, g, "cam_layer", NULL);
   }
+  if (g_key_file_has_key(kf, g, "tta", NULL)) {
+    g_autofree char *t = g_key_file_get_string(kf, g, "tta", NULL);
+    if (!t || (strcmp(t, "flip") && strcmp(t, "none"))) {
+      g_set_error(error, NL_ERROR, 4, "[%s] tta=%s: expected flip or none", g, t ? t : "");
+      return FALSE;
+    }
+    n->tta_flip = !strcmp(t, "flip");
+  }
   if (g_key_file_has_key(kf, g, "labels", NULL) && !n->labels) {
     g_autofree char *lp = g_key_file_get_string(kf, g, "labels", NULL);
     g_autofree char *full = g_path_is_absolute(lp) ? g_strdup(lp) : g_build_filename(base_dir, lp, NULL);

@@ -163,6 +163,29 @@ def main():
                 f.write(numpy_helper.from_array(y.astype(np.float32), "logits").SerializeToString())
             rc, log5 = run(a.cnnfx, "check-onnx", "--rtol", "1e-3", "--atol", "1e-3", d)
             check("torch (BatchNorm eval) gives cnnfx's logits", rc == 0, log5[-400:])
+            # trained with --tta: the sidecar says tta=flip, and classify's probabilities are the softmax of
+            # the mean of the logits of the photo and its mirror image (as the accuracy was measured)
+            check("sidecar asks for flip test-time augmentation", "tta=flip" in ini, ini)
+            from PIL import Image
+            photo = os.path.join(data, "test", classes[0], sorted(os.listdir(os.path.join(data, "test", classes[0])))[0])
+            mean = np.array([float(v) for v in ini.split("mean=")[1].split("\n")[0].split(";")], np.float32)
+            std = np.array([float(v) for v in ini.split("std=")[1].split("\n")[0].split(";")], np.float32)
+            px = np.asarray(Image.open(photo).convert("RGB"), np.float32).transpose(2, 0, 1) / 255.0
+            xin = ((px - mean[:, None, None]) / std[:, None, None])[None].astype(np.float32)
+            lg = 0.5 * (torch_logits(out1, xin) + torch_logits(out1, xin[:, :, :, ::-1].copy()))[0]
+            pr = np.exp(lg - lg.max())
+            pr /= pr.sum()
+            rc, logc = run(a.cnnfx, "classify", "-m", out1, "--top", "3", photo, "-o", os.path.join(tmp, "tta"))
+            rows = []
+            csvp = os.path.join(tmp, "tta", os.path.splitext(os.path.basename(photo))[0] + ".csv")
+            if rc == 0 and os.path.exists(csvp):
+                import csv
+                rows = list(csv.DictReader(open(csvp)))
+            got = {int(r["index"]): float(r["probability"]) for r in rows}
+            want = {int(i): float(pr[i]) for i in np.argsort(-pr)[:3]}
+            check("classify averages the mirror view's logits (tta=flip)",
+                  len(got) == 3 and all(abs(got.get(i, -1) - v) < 2e-3 for i, v in want.items()),
+                  f"cnnfx {got} torch {want} {logc[-300:]}")
         except ImportError as e:
             print(f"note: torch/onnx comparison left out ({e})")
 

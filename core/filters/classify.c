@@ -349,7 +349,34 @@ static gboolean classify_run(const CnnfxNet *net, const CnnfxParams *p, const Cn
   if (c.score == net->output) targets[1] = NULL;
   g_autoptr(CnnfxSession) s = new_session(&c, net->model, input_grads ? CNNFX_GRAD_INPUT : CNNFX_GRAD_NONE, targets,
                                           error);
-  if (!s || !cnnfx_session_set_input(s, net->input, x, error) || !cnnfx_session_forward(s, error)) return FALSE;
+  if (!s) return FALSE;
+  g_autofree float *mirror = NULL; /* tta_flip: the mirror image's scores (run first: the session then holds
+                                    * the image's own forward for the heat maps) */
+  int64_t n_mirror = 0;
+  if (net->tta_flip && x->ndim == 4) {
+    g_autoptr(CnnfxTensor) xf = cnnfx_tensor_copy(x, error);
+    if (!xf) return FALSE;
+    const int64_t W = x->dims[3], rows = (int64_t)(x->numel / (size_t)W);
+    float *d = cnnfx_f32(xf);
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t i = 0; i < W / 2; i++) {
+        const float t = d[r * W + i];
+        d[r * W + i] = d[r * W + W - 1 - i];
+        d[r * W + W - 1 - i] = t;
+      }
+    if (!cnnfx_session_set_input(s, net->input, xf, error) || !cnnfx_session_forward(s, error)) return FALSE;
+    CnnfxTensor *of = cnnfx_session_get(s, net->output, error);
+    if (!of) return FALSE;
+    if (of->dtype == CNNFX_F32 && of->numel > 0 && of->numel <= G_MAXINT) {
+      n_mirror = (int64_t)of->numel;
+      if (!(mirror = g_try_new(float, of->numel))) {
+        g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_NOMEM, "out of memory (classify)");
+        return FALSE;
+      }
+      memcpy(mirror, cnnfx_f32(of), of->numel * sizeof(float));
+    }
+  }
+  if (!cnnfx_session_set_input(s, net->input, x, error) || !cnnfx_session_forward(s, error)) return FALSE;
   CnnfxTensor *out = cnnfx_session_get(s, net->output, error);
   CnnfxTensor *sc = out ? cnnfx_session_get(s, c.score, error) : NULL;
   if (!sc) return FALSE;
@@ -372,6 +399,10 @@ static gboolean classify_run(const CnnfxNet *net, const CnnfxParams *p, const Cn
     return FALSE;
   }
   const float *o = cnnfx_f32(out);
+  if (mirror && n_mirror == n) { /* mean of the two views' scores (logits, or probabilities) */
+    for (int i = 0; i < n; i++) mirror[i] = 0.5f * (o[i] + mirror[i]);
+    o = mirror;
+  }
   if (net->output_is_prob) {
     for (int i = 0; i < n; i++) prob[i] = isfinite(o[i]) ? CLAMP(o[i], 0.f, 1.f) : 0;
   } else {

@@ -146,6 +146,8 @@ typedef struct {
   char **style_layers;
   char **content_layers;
   char *cam_layer;       /* last conv feature map for Grad-CAM */
+  gboolean tta_flip;     /* classify: scores = mean of the image's and its mirror image's (the model
+                          * was evaluated so: a sidecar's tta=flip) */
 } CnnfxNet;
 
 void cnnfx_net_free(CnnfxNet *n);
