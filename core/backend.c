@@ -144,6 +144,22 @@ gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int 
   return cnnfx_conv3x3_winograd_baseline(x, in, N, C, H, W, w, K, bias, pad_t, pad_l, OH, OW, out, error);
 }
 
+gboolean cnnfx_conv3x3_winograd_wgrad(const CnnfxExec *x, const float *in, int N, int C, int H, int W,
+                                      const float *dy, int K, int pad_t, int pad_l, int OH, int OW, float *dw,
+                                      GError **error)
+{
+  const CnnfxSimd level = x && x->simd != CNNFX_SIMD_AUTO ? x->simd : cnnfx_cpu_simd();
+#ifdef CNNFX_HAVE_SIMD_VARIANTS
+  if (level == CNNFX_SIMD_AVX512)
+    return cnnfx_conv3x3_winograd_wgrad_avx512(x, in, N, C, H, W, dy, K, pad_t, pad_l, OH, OW, dw, error);
+  if (level == CNNFX_SIMD_AVX2)
+    return cnnfx_conv3x3_winograd_wgrad_avx2(x, in, N, C, H, W, dy, K, pad_t, pad_l, OH, OW, dw, error);
+#else
+  (void)level;
+#endif
+  return cnnfx_conv3x3_winograd_wgrad_baseline(x, in, N, C, H, W, dy, K, pad_t, pad_l, OH, OW, dw, error);
+}
+
 void cnnfx_backend_init_cpu_fields(CnnfxBackend *b)
 {
   b->n_threads = omp_get_max_threads();

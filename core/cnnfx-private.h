@@ -331,6 +331,19 @@ CNNFX_WINOGRAD_DECL(cnnfx_conv3x3_winograd_baseline)
 CNNFX_WINOGRAD_DECL(cnnfx_conv3x3_winograd_avx2)
 CNNFX_WINOGRAD_DECL(cnnfx_conv3x3_winograd_avx512)
 #endif
+/* The weight gradient of the same convolution: dw[K][C][3][3] = sum over images and output positions of
+ * dy * x (overwritten), with Winograd's F(3x3,4x4) form (winograd.c). */
+gboolean cnnfx_conv3x3_winograd_wgrad(const CnnfxExec *x, const float *in, int N, int C, int H, int W,
+                                      const float *dy, int K, int pad_t, int pad_l, int OH, int OW, float *dw,
+                                      GError **error);
+#define CNNFX_WINOGRAD_WGRAD_DECL(name)                                                                    \
+  gboolean name(const CnnfxExec *x, const float *in, int N, int C, int H, int W, const float *dy, int K,     \
+                int pad_t, int pad_l, int OH, int OW, float *dw, GError **error);
+CNNFX_WINOGRAD_WGRAD_DECL(cnnfx_conv3x3_winograd_wgrad_baseline)
+#ifdef CNNFX_HAVE_SIMD_VARIANTS
+CNNFX_WINOGRAD_WGRAD_DECL(cnnfx_conv3x3_winograd_wgrad_avx2)
+CNNFX_WINOGRAD_WGRAD_DECL(cnnfx_conv3x3_winograd_wgrad_avx512)
+#endif
 /* Heuristic: is Winograd worth it for this layer on this machine? */
 gboolean cnnfx_winograd_wins(int C, int K, int OH, int OW);
 

@@ -503,6 +503,16 @@ static gboolean is_3x3_s1(const CnnfxConvGeo *g)
          g->d[2] == 1;
 }
 
+/* Winograd's tiles for the weight gradient: images (all N of them: tiles are batched across images)
+ * with pads the tiles' zero fill reproduces, and enough work. */
+static gboolean winograd_fits(const CnnfxConvGeo *g)
+{
+  const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2];
+  const int64_t eb = OH + 2 - IH - g->p[1], er = OW + 2 - IW - g->p[2];
+  return g->p[1] >= 0 && g->p[2] >= 0 && eb >= 0 && er >= 0 &&
+         cnnfx_winograd_wins((int)g->Ci, (int)g->Co, (int)MIN(g->N * OH, (int64_t)INT_MAX), (int)OW);
+}
+
 /* Winograd wrapper: per group (one image at a time when G > 1). */
 static gboolean winograd_run(const CnnfxExec *x, const CnnfxConvGeo *g, const float *in, int64_t C, int64_t H, int64_t Wd,
                              const float *w, int64_t K, const float *bias, int64_t pt, int64_t pl, int64_t OH,
@@ -548,7 +558,8 @@ static gboolean geo_fwd(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
   if (!x->exact && is_3x3_s1(g)) {
     const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2];
     const int64_t eb = OH + 2 - IH - g->p[1], er = OW + 2 - IW - g->p[2];
-    if (g->p[1] >= 0 && g->p[2] >= 0 && eb >= 0 && er >= 0 && cnnfx_winograd_wins((int)g->Ci, (int)g->Co, (int)OH, (int)OW)) {
+    if (g->p[1] >= 0 && g->p[2] >= 0 && eb >= 0 && er >= 0 &&
+        cnnfx_winograd_wins((int)g->Ci, (int)g->Co, (int)MIN(g->N * OH, (int64_t)INT_MAX), (int)OW)) {
       CnnfxExec xw = *x; /* the output transform applies bias and ReLU */
       xw.fuse_relu = relu;
       return winograd_run(&xw, g, img, g->Ci, IH, IW, W, g->Co, bias, g->p[1], g->p[2], OH, OW, out, error);
@@ -627,7 +638,7 @@ static gboolean geo_adj(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
     const int64_t pt = 2 - g->p[1], pl = 2 - g->p[2];
     const int64_t eb = IH + 2 - OH - pt, er = IW + 2 - OW - pl;
     if (pt >= 0 && pl >= 0 && eb >= 0 && er >= 0 &&
-        cnnfx_winograd_wins((int)g->Co, (int)g->Ci, (int)IH, (int)IW)) {
+        cnnfx_winograd_wins((int)g->Co, (int)g->Ci, (int)MIN(g->N * IH, (int64_t)INT_MAX), (int)IW)) {
       const size_t nw = (size_t)(g->G * g->Co * g->Ci * 9);
       float *wt = cnnfx_scratch_f32(x->mem, nw, error);
       if (!wt) return FALSE;
@@ -707,6 +718,11 @@ static gboolean geo_wgrad(const CnnfxExec *x, const CnnfxConvGeo *g, const float
     dw_wgrad(g, img, out, dW);
     return TRUE;
   }
+#ifndef CNNFX_NO_WINOGRAD
+  if (!x->exact && is_3x3_s1(g) && g->G == 1 && winograd_fits(g)) /* F(3x3,4x4): summed over all tiles */
+    return cnnfx_conv3x3_winograd_wgrad(x, img, (int)g->N, (int)g->Ci, (int)g->is[1], (int)g->is[2], out, (int)g->Co,
+                                        (int)g->p[1], (int)g->p[2], (int)g->os[1], (int)g->os[2], dW, error);
+#endif
   memset(dW, 0, (size_t)(g->G * g->Co * CiKK) * sizeof(float));
   if (is_pointwise(g)) {
     for (int64_t nn = 0; nn < g->N; nn++)
