@@ -319,6 +319,102 @@ static void wg_output_transform(const WgGeo *g, int nthr, const float *M, int64_
   }
 }
 
+/* ---- transforms for small images: 16 consecutive tiles gathered one by one ----------------------
+ *
+ * With tile rows shorter than a vector (planes up to 60 columns: CIFAR's 32x32 and below) the
+ * segment path above leaves most of its 16 lanes empty.  Here 16 consecutive tiles of the block,
+ * whatever image and tile row they lie in, are gathered into one vector per tile element. */
+
+static inline void wg_tile_pos(const WgGeo *g, int64_t t, int *n, int *ty, int *tx)
+{
+  const int64_t row = t / g->TX;
+  *tx = (int)(t - row * g->TX);
+  *n = (int)(row / g->TY);
+  *ty = (int)(row - (int64_t)*n * g->TY);
+}
+
+static inline gboolean wg_gather_wins(const WgGeo *g) { return g->TX < 16; }
+
+static void wg_input_transform_gather(const WgGeo *g, int nthr, const float *in, int64_t t0, int64_t T, size_t ldt,
+                                      float *V)
+{
+  const size_t pstride = (size_t)g->C * ldt, plane_sz = (size_t)g->H * (size_t)g->W;
+  const int64_t ngrp = (T + 15) / 16, ntask = (int64_t)g->C * ngrp;
+#pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1 && ntask > 1)
+  for (int64_t task = 0; task < ntask; task++) {
+    const int c = (int)(task / ngrp);
+    const int64_t q = (task - (int64_t)c * ngrp) * 16;
+    const int nt = (int)MIN((int64_t)16, T - q);
+    float d[6][6][16] __attribute__((aligned(64)));
+    for (int l = 0; l < 16; l++) {
+      int n = 0, ty = 0, tx = 0;
+      if (l < nt) wg_tile_pos(g, t0 + q + l, &n, &ty, &tx);
+      const float *plane = in + ((size_t)n * (size_t)g->C + (size_t)c) * plane_sz;
+      const int y0 = 4 * ty - g->pt, x0 = 4 * tx - g->pl;
+      for (int i = 0; i < 6; i++) {
+        const int y = y0 + i;
+        const gboolean row_in = l < nt && y >= 0 && y < g->H;
+        const float *row = plane + (size_t)(row_in ? y : 0) * g->W;
+        for (int j = 0; j < 6; j++) {
+          const int xx = x0 + j;
+          d[i][j][l] = row_in && xx >= 0 && xx < g->W ? row[xx] : 0.f;
+        }
+      }
+    }
+    v16 t[6][6];
+    for (int j = 0; j < 6; j++)
+      WG_BT(ld16(d[0][j]), ld16(d[1][j]), ld16(d[2][j]), ld16(d[3][j]), ld16(d[4][j]), ld16(d[5][j]), t[0][j],
+            t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]);
+    float *vp = V + (size_t)c * ldt + (size_t)q;
+    for (int i = 0; i < 6; i++) {
+      v16 r[6];
+      WG_BT(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], r[0], r[1], r[2], r[3], r[4], r[5]);
+      for (int j = 0; j < 6; j++) memcpy(vp + (size_t)(i * 6 + j) * pstride, &r[j], sizeof(v16));
+    }
+  }
+}
+
+static void wg_output_transform_gather(const WgGeo *g, int nthr, const float *M, int64_t t0, int64_t T, size_t ldt,
+                                       int k0, int Kc, int Kp, const float *bias, gboolean relu, float *out)
+{
+  const size_t pstride = (size_t)Kp * ldt, plane_sz = (size_t)g->OH * (size_t)g->OW;
+  const int64_t ngrp = (T + 15) / 16, ntask = (int64_t)Kc * ngrp;
+#pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1 && ntask > 1)
+  for (int64_t task = 0; task < ntask; task++) {
+    const int k = (int)(task / ngrp);
+    const int64_t q = (task - (int64_t)k * ngrp) * 16;
+    const int nt = (int)MIN((int64_t)16, T - q);
+    const float b = bias ? bias[k0 + k] : 0.f;
+    const float *mb = M + (size_t)k * ldt + (size_t)q;
+    v16 s[4][6];
+    for (int j = 0; j < 6; j++) {
+      const float *mp = mb + (size_t)j * pstride;
+      WG_AT(ld16(mp), ld16(mp + 6 * pstride), ld16(mp + 12 * pstride), ld16(mp + 18 * pstride),
+            ld16(mp + 24 * pstride), ld16(mp + 30 * pstride), s[0][j], s[1][j], s[2][j], s[3][j]);
+    }
+    float o[4][4][16] __attribute__((aligned(64)));
+    for (int i = 0; i < 4; i++) {
+      v16 r[4];
+      WG_AT(s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5], r[0], r[1], r[2], r[3]);
+      for (int j = 0; j < 4; j++) {
+        r[j] += b;
+        if (relu) r[j] = WG_RELU(r[j]);
+        memcpy(o[i][j], &r[j], sizeof(v16));
+      }
+    }
+    for (int l = 0; l < nt; l++) {
+      int n, ty, tx;
+      wg_tile_pos(g, t0 + q + l, &n, &ty, &tx);
+      float *plane = out + ((size_t)n * (size_t)g->K + (size_t)(k0 + k)) * plane_sz;
+      const int rows = MIN(4, g->OH - 4 * ty), cols = MIN(4, g->OW - 4 * tx);
+      for (int i = 0; i < rows; i++) {
+        float *dst = plane + (size_t)(4 * ty + i) * g->OW + 4 * tx;
+        for (int j = 0; j < cols; j++) dst[j] = o[i][j][l];
+      }
+    }
+  }
+}
+
 /* ---- filter transform: U[p][kb][c][r] = (G g G^T)[p] of w[k0 + 8 kb + r][c] ---------------------- */
 
 typedef float v8 __attribute__((vector_size(32)));
@@ -467,9 +563,15 @@ gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int 
     wg_filter_transform(nthr, w, g.C, k0, kn, Kp, U);
     for (int64_t t0 = 0; t0 < ntiles; t0 += T) {
       const int64_t tb = MIN(T, ntiles - t0);
-      wg_input_transform(&g, nthr, in, t0, tb, (size_t)T, V);
-      wg_gemm(nthr, g.C, Kp, U, V, tb, (size_t)T, Mb);
-      wg_output_transform(&g, nthr, Mb, t0, tb, (size_t)T, k0, kn, Kp, bias, relu, out);
+      if (wg_gather_wins(&g)) {
+        wg_input_transform_gather(&g, nthr, in, t0, tb, (size_t)T, V);
+        wg_gemm(nthr, g.C, Kp, U, V, tb, (size_t)T, Mb);
+        wg_output_transform_gather(&g, nthr, Mb, t0, tb, (size_t)T, k0, kn, Kp, bias, relu, out);
+      } else {
+        wg_input_transform(&g, nthr, in, t0, tb, (size_t)T, V);
+        wg_gemm(nthr, g.C, Kp, U, V, tb, (size_t)T, Mb);
+        wg_output_transform(&g, nthr, Mb, t0, tb, (size_t)T, k0, kn, Kp, bias, relu, out);
+      }
     }
   }
 
@@ -500,8 +602,8 @@ gboolean cnnfx_winograd_wins(int C, int K, int OH, int OW)
 /* 1-D A d (4 -> 6) and G^T m (6 -> 3). */
 #define WG_A(d0, d1, d2, d3, r0, r1, r2, r3, r4, r5)                                                       \
   do {                                                                                                     \
-    const float s02_ = (d0) + (d2), s13_ = (d1) + (d3);                                                    \
-    const float t02_ = (d0) + 4.f * (d2), t13_ = 2.f * (d1) + 8.f * (d3);                                  \
+    const v16 s02_ = (d0) + (d2), s13_ = (d1) + (d3);                                                      \
+    const v16 t02_ = (d0) + 4.f * (d2), t13_ = 2.f * (d1) + 8.f * (d3);                                    \
     r0 = (d0);                                                                                             \
     r1 = s02_ + s13_;                                                                                      \
     r2 = s02_ - s13_;                                                                                      \
@@ -519,36 +621,42 @@ gboolean cnnfx_winograd_wins(int C, int K, int OH, int OW)
     o2 = -s12_ / 6 + s34_ / 6 + (m5);                                                                      \
   } while (0)
 
-/* D[p][k][t] (row stride ldt) for the block [t0, t0 + T) of the output gradient dy[N][K][OH][OW];
- * zero columns up to the next multiple of 16. */
+/* D[p][k][t] (row stride ldt) for the block [t0, t0 + T) of the output gradient dy[N][K][OH][OW]
+ * (16 consecutive tiles gathered per vector; zero past the edges and up to the next multiple of 16). */
 static void wg_dy_transform(const WgGeo *g, int nthr, const float *dy, int64_t t0, int64_t T, size_t ldt, float *D)
 {
-  const size_t pstride = (size_t)g->K * ldt;
-  const size_t tpad = (size_t)((T + 15) & ~(int64_t)15);
-  const size_t plane_sz = (size_t)g->OH * (size_t)g->OW;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (nthr > 1 && g->K > 1)
-  for (int k = 0; k < g->K; k++) {
-    WgSeg sg;
-    wg_seg_init(&sg, t0, T);
-    while (wg_seg_next(g, &sg)) {
-      const float *plane = dy + ((size_t)sg.n * (size_t)g->K + (size_t)k) * plane_sz;
-      float *dbase = D + (size_t)k * ldt + (size_t)sg.off;
-      for (int q = 0; q < sg.cnt; q++) {
-        const int y0 = 4 * sg.ty, x0 = 4 * (sg.tx0 + q);
-        float d[4][4], t[6][4];
-        for (int i = 0; i < 4; i++)
-          for (int j = 0; j < 4; j++)
-            d[i][j] = y0 + i < g->OH && x0 + j < g->OW ? plane[(size_t)(y0 + i) * g->OW + x0 + j] : 0.f;
-        for (int j = 0; j < 4; j++) WG_A(d[0][j], d[1][j], d[2][j], d[3][j], t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]);
-        for (int i = 0; i < 6; i++) {
-          float r[6];
-          WG_A(t[i][0], t[i][1], t[i][2], t[i][3], r[0], r[1], r[2], r[3], r[4], r[5]);
-          for (int j = 0; j < 6; j++) dbase[(size_t)(i * 6 + j) * pstride + q] = r[j];
+  const size_t pstride = (size_t)g->K * ldt, plane_sz = (size_t)g->OH * (size_t)g->OW;
+  const int64_t ngrp = (T + 15) / 16, ntask = (int64_t)g->K * ngrp;
+#pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1 && ntask > 1)
+  for (int64_t task = 0; task < ntask; task++) {
+    const int k = (int)(task / ngrp);
+    const int64_t q = (task - (int64_t)k * ngrp) * 16;
+    const int nt = (int)MIN((int64_t)16, T - q);
+    float d[4][4][16] __attribute__((aligned(64)));
+    for (int l = 0; l < 16; l++) {
+      int n = 0, ty = 0, tx = 0;
+      if (l < nt) wg_tile_pos(g, t0 + q + l, &n, &ty, &tx);
+      const float *plane = dy + ((size_t)n * (size_t)g->K + (size_t)k) * plane_sz;
+      for (int i = 0; i < 4; i++) {
+        const int y = 4 * ty + i;
+        const gboolean row_in = l < nt && y < g->OH;
+        const float *row = plane + (size_t)(row_in ? y : 0) * g->OW;
+        for (int j = 0; j < 4; j++) {
+          const int xx = 4 * tx + j;
+          d[i][j][l] = row_in && xx < g->OW ? row[xx] : 0.f;
         }
       }
     }
-    for (int p = 0; p < 36; p++)
-      for (size_t t = (size_t)T; t < tpad; t++) D[p * pstride + (size_t)k * ldt + t] = 0.f;
+    v16 t[6][4];
+    for (int j = 0; j < 4; j++)
+      WG_A(ld16(d[0][j]), ld16(d[1][j]), ld16(d[2][j]), ld16(d[3][j]), t[0][j], t[1][j], t[2][j], t[3][j], t[4][j],
+           t[5][j]);
+    float *dp = D + (size_t)k * ldt + (size_t)q;
+    for (int i = 0; i < 6; i++) {
+      v16 r[6];
+      WG_A(t[i][0], t[i][1], t[i][2], t[i][3], r[0], r[1], r[2], r[3], r[4], r[5]);
+      for (int j = 0; j < 6; j++) memcpy(dp + (size_t)(i * 6 + j) * pstride, &r[j], sizeof(v16));
+    }
   }
 }
 
@@ -579,7 +687,10 @@ gboolean cnnfx_conv3x3_winograd_wgrad(const CnnfxExec *x, const float *in, int N
   }
   for (int64_t t0 = 0; t0 < ntiles; t0 += T) {
     const int64_t tb = MIN(T, ntiles - t0);
-    wg_input_transform(&g, nthr, in, t0, tb, (size_t)T, V);
+    if (wg_gather_wins(&g))
+      wg_input_transform_gather(&g, nthr, in, t0, tb, (size_t)T, V);
+    else
+      wg_input_transform(&g, nthr, in, t0, tb, (size_t)T, V);
     wg_dy_transform(&g, nthr, dy, t0, tb, (size_t)T, D);
     for (int p = 0; p < 36; p++)
       cnnfx_sgemm(FALSE, TRUE, K, C, (int)tb, 1.f, D + (size_t)p * K * T, (int)T, V + (size_t)p * C * T, (int)T,
