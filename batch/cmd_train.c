@@ -382,6 +382,9 @@ static gboolean write_folder_sidecar(const char *out, const char *arch, const Fo
   if (bgr) g_string_append(t, "bgr=true\n");
   g_string_append_printf(t, "classes=%d\ninput_size=%d\nscale=1\nmean=%.6f;%.6f;%.6f\nstd=%.6f;%.6f;%.6f\n", K, size,
                          mean[0], mean[1], mean[2], std[0], std[1], std[2]);
+  g_string_append_printf(t, "about=%d-class classifier (", K);
+  for (int i = 0; i < K && i < 10; i++) g_string_append_printf(t, "%s%s", i ? ", " : "", classes[i]);
+  g_string_append_printf(t, "%s) trained by cnnfx train, %s, %dx%d RGB\n", K > 10 ? ", ..." : "", arch, size, size);
   if (o->tta) g_string_append(t, "tta=flip\n"); /* classify then scores as the accuracy above was measured */
   if (cam_layer) g_string_append_printf(t, "cam_layer=%s\n", cam_layer);
   if (dream_layer) g_string_append_printf(t, "dream_layers=%s\n", dream_layer);

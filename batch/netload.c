@@ -362,11 +362,13 @@ static void fmt_triple(GString *s, const char *what, const float *v)
   else g_string_append_printf(s, "%s %g,%g,%g", what, v[0], v[1], v[2]);
 }
 
-static char *describe(const CnnfxNet *n, const char *source, const char *how)
+static char *describe(const CnnfxNet *n, const char *about, const char *source, const char *how)
 {
   g_autoptr(GString) s = g_string_new(NULL);
   const CnnfxPreproc *p = &n->pre;
-  g_string_append_printf(s, "model %s; preprocessing (%s): x = (%s*%g - mean)/std, ", n->name,
+  g_string_append_printf(s, "model %s", n->name);
+  if (about && *about) g_string_append_printf(s, " (%s)", about); /* the section's about=: what the model is */
+  g_string_append_printf(s, "; preprocessing (%s): x = (%s*%g - mean)/std, ",
                          source, p->gray ? "luma" : p->bgr ? "BGR" : "RGB", p->scale);
   fmt_triple(s, "mean", p->mean);
   g_string_append(s, ", ");
@@ -389,7 +391,7 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
   gboolean have_off = g_key_file_load_from_file(off, offline_path, G_KEY_FILE_NONE, NULL);
   g_autofree char *section = NULL;
   g_autofree char *path = NULL;
-  g_autofree char *source = NULL, *how = NULL;
+  g_autofree char *source = NULL, *how = NULL, *about = NULL;
   GKeyFile *kf = NULL;
   g_autoptr(CnnfxManifest) man = NULL;
 
@@ -436,6 +438,7 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
   set_default_preproc(n, filter);
   n->output_is_prob = -1; /* not said: from the graph below */
   if (kf && !apply_section(n, kf, section, wdir, error)) return NULL;
+  if (kf) about = g_key_file_get_string(kf, section, "about", NULL);
   if (!kf) {
     /* A model given as a path may have a sidecar MODEL.ini with the same keys. */
     g_autofree char *base = g_str_has_suffix(path, ".onnx") ? g_strndup(path, strlen(path) - 5) : g_strdup(path);
@@ -449,6 +452,7 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
         g_prefix_error(error, "%s: ", side);
         return NULL;
       }
+      if (grp) about = g_key_file_get_string(sk, grp, "about", NULL);
       source = g_strdup_printf("from %s", side);
       how = g_strdup_printf("change with --mean/--std/--scale/--bgr/--input-size/--output-is-prob or in %s", side);
     } else if (g_file_test(side, G_FILE_TEST_EXISTS)) {
@@ -497,7 +501,7 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
     *summary = g_strdup_printf("model %s (no style layers: run as a feed-forward fast-style network, RGB 0..255 "
                                "in and out, any size)", n->name);
   else if (summary)
-    *summary = describe(n, source ? source : "default", how);
+    *summary = describe(n, about, source ? source : "default", how);
   return g_steal_pointer(&n);
 }
 

@@ -7,7 +7,7 @@ with half-pixel centres, antialiased when shrinking like PIL; luma / mean / std)
 works, by cnnfx too.  L-inf is an exact integer check on the 8-bit files.
 
 Models
-  * lenet: the offline default (weights/fashion_lenet.onnx, x = 1 - luma at 28x28), rebuilt
+  * lenet: the shipped Fashion-MNIST LeNet (weights/fashion_lenet.onnx, x = 1 - luma at 28x28), rebuilt
     in torch from the ONNX initializers for the reference classification.
   * resnet: torchvision ResNet-18 with 10 classes and SEEDED RANDOM weights, exported at
     64x64 with a sidecar resnet.ini (input_size=64, ImageNet mean/std, labels file).
@@ -164,6 +164,8 @@ class Runner:
         self.classify_ok = None
 
     def fool(self, inputs, outdir, *args):
+        if "--model" not in args:  # the LeNet cases: the Fashion-MNIST LeNet, by name
+            args = ("--model", "fashion_lenet") + tuple(args)
         cmd = [self.exe, "fool", "-q", *args, *inputs, "-o", outdir]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
@@ -172,6 +174,7 @@ class Runner:
         if self.classify_ok is False:
             return None
         o = tempfile.mkdtemp(dir=d)
+        model_args = list(model_args) or ["--model", "fashion_lenet"]
         r = subprocess.run([self.exe, "classify", "-q", *model_args, "--format", "json", "--top", "1", "--overlay",
                             "none", path, "-o", o], capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
@@ -242,7 +245,7 @@ def main():
         hashes = {p: sha(p) for p in ins}
         lenet = lenet_ref()
 
-        # 1. offline default, untargeted I-FGSM
+        # 1. the Fashion-MNIST LeNet (--model fashion_lenet), untargeted I-FGSM
         o1 = os.path.join(d, "o1")
         r = run.fool(fms + photos[:1], o1, "--method", "ifgsm", "--epsilon", "32", "--step", "2",
                      "--iterations", "30")

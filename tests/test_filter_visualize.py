@@ -4,7 +4,7 @@
 Every result is the PNG the CLI writes, read back and checked against torch references.
 
 Models
-  * lenet: the offline default (weights/fashion_lenet.onnx: 28x28 grey, x = 1 - luma), rebuilt in
+  * lenet: the shipped Fashion-MNIST LeNet (weights/fashion_lenet.onnx: 28x28 grey, x = 1 - luma), rebuilt in
     torch from the ONNX initializers.
   * rgb: a small conv net with SEEDED RANDOM weights made here in torch,
     Conv(3,8,3)-ReLU-MaxPool-Conv(8,16,3)-ReLU-GlobalAveragePool-Flatten-Gemm(6), exported
@@ -162,6 +162,8 @@ def rgb_x(rgb8):
 # ---- the CLI ---------------------------------------------------------------------------------
 
 def viz(exe, inputs, outdir, *args, timeout=300):
+    if "--model" not in args:  # the LeNet cases: the Fashion-MNIST LeNet, by name
+        args = ("--model", "fashion_lenet") + tuple(args)
     cmd = [exe, "visualize", "-q", "--overwrite", *map(str, args), *inputs, "-o", outdir]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
@@ -261,8 +263,8 @@ def test_class_lenet(exe, d, fms, photo):
     check("lenet class: --size 28 gives the working image itself", ok, r.stderr.strip()[-200:])
     if ok:
         oc = os.path.join(d, "c1-cls")
-        rc = subprocess.run([exe, "classify", "-q", "--overlay", "none", "--labels-image", "no", "--top", "1",
-                             out_of(o28, src), "-o", oc], capture_output=True, text=True)
+        rc = subprocess.run([exe, "classify", "-q", "--model", "fashion_lenet", "--overlay", "none", "--labels-image",
+                             "no", "--top", "1", out_of(o28, src), "-o", oc], capture_output=True, text=True)
         check("lenet class: cnnfx classify reports the class on the result", rc.returncode == 0 and
               labels[c] in rc.stdout, rc.stdout.strip() + rc.stderr.strip()[-200:])
     # class by label (any case) and index; seeds

@@ -183,6 +183,9 @@ def main():
                 rows = list(csv.DictReader(open(csvp)))
             got = {int(r["index"]): float(r["probability"]) for r in rows}
             want = {int(i): float(pr[i]) for i in np.argsort(-pr)[:3]}
+            first = next((ln for ln in logc.splitlines() if ln.startswith("model ")), "")
+            check("classify's model line says what the model is (the sidecar's about=)",
+                  "10-class classifier (airplane, automobile" in first and "trained by cnnfx train" in first, first)
             check("classify averages the mirror view's logits (tta=flip)",
                   len(got) == 3 and all(abs(got.get(i, -1) - v) < 2e-3 for i, v in want.items()),
                   f"cnnfx {got} torch {want} {logc[-300:]}")
