@@ -41,7 +41,7 @@ fi
   "$py" "$here/export_bench_models.py" "$work" >/dev/null
 
 # 2. helper programs
-glib_flags=$(pkg-config --cflags --libs glib-2.0)
+glib_flags=$(pkg-config --cflags --libs glib-2.0 gmodule-2.0)
 blas_flags=$(pkg-config --cflags --libs openblas 2>/dev/null || echo -lopenblas)
 gcc -O2 "$here/sgemm_peak.c" -o "$work/sgemm_peak" $blas_flags
 gcc -std=c11 -D_GNU_SOURCE -O2 -fopenmp -I"$root/core" "$here/bench_winograd.c" \

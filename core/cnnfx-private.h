@@ -38,6 +38,8 @@ void cnnfx_mem_clear(CnnfxMem *mem);
 /* Scratch buffers (im2col, transforms): counted, 64-byte aligned. */
 float *cnnfx_scratch_f32(CnnfxMem *mem, size_t n, GError **error);
 void cnnfx_scratch_free(CnnfxMem *mem, float *p, size_t n);
+/* Two scratch blocks, or neither (both NULL, error set).  Free in reverse order. */
+gboolean cnnfx_scratch_f32_pair(CnnfxMem *mem, size_t na, float **a, size_t nb, float **b, GError **error);
 
 /* New tensor whose data is counted against mem. */
 CnnfxTensor *cnnfx_tensor_alloc(CnnfxMem *mem, CnnfxDType dt, int ndim, const int64_t *dims, GError **error);

@@ -141,6 +141,16 @@ void cnnfx_scratch_free(CnnfxMem *mem, float *p, size_t n)
   cnnfx_mem_free(mem, p, n * sizeof(float));
 }
 
+gboolean cnnfx_scratch_f32_pair(CnnfxMem *mem, size_t na, float **a, size_t nb, float **b, GError **error)
+{
+  *b = NULL;
+  if (!(*a = cnnfx_scratch_f32(mem, na, error))) return FALSE;
+  if ((*b = cnnfx_scratch_f32(mem, nb, error))) return TRUE;
+  cnnfx_scratch_free(mem, *a, na);
+  *a = NULL;
+  return FALSE;
+}
+
 CnnfxTensor *cnnfx_tensor_alloc(CnnfxMem *mem, CnnfxDType dt, int ndim, const int64_t *dims, GError **error)
 {
   size_t numel;

@@ -584,12 +584,8 @@ static gboolean geo_fwd(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
     const int64_t nbmax = band_cols(g), mi = band_images(g);
     if (mi > 1) { /* several small images per GEMM, through a packed output block */
       const size_t ncol = (size_t)(CiKK * mi * g->osz), nt = (size_t)(g->Co * mi * g->osz);
-      float *col = cnnfx_scratch_f32(x->mem, ncol, error);
-      float *t = col ? cnnfx_scratch_f32(x->mem, nt, error) : NULL;
-      if (!t) {
-        if (col) cnnfx_scratch_free(x->mem, col, ncol);
-        return FALSE;
-      }
+      float *col, *t;
+      if (!cnnfx_scratch_f32_pair(x->mem, ncol, &col, nt, &t, error)) return FALSE;
       for (int64_t n0 = 0; n0 < g->N; n0 += mi) {
         const int64_t m = MIN(mi, g->N - n0);
         im2col_images(g, img + n0 * g->Ci * g->isz, m, col, par);
@@ -674,12 +670,8 @@ static gboolean geo_adj(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
   const gboolean par = band_parallel(x);
   if (mi > 1) { /* several small images per GEMM: gradient packed, columns scattered back per image */
     const size_t ncol = (size_t)(CiKK * mi * g->osz), nt = (size_t)(g->Co * mi * g->osz);
-    float *col = cnnfx_scratch_f32(x->mem, ncol, error);
-    float *t = col ? cnnfx_scratch_f32(x->mem, nt, error) : NULL;
-    if (!t) {
-      if (col) cnnfx_scratch_free(x->mem, col, ncol);
-      return FALSE;
-    }
+    float *col, *t;
+    if (!cnnfx_scratch_f32_pair(x->mem, ncol, &col, nt, &t, error)) return FALSE;
     for (int64_t n0 = 0; n0 < g->N; n0 += mi) {
       const int64_t m = MIN(mi, g->N - n0);
       pack_images(g, out + n0 * g->Co * g->osz, m, t, par);
@@ -736,12 +728,8 @@ static gboolean geo_wgrad(const CnnfxExec *x, const CnnfxConvGeo *g, const float
   const gboolean par = band_parallel(x);
   if (mi > 1) { /* several small images per GEMM: the sum over them is the GEMM's inner dimension */
     const size_t ncol = (size_t)(CiKK * mi * g->osz), nt = (size_t)(g->Co * mi * g->osz);
-    float *col = cnnfx_scratch_f32(x->mem, ncol, error);
-    float *t = col ? cnnfx_scratch_f32(x->mem, nt, error) : NULL;
-    if (!t) {
-      if (col) cnnfx_scratch_free(x->mem, col, ncol);
-      return FALSE;
-    }
+    float *col, *t;
+    if (!cnnfx_scratch_f32_pair(x->mem, ncol, &col, nt, &t, error)) return FALSE;
     for (int64_t n0 = 0; n0 < g->N; n0 += mi) {
       const int64_t m = MIN(mi, g->N - n0);
       pack_images(g, out + n0 * g->Co * g->osz, m, t, par);

@@ -85,12 +85,8 @@ gboolean cnnfx_conv_direct_fwd(const CnnfxExec *x, const CnnfxConvGeo *g, const 
   const int64_t J = OWB + (KW - 1) / sw + 1;            /* padded columns per phase */
   const int64_t nob = (Co + OB - 1) / OB, CoP = nob * OB, taps = Ci * KH * KW;
   const size_t np = (size_t)(Ci * sw * R * J), nw = (size_t)(taps * CoP);
-  float *P = cnnfx_scratch_f32(x->mem, np, error);
-  float *Wt = P ? cnnfx_scratch_f32(x->mem, nw, error) : NULL;
-  if (!Wt) {
-    if (P) cnnfx_scratch_free(x->mem, P, np);
-    return FALSE;
-  }
+  float *P, *Wt;
+  if (!cnnfx_scratch_f32_pair(x->mem, np, &P, nw, &Wt, error)) return FALSE;
   /* Wt[tap][o] (o padded to CoP with zeros): one block's weights of a tap are adjacent */
   for (int64_t t = 0; t < taps; t++)
     for (int64_t o = 0; o < CoP; o++) Wt[t * CoP + o] = o < Co ? W[o * taps + t] : 0.f;
@@ -205,12 +201,8 @@ gboolean cnnfx_conv_direct_adj(const CnnfxExec *x, const CnnfxConvGeo *g, const 
   const int64_t QW = XL + MAX(MB, OW);
   const int64_t QR = (RB - 1 + KH - 1) / sh + 2;             /* dY rows one band reads, at most */
   const size_t nq = (size_t)(Co * QR * QW), nw = (size_t)(Co * KH * AM * sw * CMAX);
-  float *Q = cnnfx_scratch_f32(x->mem, nq, error);
-  float *Wa = Q ? cnnfx_scratch_f32(x->mem, nw, error) : NULL;
-  if (!Wa) {
-    if (Q) cnnfx_scratch_free(x->mem, Q, nq);
-    return FALSE;
-  }
+  float *Q, *Wa;
+  if (!cnnfx_scratch_f32_pair(x->mem, nq, &Q, nw, &Wa, error)) return FALSE;
   for (int64_t o = 0; o < Co; o++)
     for (int64_t kh = 0; kh < KH; kh++)
       for (int64_t a = 0; a < AM; a++)
