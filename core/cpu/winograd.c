@@ -335,10 +335,34 @@ static inline void wg_tile_pos(const WgGeo *g, int64_t t, int *n, int *ty, int *
 
 static inline gboolean wg_gather_wins(const WgGeo *g) { return g->TX < 16; }
 
+/* d[i][j][l] (S x S x 16) = the S x S patch at rows 4*ty - oy + i, columns 4*tx - ox + j of plane `ch`
+ * of the image of tile t + l (l < nt; zero outside the H x W plane and for l >= nt).  Tensor
+ * [N][planes][H][W] at base. */
+static void wg_gather_tiles(const WgGeo *g, const float *base, int planes, int ch, int H, int W, int64_t t, int nt,
+                            int S, int oy, int ox, float *d)
+{
+  const size_t plane_sz = (size_t)H * (size_t)W;
+  for (int l = 0; l < 16; l++) {
+    int n = 0, ty = 0, tx = 0;
+    if (l < nt) wg_tile_pos(g, t + l, &n, &ty, &tx);
+    const float *plane = base + ((size_t)n * (size_t)planes + (size_t)ch) * plane_sz;
+    const int y0 = 4 * ty - oy, x0 = 4 * tx - ox;
+    for (int i = 0; i < S; i++) {
+      const int y = y0 + i;
+      const gboolean row_in = l < nt && y >= 0 && y < H;
+      const float *row = plane + (size_t)(row_in ? y : 0) * W;
+      for (int j = 0; j < S; j++) {
+        const int xx = x0 + j;
+        d[(i * S + j) * 16 + l] = row_in && xx >= 0 && xx < W ? row[xx] : 0.f;
+      }
+    }
+  }
+}
+
 static void wg_input_transform_gather(const WgGeo *g, int nthr, const float *in, int64_t t0, int64_t T, size_t ldt,
                                       float *V)
 {
-  const size_t pstride = (size_t)g->C * ldt, plane_sz = (size_t)g->H * (size_t)g->W;
+  const size_t pstride = (size_t)g->C * ldt;
   const int64_t ngrp = (T + 15) / 16, ntask = (int64_t)g->C * ngrp;
 #pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1 && ntask > 1)
   for (int64_t task = 0; task < ntask; task++) {
@@ -346,21 +370,7 @@ static void wg_input_transform_gather(const WgGeo *g, int nthr, const float *in,
     const int64_t q = (task - (int64_t)c * ngrp) * 16;
     const int nt = (int)MIN((int64_t)16, T - q);
     float d[6][6][16] __attribute__((aligned(64)));
-    for (int l = 0; l < 16; l++) {
-      int n = 0, ty = 0, tx = 0;
-      if (l < nt) wg_tile_pos(g, t0 + q + l, &n, &ty, &tx);
-      const float *plane = in + ((size_t)n * (size_t)g->C + (size_t)c) * plane_sz;
-      const int y0 = 4 * ty - g->pt, x0 = 4 * tx - g->pl;
-      for (int i = 0; i < 6; i++) {
-        const int y = y0 + i;
-        const gboolean row_in = l < nt && y >= 0 && y < g->H;
-        const float *row = plane + (size_t)(row_in ? y : 0) * g->W;
-        for (int j = 0; j < 6; j++) {
-          const int xx = x0 + j;
-          d[i][j][l] = row_in && xx >= 0 && xx < g->W ? row[xx] : 0.f;
-        }
-      }
-    }
+    wg_gather_tiles(g, in, g->C, c, g->H, g->W, t0 + q, nt, 6, g->pt, g->pl, &d[0][0][0]);
     v16 t[6][6];
     for (int j = 0; j < 6; j++)
       WG_BT(ld16(d[0][j]), ld16(d[1][j]), ld16(d[2][j]), ld16(d[3][j]), ld16(d[4][j]), ld16(d[5][j]), t[0][j],
@@ -625,7 +635,7 @@ gboolean cnnfx_winograd_wins(int C, int K, int OH, int OW)
  * (16 consecutive tiles gathered per vector; zero past the edges and up to the next multiple of 16). */
 static void wg_dy_transform(const WgGeo *g, int nthr, const float *dy, int64_t t0, int64_t T, size_t ldt, float *D)
 {
-  const size_t pstride = (size_t)g->K * ldt, plane_sz = (size_t)g->OH * (size_t)g->OW;
+  const size_t pstride = (size_t)g->K * ldt;
   const int64_t ngrp = (T + 15) / 16, ntask = (int64_t)g->K * ngrp;
 #pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1 && ntask > 1)
   for (int64_t task = 0; task < ntask; task++) {
@@ -633,20 +643,7 @@ static void wg_dy_transform(const WgGeo *g, int nthr, const float *dy, int64_t t
     const int64_t q = (task - (int64_t)k * ngrp) * 16;
     const int nt = (int)MIN((int64_t)16, T - q);
     float d[4][4][16] __attribute__((aligned(64)));
-    for (int l = 0; l < 16; l++) {
-      int n = 0, ty = 0, tx = 0;
-      if (l < nt) wg_tile_pos(g, t0 + q + l, &n, &ty, &tx);
-      const float *plane = dy + ((size_t)n * (size_t)g->K + (size_t)k) * plane_sz;
-      for (int i = 0; i < 4; i++) {
-        const int y = 4 * ty + i;
-        const gboolean row_in = l < nt && y < g->OH;
-        const float *row = plane + (size_t)(row_in ? y : 0) * g->OW;
-        for (int j = 0; j < 4; j++) {
-          const int xx = 4 * tx + j;
-          d[i][j][l] = row_in && xx < g->OW ? row[xx] : 0.f;
-        }
-      }
-    }
+    wg_gather_tiles(g, dy, g->K, k, g->OH, g->OW, t0 + q, nt, 4, 0, 0, &d[0][0][0]);
     v16 t[6][4];
     for (int j = 0; j < 4; j++)
       WG_A(ld16(d[0][j]), ld16(d[1][j]), ld16(d[2][j]), ld16(d[3][j]), t[0][j], t[1][j], t[2][j], t[3][j], t[4][j],
