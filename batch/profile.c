@@ -23,7 +23,7 @@ void cli_print_profile(const CnnfxSession *s, int runs)
     total += t[k].fwd_s + t[k].bwd_s;
     gpointer idx;
     if (!g_hash_table_lookup_extended(by_op, t[k].op, NULL, &idx)) {
-      CnnfxNodeTime z = {.op = t[k].op, .name = t[k].op};
+      CnnfxNodeTime z = {.op = t[k].op, .name = t[k].op}; /* per type, fwd_calls counts the nodes that ran */
       g_array_append_val(ops, z);
       idx = GINT_TO_POINTER(ops->len - 1);
       g_hash_table_insert(by_op, (gpointer)t[k].op, idx);
@@ -31,8 +31,7 @@ void cli_print_profile(const CnnfxSession *s, int runs)
     CnnfxNodeTime *o = &g_array_index(ops, CnnfxNodeTime, GPOINTER_TO_INT(idx));
     o->fwd_s += t[k].fwd_s;
     o->bwd_s += t[k].bwd_s;
-    o->fwd_calls += t[k].fwd_s > 0 || t[k].fwd_calls;
-    o->bwd_calls += t[k].bwd_calls > 0;
+    o->fwd_calls += t[k].fwd_calls > 0;
   }
   if (total <= 0) return;
   g_array_sort(ops, cmp_node_time);
@@ -47,4 +46,3 @@ void cli_print_profile(const CnnfxSession *s, int runs)
     printf("  node %-20s %-30s %9.2f / %9.2f  %5.1f%%\n", t[k].op, t[k].name, t[k].fwd_s * 1e3 / runs,
            t[k].bwd_s * 1e3 / runs, 100 * (t[k].fwd_s + t[k].bwd_s) / total);
 }
-

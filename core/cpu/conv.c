@@ -90,34 +90,32 @@ static void im2col_row(const CnnfxConvGeo *g, const float *img, int64_t r, int64
 {
   const int64_t OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2], KD = g->k[0];
   const int64_t ID = g->is[0], IH = g->is[1], IW = g->is[2];
-  {
-    int64_t t = r;
-    const int64_t kw = t % KW;
-    t /= KW;
-    const int64_t kh = t % KH;
-    t /= KH;
-    const int64_t kd = t % KD, c = t / KD;
-    const float *plane = img + c * g->isz;
-    const int64_t off = kw * g->d[2] - g->p[2];
-    int64_t lo, hi;
-    valid_range(OW, IW, g->s[2], off, &lo, &hi);
-    int64_t q = p0 / OW, a = p0 % OW, left = nb;
-    int64_t od = q / OH, oh = q % OH;
-    while (left > 0) {
-      const int64_t b = MIN(OW, a + left);
-      const int64_t id = od * g->s[0] - g->p[0] + kd * g->d[0];
-      const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
-      if (id < 0 || id >= ID || ih < 0 || ih >= IH)
-        memset(dst, 0, (size_t)(b - a) * sizeof(float));
-      else
-        gather_seg(dst, plane + (id * IH + ih) * IW, a, b, g->s[2], off, lo, hi);
-      dst += b - a;
-      left -= b - a;
-      a = 0;
-      if (++oh == OH) {
-        oh = 0;
-        od++;
-      }
+  int64_t t = r;
+  const int64_t kw = t % KW;
+  t /= KW;
+  const int64_t kh = t % KH;
+  t /= KH;
+  const int64_t kd = t % KD, c = t / KD;
+  const float *plane = img + c * g->isz;
+  const int64_t off = kw * g->d[2] - g->p[2];
+  int64_t lo, hi;
+  valid_range(OW, IW, g->s[2], off, &lo, &hi);
+  int64_t q = p0 / OW, a = p0 % OW, left = nb;
+  int64_t od = q / OH, oh = q % OH;
+  while (left > 0) {
+    const int64_t b = MIN(OW, a + left);
+    const int64_t id = od * g->s[0] - g->p[0] + kd * g->d[0];
+    const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
+    if (id < 0 || id >= ID || ih < 0 || ih >= IH)
+      memset(dst, 0, (size_t)(b - a) * sizeof(float));
+    else
+      gather_seg(dst, plane + (id * IH + ih) * IW, a, b, g->s[2], off, lo, hi);
+    dst += b - a;
+    left -= b - a;
+    a = 0;
+    if (++oh == OH) {
+      oh = 0;
+      od++;
     }
   }
 }
@@ -150,32 +148,30 @@ static void col2im_chan(const CnnfxConvGeo *g, const float *col, int64_t ld, int
 {
   const int64_t OH = g->os[1], OW = g->os[2], KH = g->k[1], KW = g->k[2];
   const int64_t ID = g->is[0], IH = g->is[1], IW = g->is[2];
-  {
-    float *plane = img + c * g->isz;
-    for (int64_t r0 = 0; r0 < g->kk; r0++) {
-      int64_t t = r0;
-      const int64_t kw = t % KW;
-      t /= KW;
-      const int64_t kh = t % KH, kd = t / KH;
-      const float *src = col + (c * g->kk + r0) * ld;
-      const int64_t off = kw * g->d[2] - g->p[2];
-      int64_t lo, hi;
-      valid_range(OW, IW, g->s[2], off, &lo, &hi);
-      int64_t q = p0 / OW, a = p0 % OW, left = nb;
-      int64_t od = q / OH, oh = q % OH;
-      while (left > 0) {
-        const int64_t b = MIN(OW, a + left);
-        const int64_t id = od * g->s[0] - g->p[0] + kd * g->d[0];
-        const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
-        if (id >= 0 && id < ID && ih >= 0 && ih < IH)
-          scatter_seg(plane + (id * IH + ih) * IW, src, a, b, g->s[2], off, lo, hi);
-        src += b - a;
-        left -= b - a;
-        a = 0;
-        if (++oh == OH) {
-          oh = 0;
-          od++;
-        }
+  float *plane = img + c * g->isz;
+  for (int64_t r0 = 0; r0 < g->kk; r0++) {
+    int64_t t = r0;
+    const int64_t kw = t % KW;
+    t /= KW;
+    const int64_t kh = t % KH, kd = t / KH;
+    const float *src = col + (c * g->kk + r0) * ld;
+    const int64_t off = kw * g->d[2] - g->p[2];
+    int64_t lo, hi;
+    valid_range(OW, IW, g->s[2], off, &lo, &hi);
+    int64_t q = p0 / OW, a = p0 % OW, left = nb;
+    int64_t od = q / OH, oh = q % OH;
+    while (left > 0) {
+      const int64_t b = MIN(OW, a + left);
+      const int64_t id = od * g->s[0] - g->p[0] + kd * g->d[0];
+      const int64_t ih = oh * g->s[1] - g->p[1] + kh * g->d[1];
+      if (id >= 0 && id < ID && ih >= 0 && ih < IH)
+        scatter_seg(plane + (id * IH + ih) * IW, src, a, b, g->s[2], off, lo, hi);
+      src += b - a;
+      left -= b - a;
+      a = 0;
+      if (++oh == OH) {
+        oh = 0;
+        od++;
       }
     }
   }
@@ -225,7 +221,7 @@ static void unpack_images(const CnnfxConvGeo *g, const float *t, int64_t m, cons
     if (relu) {
 #pragma omp simd
       for (int64_t q = 0; q < osz; q++) {
-        const float v = bias ? src[q] + b : src[q];
+        const float v = src[q] + b; /* b = 0 without a bias: the same after the ReLU, -0 included */
         d[q] = v > 0.f ? v : 0.f;
       }
     } else if (bias) {
@@ -235,6 +231,48 @@ static void unpack_images(const CnnfxConvGeo *g, const float *t, int64_t m, cons
       memcpy(d, src, (size_t)osz * sizeof(float));
     }
   }
+}
+
+typedef enum { BATCH_FWD, BATCH_ADJ, BATCH_WGRAD } BatchOp;
+
+/* The multi-image path of the three primitives (band_images(g) > 1, G == 1): m <= mi whole images per
+ * GEMM through a column block col [CiKK x m*osz] and an output-side block t [Co x m*osz].
+ *   BATCH_FWD    out = W * im2col(img) (+ bias, ReLU)           (dst = out)
+ *   BATCH_ADJ    img = col2im(W^T * out)   (img zero-filled)     (dst = img)
+ *   BATCH_WGRAD  dW += out * im2col(img)^T                       (dst = dW) */
+static gboolean batched_images(const CnnfxExec *x, const CnnfxConvGeo *g, int64_t mi, BatchOp op, const float *img,
+                               const float *out, const float *W, const float *bias, gboolean relu, float *dst,
+                               GError **error)
+{
+  const int64_t CiKK = g->Ci * g->kk;
+  const size_t ncol = (size_t)(CiKK * mi * g->osz), nt = (size_t)(g->Co * mi * g->osz);
+  const gboolean par = band_parallel(x);
+  float *col, *t;
+  if (!cnnfx_scratch_f32_pair(x->mem, ncol, &col, nt, &t, error)) return FALSE;
+  for (int64_t n0 = 0; n0 < g->N; n0 += mi) {
+    const int64_t m = MIN(mi, g->N - n0), cols = m * g->osz;
+    const float *img_n = img ? img + n0 * g->Ci * g->isz : NULL, *out_n = out ? out + n0 * g->Co * g->osz : NULL;
+    switch (op) {
+    case BATCH_FWD:
+      im2col_images(g, img_n, m, col, par);
+      cnnfx_sgemm(FALSE, FALSE, (int)g->Co, (int)cols, (int)CiKK, 1.f, W, (int)CiKK, col, (int)cols, 0.f, t, (int)cols);
+      unpack_images(g, t, m, bias, relu, dst + n0 * g->Co * g->osz, par);
+      break;
+    case BATCH_ADJ:
+      pack_images(g, out_n, m, t, par);
+      cnnfx_sgemm(TRUE, FALSE, (int)CiKK, (int)cols, (int)g->Co, 1.f, W, (int)CiKK, t, (int)cols, 0.f, col, (int)cols);
+      col2im_images(g, col, m, dst + n0 * g->Ci * g->isz, par);
+      break;
+    case BATCH_WGRAD: /* the sum over the m images is the GEMM's inner dimension */
+      pack_images(g, out_n, m, t, par);
+      im2col_images(g, img_n, m, col, par);
+      cnnfx_sgemm(FALSE, TRUE, (int)g->Co, (int)CiKK, (int)cols, 1.f, t, (int)cols, col, (int)cols, 1.f, dst, (int)CiKK);
+      break;
+    }
+  }
+  cnnfx_scratch_free(x->mem, t, nt);
+  cnnfx_scratch_free(x->mem, col, ncol);
+  return TRUE;
 }
 
 static gboolean is_pointwise(const CnnfxConvGeo *g)
@@ -503,8 +541,8 @@ static gboolean is_3x3_s1(const CnnfxConvGeo *g)
          g->d[2] == 1;
 }
 
-/* Winograd's tiles for the weight gradient: images (all N of them: tiles are batched across images)
- * with pads the tiles' zero fill reproduces, and enough work. */
+/* Winograd for this 3x3 stride-1 geometry (forward and weight gradient): pads the tiles' zero fill
+ * reproduces, and enough work counted over the whole batch (tiles are batched across images). */
 static gboolean winograd_fits(const CnnfxConvGeo *g)
 {
   const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2];
@@ -555,15 +593,11 @@ static gboolean geo_fwd(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
     return TRUE;
   }
 #ifndef CNNFX_NO_WINOGRAD
-  if (!x->exact && is_3x3_s1(g)) {
-    const int64_t IH = g->is[1], IW = g->is[2], OH = g->os[1], OW = g->os[2];
-    const int64_t eb = OH + 2 - IH - g->p[1], er = OW + 2 - IW - g->p[2];
-    if (g->p[1] >= 0 && g->p[2] >= 0 && eb >= 0 && er >= 0 &&
-        cnnfx_winograd_wins((int)g->Ci, (int)g->Co, (int)MIN(g->N * OH, (int64_t)INT_MAX), (int)OW)) {
-      CnnfxExec xw = *x; /* the output transform applies bias and ReLU */
-      xw.fuse_relu = relu;
-      return winograd_run(&xw, g, img, g->Ci, IH, IW, W, g->Co, bias, g->p[1], g->p[2], OH, OW, out, error);
-    }
+  if (!x->exact && is_3x3_s1(g) && winograd_fits(g)) {
+    CnnfxExec xw = *x; /* the output transform applies bias and ReLU */
+    xw.fuse_relu = relu;
+    return winograd_run(&xw, g, img, g->Ci, g->is[1], g->is[2], W, g->Co, bias, g->p[1], g->p[2], g->os[1], g->os[2],
+                        out, error);
   }
 #endif
   if (cnnfx_conv_direct_wins(g)) return cnnfx_conv_direct_fwd(x, g, img, W, bias, relu, out, error);
@@ -582,21 +616,7 @@ static gboolean geo_fwd(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
       }
   } else {
     const int64_t nbmax = band_cols(g), mi = band_images(g);
-    if (mi > 1) { /* several small images per GEMM, through a packed output block */
-      const size_t ncol = (size_t)(CiKK * mi * g->osz), nt = (size_t)(g->Co * mi * g->osz);
-      float *col, *t;
-      if (!cnnfx_scratch_f32_pair(x->mem, ncol, &col, nt, &t, error)) return FALSE;
-      for (int64_t n0 = 0; n0 < g->N; n0 += mi) {
-        const int64_t m = MIN(mi, g->N - n0);
-        im2col_images(g, img + n0 * g->Ci * g->isz, m, col, par);
-        cnnfx_sgemm(FALSE, FALSE, (int)g->Co, (int)(m * g->osz), (int)CiKK, 1.f, W, (int)CiKK, col,
-                    (int)(m * g->osz), 0.f, t, (int)(m * g->osz));
-        unpack_images(g, t, m, bias, relu, out + n0 * g->Co * g->osz, par);
-      }
-      cnnfx_scratch_free(x->mem, t, nt);
-      cnnfx_scratch_free(x->mem, col, ncol);
-      return TRUE;
-    }
+    if (mi > 1) return batched_images(x, g, mi, BATCH_FWD, img, NULL, W, bias, relu, out, error);
     const size_t ncol = (size_t)(CiKK * nbmax);
     float *col = cnnfx_scratch_f32(x->mem, ncol, error);
     if (!col) return FALSE;
@@ -668,21 +688,7 @@ static gboolean geo_adj(const CnnfxExec *x, const CnnfxConvGeo *g, const float *
   for (size_t i = 0; i < total; i++) img[i] = 0.f;
   const int64_t nbmax = band_cols(g), mi = band_images(g);
   const gboolean par = band_parallel(x);
-  if (mi > 1) { /* several small images per GEMM: gradient packed, columns scattered back per image */
-    const size_t ncol = (size_t)(CiKK * mi * g->osz), nt = (size_t)(g->Co * mi * g->osz);
-    float *col, *t;
-    if (!cnnfx_scratch_f32_pair(x->mem, ncol, &col, nt, &t, error)) return FALSE;
-    for (int64_t n0 = 0; n0 < g->N; n0 += mi) {
-      const int64_t m = MIN(mi, g->N - n0);
-      pack_images(g, out + n0 * g->Co * g->osz, m, t, par);
-      cnnfx_sgemm(TRUE, FALSE, (int)CiKK, (int)(m * g->osz), (int)g->Co, 1.f, W, (int)CiKK, t, (int)(m * g->osz),
-                  0.f, col, (int)(m * g->osz));
-      col2im_images(g, col, m, img + n0 * g->Ci * g->isz, par);
-    }
-    cnnfx_scratch_free(x->mem, t, nt);
-    cnnfx_scratch_free(x->mem, col, ncol);
-    return TRUE;
-  }
+  if (mi > 1) return batched_images(x, g, mi, BATCH_ADJ, NULL, out, W, NULL, FALSE, img, error);
   const size_t ncol = (size_t)(CiKK * nbmax);
   float *col = cnnfx_scratch_f32(x->mem, ncol, error);
   if (!col) return FALSE;
@@ -726,21 +732,7 @@ static gboolean geo_wgrad(const CnnfxExec *x, const CnnfxConvGeo *g, const float
   }
   const int64_t nbmax = band_cols(g), mi = band_images(g);
   const gboolean par = band_parallel(x);
-  if (mi > 1) { /* several small images per GEMM: the sum over them is the GEMM's inner dimension */
-    const size_t ncol = (size_t)(CiKK * mi * g->osz), nt = (size_t)(g->Co * mi * g->osz);
-    float *col, *t;
-    if (!cnnfx_scratch_f32_pair(x->mem, ncol, &col, nt, &t, error)) return FALSE;
-    for (int64_t n0 = 0; n0 < g->N; n0 += mi) {
-      const int64_t m = MIN(mi, g->N - n0);
-      pack_images(g, out + n0 * g->Co * g->osz, m, t, par);
-      im2col_images(g, img + n0 * g->Ci * g->isz, m, col, par);
-      cnnfx_sgemm(FALSE, TRUE, (int)g->Co, (int)CiKK, (int)(m * g->osz), 1.f, t, (int)(m * g->osz), col,
-                  (int)(m * g->osz), 1.f, dW, (int)CiKK);
-    }
-    cnnfx_scratch_free(x->mem, t, nt);
-    cnnfx_scratch_free(x->mem, col, ncol);
-    return TRUE;
-  }
+  if (mi > 1) return batched_images(x, g, mi, BATCH_WGRAD, img, out, NULL, NULL, FALSE, dW, error);
   const size_t ncol = (size_t)(CiKK * nbmax);
   float *col = cnnfx_scratch_f32(x->mem, ncol, error);
   if (!col) return FALSE;

@@ -16,9 +16,6 @@
  * Exact arithmetic (no transform): the same sums as im2col + sgemm in another order, so it also
  * runs in --exact mode.  Compiled once per SIMD level (GCC vector extensions: 16, 8 or 4 lanes). */
 #include "cpu/convdirect.h"
-#if defined(__AVX__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #if defined(__AVX512F__)
 #define VW 16
@@ -47,18 +44,6 @@ static inline vf vload(const float *p)
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
 static inline vf vbcast(float a) { return (vf){0} + a; }
-
-/* Broadcast from memory: one load uop (vbroadcastss zmm, m32), no shuffle competing with the FMAs. */
-static inline vf vbcast_mem(const float *p)
-{
-#if defined(__AVX512F__)
-  return (vf)_mm512_set1_ps(*p);
-#elif defined(__AVX__)
-  return (vf)_mm256_broadcast_ss(p);
-#else
-  return vbcast(*p);
-#endif
-}
 
 gboolean cnnfx_conv_direct_wins(const CnnfxConvGeo *g)
 {
@@ -125,7 +110,7 @@ gboolean cnnfx_conv_direct_fwd(const CnnfxExec *x, const CnnfxConvGeo *g, const 
                 vf in_v[NV];
                 for (int v = 0; v < NV; v++) in_v[v] = vload(rp + v * VW);
                 for (int b = 0; b < OB; b++) {
-                  const vf w = vbcast_mem(wp + b);
+                  const vf w = vbcast(wp[b]);
                   for (int v = 0; v < NV; v++) acc[b][v] += w * in_v[v];
                 }
               }
@@ -179,7 +164,7 @@ static inline __attribute__((always_inline)) void adj_block(const CnnfxConvGeo *
         for (int v = 0; v < NA; v++) in_v[v] = vload(qrow - a + v * VW);
         for (int q = 0; q < SW; q++)
           for (int c = 0; c < CB; c++) {
-            const vf w = vbcast_mem(wp + q * CMAX + c);
+            const vf w = vbcast(wp[q * CMAX + c]);
             for (int v = 0; v < NA; v++) acc[q][c][v] += w * in_v[v];
           }
       }

@@ -384,6 +384,15 @@ static void wg_input_transform_gather(const WgGeo *g, int nthr, const float *in,
   }
 }
 
+/* V for the block: gathered tiles for narrow planes, 6-row bands split into column phases otherwise. */
+static void wg_input(const WgGeo *g, int nthr, const float *in, int64_t t0, int64_t T, size_t ldt, float *V)
+{
+  if (wg_gather_wins(g))
+    wg_input_transform_gather(g, nthr, in, t0, T, ldt, V);
+  else
+    wg_input_transform(g, nthr, in, t0, T, ldt, V);
+}
+
 static void wg_output_transform_gather(const WgGeo *g, int nthr, const float *M, int64_t t0, int64_t T, size_t ldt,
                                        int k0, int Kc, int Kp, const float *bias, gboolean relu, float *out)
 {
@@ -573,15 +582,12 @@ gboolean cnnfx_conv3x3_winograd(const CnnfxExec *x, const float *in, int N, int 
     wg_filter_transform(nthr, w, g.C, k0, kn, Kp, U);
     for (int64_t t0 = 0; t0 < ntiles; t0 += T) {
       const int64_t tb = MIN(T, ntiles - t0);
-      if (wg_gather_wins(&g)) {
-        wg_input_transform_gather(&g, nthr, in, t0, tb, (size_t)T, V);
-        wg_gemm(nthr, g.C, Kp, U, V, tb, (size_t)T, Mb);
+      wg_input(&g, nthr, in, t0, tb, (size_t)T, V);
+      wg_gemm(nthr, g.C, Kp, U, V, tb, (size_t)T, Mb);
+      if (wg_gather_wins(&g))
         wg_output_transform_gather(&g, nthr, Mb, t0, tb, (size_t)T, k0, kn, Kp, bias, relu, out);
-      } else {
-        wg_input_transform(&g, nthr, in, t0, tb, (size_t)T, V);
-        wg_gemm(nthr, g.C, Kp, U, V, tb, (size_t)T, Mb);
+      else
         wg_output_transform(&g, nthr, Mb, t0, tb, (size_t)T, k0, kn, Kp, bias, relu, out);
-      }
     }
   }
 
@@ -661,9 +667,10 @@ gboolean cnnfx_conv3x3_winograd_wgrad(const CnnfxExec *x, const float *in, int N
                                       const float *dy, int K, int pad_t, int pad_l, int OH, int OW, float *dw,
                                       GError **error)
 {
-  const size_t nw = (size_t)K * (size_t)MAX(C, 0) * 9;
-  if (nw) memset(dw, 0, nw * sizeof(float));
-  if (N <= 0 || K <= 0 || C <= 0 || OH <= 0 || OW <= 0) return TRUE;
+  if (N <= 0 || K <= 0 || C <= 0 || OH <= 0 || OW <= 0) { /* nothing to sum (the transform below writes all of dw) */
+    if (K > 0 && C > 0) memset(dw, 0, (size_t)K * (size_t)C * 9 * sizeof(float));
+    return TRUE;
+  }
   CnnfxMem *mem = x ? x->mem : NULL;
   const int nthr = x && x->n_threads > 0 ? x->n_threads : 1;
   WgGeo g = {.N = N, .C = C, .H = H, .W = W, .K = K, .pt = pad_t, .pl = pad_l, .OH = OH, .OW = OW,
@@ -684,10 +691,7 @@ gboolean cnnfx_conv3x3_winograd_wgrad(const CnnfxExec *x, const float *in, int N
   }
   for (int64_t t0 = 0; t0 < ntiles; t0 += T) {
     const int64_t tb = MIN(T, ntiles - t0);
-    if (wg_gather_wins(&g))
-      wg_input_transform_gather(&g, nthr, in, t0, tb, (size_t)T, V);
-    else
-      wg_input_transform(&g, nthr, in, t0, tb, (size_t)T, V);
+    wg_input(&g, nthr, in, t0, tb, (size_t)T, V);
     wg_dy_transform(&g, nthr, dy, t0, tb, (size_t)T, D);
     for (int p = 0; p < 36; p++)
       cnnfx_sgemm(FALSE, TRUE, K, C, (int)tb, 1.f, D + (size_t)p * K * T, (int)T, V + (size_t)p * C * T, (int)T,
