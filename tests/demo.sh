@@ -25,6 +25,6 @@ $C check-onnx /usr/share/libonnx-testdata/data/node/test_conv_with_strides_paddi
 echo "== core: analytic gradients (Conv, LRN, MaxPool) against central finite differences"
 N=/usr/share/libonnx-testdata/data/node
 for t in test_conv_with_strides_padding test_lrn test_maxpool_2d_ceil; do $C check-grad $N/$t/model.onnx; done
-echo "== core: the shipped classifier, every tensor with its shape"
-$C info weights/fashion_lenet.onnx --shape 1,1,28,28 | head -8
+echo "== core: the shipped CIFAR-10 classifier (the offline default), every tensor with its shape"
+$C info weights/cifar10.onnx --shape 1,3,32,32 | head -8
 echo "outputs in $OUT/"
