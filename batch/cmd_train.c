@@ -281,8 +281,9 @@ static void progress(gboolean tty, int epoch, int epochs, int batch, int nbatche
 typedef struct {
   const char *arch, *from, *resume, *dir, *out, *backend;
   int epochs, batch, per_class, test_per_class, train_blocks, pad, size, ckpt_every, warmup_pct, eval_every;
-  double lr, momentum, wd, smoothing, holdout, start_factor, ema;
-  gboolean nesterov, tta, no_flip, zero_pad, quiet;
+  int whiten_bias_epochs;
+  double lr, momentum, wd, smoothing, holdout, start_factor, end_factor, ema, bias_lr;
+  gboolean nesterov, tta, tta_translate, no_flip, alt_flip, lookahead, zero_pad, quiet, exact;
   CnnfxLrSchedule schedule;
   CnnfxOptimKind optim;
   guint64 seed;
@@ -307,8 +308,9 @@ static gboolean frun_batch(FRunner *r, int B, int plane, GError **error)
   return TRUE;
 }
 
-/* Accuracy (and mean loss) of the inference session over d; tta adds the mirrored image's logits. */
-static gboolean folder_eval(FRunner *r, const CnnfxImageSet *d, gboolean tta, double *acc, double *loss,
+/* Accuracy (and mean loss) of the inference session over d with test-time augmentation tta
+ * (cnnfx_tta_views: 0 the image, 1 + its mirror image, 2 + both moved by one pixel diagonally). */
+static gboolean folder_eval(FRunner *r, const CnnfxImageSet *d, int tta, double *acc, double *loss,
                             GError **error)
 {
   const int B = 250;
@@ -316,26 +318,28 @@ static gboolean folder_eval(FRunner *r, const CnnfxImageSet *d, gboolean tta, do
   long correct = 0;
   double tl = 0;
   g_autoptr(CnnfxTensor) sum = NULL;
+  const CnnfxTtaView *views;
+  int nv = cnnfx_tta_views(tta, &views);
   for (int start = 0; start < d->n; start += B) {
     int nb = MIN(B, d->n - start);
     if (!frun_batch(r, nb, d->h, error)) return FALSE;
     float *x = cnnfx_f32(r->x);
     for (int b = 0; b < nb; b++) r->y[b] = d->y[start + b];
-    for (int pass = 0; pass < (tta ? 2 : 1); pass++) {
-      for (int b = 0; b < nb; b++) {
-        if (pass == 0) memcpy(x + b * per, d->x + (size_t)(start + b) * per, per * sizeof(float));
-        else cnnfx_imageset_crop_flip(d, start + b, 0, 0, TRUE, TRUE, x + b * per);
-      }
+    for (int pass = 0; pass < nv; pass++) {
+      const CnnfxTtaView *v = &views[pass];
+      for (int b = 0; b < nb; b++) cnnfx_imageset_crop_flip(d, start + b, v->dx, v->dy, v->flip, TRUE, x + b * per);
       if (!cnnfx_session_set_input(r->s, r->input, r->x, error) || !cnnfx_session_forward(r->s, error)) return FALSE;
       CnnfxTensor *z = cnnfx_session_get(r->s, r->output, error);
       if (!z) return FALSE;
       if (pass == 0) {
         if (sum) cnnfx_tensor_unref(sum);
         if (!(sum = cnnfx_tensor_copy(z, error))) return FALSE;
+        float *a = cnnfx_f32(sum);
+        for (size_t i = 0; i < sum->numel; i++) a[i] *= v->weight;
       } else {
         float *a = cnnfx_f32(sum);
         const float *zz = cnnfx_f32(z);
-        for (size_t i = 0; i < sum->numel; i++) a[i] = 0.5f * (a[i] + zz[i]);
+        for (size_t i = 0; i < sum->numel; i++) a[i] += v->weight * zz[i];
       }
     }
     int c = 0;
@@ -375,7 +379,8 @@ static gboolean write_folder_sidecar(const char *out, const char *arch, const Fo
   g_string_append_printf(t, "# Made by cnnfx train (%s, seed %" G_GUINT64_FORMAT "): %d classes, %dx%d RGB input.\n",
                          arch, o->seed, K, size, size);
   g_string_append_printf(t, "# Held-out accuracy %.4f on %d images%s.\n", test_acc, n_test,
-                         o->tta ? " (with horizontal-flip test-time augmentation)" : "");
+                         o->tta_translate ? " (with flip and one-pixel-shift test-time augmentation)"
+                         : o->tta ? " (with horizontal-flip test-time augmentation)" : "");
   /* group [model]: the sidecar form of ../shared/INTERFACE.md (same keys as an offline.ini section) */
   g_string_append_printf(t, "[model]\nfile=%s\ninput=%s\noutput=%s\noutput_is_prob=%s\nlabels=%s\n", onnxbase,
                          input, output, is_prob ? "true" : "false", labbase);
@@ -385,7 +390,8 @@ static gboolean write_folder_sidecar(const char *out, const char *arch, const Fo
   g_string_append_printf(t, "about=%d-class classifier (", K);
   for (int i = 0; i < K && i < 10; i++) g_string_append_printf(t, "%s%s", i ? ", " : "", classes[i]);
   g_string_append_printf(t, "%s) trained by cnnfx train, %s, %dx%d RGB\n", K > 10 ? ", ..." : "", arch, size, size);
-  if (o->tta) g_string_append(t, "tta=flip\n"); /* classify then scores as the accuracy above was measured */
+  /* classify then scores as the accuracy above was measured */
+  if (o->tta) g_string_append_printf(t, "tta=%s\n", o->tta_translate ? "flip-translate" : "flip");
   if (cam_layer) g_string_append_printf(t, "cam_layer=%s\n", cam_layer);
   if (dream_layer) g_string_append_printf(t, "dream_layers=%s\n", dream_layer);
   g_autoptr(GBytes) ib = g_string_free_to_bytes(t);
@@ -482,8 +488,9 @@ static int train_folder(FolderOpts *o)
   g_autofree int *idx = NULL;
   g_autofree char *src_input = NULL, *src_output = NULL, *ckpt = NULL, *train_dir = NULL, *test_dir = NULL;
   g_autoptr(GBytes) tb = NULL, ib = NULL;
-  GHashTable *only = NULL;
+  GHashTable *only = NULL, *skip = NULL, *scaled = NULL;
   GPtrArray *ema = NULL;
+  g_autofree guint8 *flip0 = NULL;
   int rc = 1;
   double mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
   int size = o->size;
@@ -568,6 +575,7 @@ static int train_folder(FolderOpts *o)
     goto done;
   }
   if (!(be = cnnfx_backend_new(o->backend ? o->backend : "cpu", &err))) goto done;
+  if (o->exact) cnnfx_backend_set_exact(be, TRUE);
   pairs = cnnfx_train_bn_stat_pairs(tmodel);
   {
     int np = (int)g_strv_length(pairs);
@@ -592,6 +600,28 @@ static int train_folder(FolderOpts *o)
   oc.momentum = o->momentum;
   oc.nesterov = o->nesterov;
   oc.weight_decay = o->wd;
+  const gboolean whitened = o->arch && cnnfx_arch_is_whitened(o->arch);
+  if (whitened && !o->resume) {
+    /* the stem's weights: whitening of the 2x2 patches of (at most) 5000 training images */
+    CnnfxTensor *wt = cnnfx_session_get(ts, "whiten.weight", &err);
+    g_autoptr(CnnfxTensor) wc = wt ? cnnfx_tensor_copy(wt, &err) : NULL;
+    if (!wc || !cnnfx_whitening_weights(train.x, MIN(train.n, 5000), 3, size, size, 2, 5e-4, wc, &err) ||
+        !cnnfx_session_set_weight(ts, "whiten.weight", wc, &err))
+      goto done;
+  }
+  skip = g_hash_table_new(g_str_hash, g_str_equal);
+  scaled = g_hash_table_new(g_str_hash, g_str_equal);
+  for (int k = 0; k < cnnfx_model_n_nodes(tmodel); k++) {
+    if (strcmp(cnnfx_model_node_op(tmodel, k), "BatchNormalization")) continue;
+    if (whitened) g_hash_table_add(skip, (gpointer)cnnfx_model_node_input(tmodel, k, 1)); /* no BN scales */
+    g_hash_table_add(scaled, (gpointer)cnnfx_model_node_input(tmodel, k, 2));
+  }
+  if (whitened) g_hash_table_add(skip, (gpointer) "whiten.weight");
+  oc.skip = skip;
+  if (o->bias_lr > 0) {
+    oc.scaled = scaled;
+    oc.scaled_lr = o->bias_lr;
+  }
   if (o->from) {
     only = g_hash_table_new(g_str_hash, g_str_equal);
     for (int i = 0; head && head[i]; i++) g_hash_table_add(only, head[i]);
@@ -660,8 +690,19 @@ static int train_folder(FolderOpts *o)
   double test_acc = 0, test_loss = 0;
   gint64 t_start = g_get_monotonic_time();
   int np = (int)g_strv_length(pairs);
+  const int tta = o->tta ? (o->tta_translate ? 2 : 1) : 0;
+  const int la_every = 5, la_start = 3; /* lookahead: every 5 steps from the 4th epoch on (airbench) */
+  if (o->alt_flip) {
+    /* alternating flips (airbench): each image is flipped at random in the first epoch, then
+     * exactly the other way round in every second epoch */
+    guint32 fs[3] = {(guint32)o->seed, (guint32)(o->seed >> 32), 0x5f11bu};
+    g_autoptr(GRand) fr = g_rand_new_with_seed_array(fs, 3);
+    flip0 = g_new(guint8, MAX(train.n, 1));
+    for (int i = 0; i < train.n; i++) flip0[i] = (guint8)g_rand_boolean(fr);
+  }
   for (int ep = first_epoch; ep < o->epochs; ep++) {
     shuffle(idx, train.n, o->seed, ep);
+    if (whitened && ep >= o->whiten_bias_epochs) cnnfx_optimizer_freeze(opt, "whiten.bias", TRUE);
     guint32 as[3] = {(guint32)o->seed, (guint32)(o->seed >> 32), (guint32)ep ^ 0xa5a5a5a5u};
     g_autoptr(GRand) aug = g_rand_new_with_seed_array(as, 3);
     gint64 t0 = g_get_monotonic_time();
@@ -675,6 +716,7 @@ static int train_folder(FolderOpts *o)
         int dx = o->pad ? g_rand_int_range(aug, -o->pad, o->pad + 1) : 0;
         int dy = o->pad ? g_rand_int_range(aug, -o->pad, o->pad + 1) : 0;
         gboolean flip = !o->no_flip && g_rand_boolean(aug);
+        if (flip0) flip = (flip0[i] != 0) != (ep % 2 == 1);
         cnnfx_imageset_crop_flip(&train, i, dx, dy, flip, !o->zero_pad, x + b * per);
         tr.y[b] = train.y[i];
       }
@@ -704,9 +746,13 @@ static int train_folder(FolderOpts *o)
       if (!cnnfx_session_backward(ts, 1, (const char *const[]){output}, (CnnfxTensor *const[]){seed_grad}, &err))
         goto done;
       gint64 step = (gint64)ep * nbatches + bi;
-      cur_lr = cnnfx_lr_at(o->schedule, o->lr, step, total_steps, o->schedule == CNNFX_LR_ONECYCLE ? warm : 0,
-                           0.1, o->schedule == CNNFX_LR_ONECYCLE ? o->start_factor : 0.0);
+      cur_lr = cnnfx_lr_at_end(o->schedule, o->lr, step, total_steps, o->schedule == CNNFX_LR_ONECYCLE ? warm : 0,
+                               0.1, o->schedule == CNNFX_LR_ONECYCLE ? o->start_factor : 0.0, o->end_factor);
       if (!cnnfx_optimizer_step(opt, cur_lr, &err)) goto done;
+      if (o->lookahead && ep >= la_start && (step + 1) % la_every == 0) {
+        double rho = pow(0.95, la_every) * pow((double)(step + 1) / (double)total_steps, 3.0);
+        if (!cnnfx_optimizer_lookahead(opt, rho, &err)) goto done;
+      }
       if (ema && !ema_update(ema, opt, ts, o->ema, step, &err)) goto done;
       sum_loss += l * B;
       correct += c;
@@ -729,6 +775,9 @@ static int train_folder(FolderOpts *o)
       }
     }
     double secs = (g_get_monotonic_time() - t0) / 1e6;
+    /* lookahead: the weights go back to the slow ones at the end of every epoch */
+    if (o->lookahead && cnnfx_optimizer_lookahead_started(opt) && !cnnfx_optimizer_lookahead(opt, 1.0, &err))
+      goto done;
     if (!cnnfx_train_copy_weights(is, imodel, ts, tmodel, NULL, &err)) goto done;
     if (o->ckpt_every > 0 && ((ep + 1) % o->ckpt_every == 0) && ep + 1 < o->epochs) {
       /* the raw weights (not the average) and the optimizer state: --resume continues exactly */
@@ -745,7 +794,8 @@ static int train_folder(FolderOpts *o)
     if (ema && !ema_apply(ema, opt, is, &err)) goto done;
     gboolean do_eval = ep + 1 == o->epochs || (o->eval_every > 0 && (ep + 1) % o->eval_every == 0);
     gint64 e0 = g_get_monotonic_time();
-    if (do_eval && !folder_eval(&ir, &test, o->tta, &test_acc, &test_loss, &err)) goto done;
+    /* test-time augmentation after the last epoch only: the others are progress reports */
+    if (do_eval && !folder_eval(&ir, &test, ep + 1 == o->epochs ? tta : 0, &test_acc, &test_loss, &err)) goto done;
     double esecs = (g_get_monotonic_time() - e0) / 1e6;
     if (tty) fprintf(stderr, "\r\033[K");
     if (!o->quiet && do_eval)
@@ -761,7 +811,7 @@ static int train_folder(FolderOpts *o)
   if (first_epoch >= o->epochs) {
     if (!cnnfx_train_copy_weights(is, imodel, ts, tmodel, NULL, &err)) goto done;
     if (ema && !ema_apply(ema, opt, is, &err)) goto done;
-    if (!folder_eval(&ir, &test, o->tta, &test_acc, &test_loss, &err)) goto done;
+    if (!folder_eval(&ir, &test, tta, &test_acc, &test_loss, &err)) goto done;
   }
   if (profile) cli_print_profile(ts, (int)MAX((gint64)1, (gint64)nbatches * (o->epochs - first_epoch)));
   if (!save_model(imodel, is, o->out, &err)) goto done;
@@ -784,6 +834,8 @@ done:
   g_free(tr.y);
   g_free(ir.y);
   if (only) g_hash_table_destroy(only);
+  if (skip) g_hash_table_destroy(skip);
+  if (scaled) g_hash_table_destroy(scaled);
   if (ema) g_ptr_array_free(ema, TRUE);
   cnnfx_optimizer_free(opt);
   cnnfx_session_free(ts);
@@ -801,6 +853,9 @@ int cmd_train(int argc, char **argv)
   int epochs = 10, batch = 64, ckpt_every = 0, limit = 0, test_limit = 0, step_epochs = 0;
   int per_class = 0, test_per_class = 0, train_blocks = 0, pad = 2, size = 0, warmup_pct = 25, eval_every = 1;
   double lr = 0, momentum = 0.9, wd = 0, gamma = 0.1, smoothing = 0, holdout = 0.2, start_factor = 0.1, ema_decay = 0;
+  double end_factor = 0, bias_lr = 0;
+  int whiten_bias_epochs = 3;
+  gboolean tta_translate = FALSE, alt_flip = FALSE, lookahead = FALSE, exact = FALSE;
   gint64 seed = 1;
   gboolean eval_only = FALSE, quiet = FALSE, nesterov = FALSE, tta = FALSE, no_flip = FALSE, zero_pad = FALSE;
   GOptionEntry entries[] = {
@@ -823,6 +878,21 @@ int cmd_train(int argc, char **argv)
      "ImageFolder: evaluate and save an exponential moving average of the weights with this decay per step "
      "(e.g. 0.99; default 0 = off)", "D"},
     {"tta", 0, 0, G_OPTION_ARG_NONE, &tta, "Evaluate with horizontal-flip test-time augmentation", NULL},
+    {"tta-translate", 0, 0, G_OPTION_ARG_NONE, &tta_translate,
+     "With --tta: also the views moved one pixel up-left and down-right (6 views, airbench)", NULL},
+    {"alternate-flip", 0, 0, G_OPTION_ARG_NONE, &alt_flip,
+     "Flip each image at random in the first epoch, then the other way round every second epoch", NULL},
+    {"lookahead", 0, 0, G_OPTION_ARG_NONE, &lookahead,
+     "ImageFolder: lookahead every 5 steps from epoch 4, decay 0.95^5*(t/T)^3 (airbench)", NULL},
+    {"bias-lr-scale", 0, 0, G_OPTION_ARG_DOUBLE, &bias_lr,
+     "ImageFolder: BatchNorm biases learn S times faster, with 1/S of the weight decay (e.g. 64; default 1)", "S"},
+    {"start-factor", 0, 0, G_OPTION_ARG_DOUBLE, &start_factor, "onecycle: first lr as a share of --lr (default 0.1)",
+     "F"},
+    {"end-factor", 0, 0, G_OPTION_ARG_DOUBLE, &end_factor, "onecycle: last lr as a share of --lr (default 0)", "F"},
+    {"exact", 0, 0, G_OPTION_ARG_NONE, &exact,
+     "ImageFolder: no Winograd convolutions or other approximations (slower; for comparisons)", NULL},
+    {"whiten-bias-epochs", 0, 0, G_OPTION_ARG_INT, &whiten_bias_epochs,
+     "cifar-white: train the whitening layer's bias for the first N epochs only (default 3)", "N"},
     {"warmup", 0, 0, G_OPTION_ARG_INT, &warmup_pct, "onecycle: warm-up share of the steps in percent (default 25)",
      "PCT"},
     {"per-class", 0, 0, G_OPTION_ARG_INT, &per_class, "ImageFolder: only the first N training images per class",
@@ -865,7 +935,8 @@ int cmd_train(int argc, char **argv)
     if (!out) return cli_usage_error("train needs -o OUT.onnx");
     if (batch < 1 || batch > 65536 || epochs < 0 || epochs > 100000 || per_class < 0 || test_per_class < 0 ||
         ckpt_every < 0 || pad < 0 || pad > 64 || train_blocks < 0 || size < 0 || size > 4096 || warmup_pct < 0 || eval_every < 0 || ema_decay < 0 || ema_decay >= 1 ||
-        warmup_pct > 100 || smoothing < 0 || smoothing >= 1 || holdout <= 0 || holdout >= 1)
+        warmup_pct > 100 || smoothing < 0 || smoothing >= 1 || holdout <= 0 || holdout >= 1 || bias_lr < 0 ||
+        start_factor < 0 || start_factor > 1 || end_factor < 0 || end_factor > 1 || whiten_bias_epochs < 0)
       return cli_usage_error("bad numeric option");
     fo.arch = arch;
     fo.from = from;
@@ -890,7 +961,14 @@ int cmd_train(int argc, char **argv)
     fo.holdout = holdout;
     fo.start_factor = start_factor;
     fo.nesterov = nesterov;
-    fo.tta = tta;
+    fo.tta = tta || tta_translate;
+    fo.tta_translate = tta_translate;
+    fo.alt_flip = alt_flip;
+    fo.lookahead = lookahead;
+    fo.bias_lr = bias_lr;
+    fo.end_factor = end_factor;
+    fo.whiten_bias_epochs = whiten_bias_epochs;
+    fo.exact = exact;
     fo.no_flip = no_flip;
     fo.zero_pad = zero_pad;
     fo.quiet = quiet;

@@ -146,11 +146,11 @@ static gboolean apply_section(CnnfxNet *n, GKeyFile *kf, const char *g, const ch
   }
   if (g_key_file_has_key(kf, g, "tta", NULL)) {
     g_autofree char *t = g_key_file_get_string(kf, g, "tta", NULL);
-    if (!t || (strcmp(t, "flip") && strcmp(t, "none"))) {
-      g_set_error(error, NL_ERROR, 4, "[%s] tta=%s: expected flip or none", g, t ? t : "");
+    if (!t || (strcmp(t, "flip") && strcmp(t, "flip-translate") && strcmp(t, "none"))) {
+      g_set_error(error, NL_ERROR, 4, "[%s] tta=%s: expected flip, flip-translate or none", g, t ? t : "");
       return FALSE;
     }
-    n->tta_flip = !strcmp(t, "flip");
+    n->tta = !strcmp(t, "flip-translate") ? 2 : !strcmp(t, "flip") ? 1 : 0;
   }
   if (g_key_file_has_key(kf, g, "labels", NULL) && !n->labels) {
     g_autofree char *lp = g_key_file_get_string(kf, g, "labels", NULL);

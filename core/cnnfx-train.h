@@ -75,6 +75,19 @@ GBytes *cnnfx_arch_build(const char *arch, guint64 seed, GError **error);
  * seed, the same values.  classes: size of the last layer (the other archs ignore it: 10). */
 GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gboolean training, GError **error);
 gboolean cnnfx_arch_has_batchnorm(const char *arch);
+/* "cifar-white"   airbench94's network: a whitening stem (2x2 conv 3 -> 24 channels, no padding,
+ *                  with bias, initializer "whiten.weight" / "whiten.bias", then ReLU), the three
+ *                  blocks of cifar-net (64, 256, 256) with identity-initialised convolutions and
+ *                  BatchNorm momentum 0.4.  Its trainer sets whiten.weight from the data
+ *                  (cnnfx_whitening_weights) and trains neither it nor the BatchNorm scales. */
+gboolean cnnfx_arch_is_whitened(const char *arch);
+#define CNNFX_WHITEN_WIDTH 24
+
+/* Patch-whitening weights for a k x k conv on c-channel images x [n,c,h,w]: the eigenvectors of
+ * the patches' (uncentred) second-moment matrix, each divided by sqrt(eigenvalue + eps), largest
+ * first, then the same rows negated; out is [2*c*k*k, c, k, k] (c*k*k <= 64). */
+gboolean cnnfx_whitening_weights(const float *x, int n, int c, int h, int w, int k, double eps, CnnfxTensor *out,
+                                 GError **error);
 
 /* BatchNormalization nodes in training form: NULL-terminated list of name pairs
  * (running-statistic output, initializer it replaces), i.e. out[1]->in[3], out[2]->in[4].
@@ -113,6 +126,9 @@ typedef struct {
   double weight_decay;  /* L2 added to the gradient (torch semantics, both optimizers) */
   double beta1, beta2, eps; /* Adam; 0 = defaults 0.9, 0.999, 1e-8 */
   GHashTable *only;     /* optional set of initializer names: train only these (fine-tuning) */
+  GHashTable *skip;     /* optional set of initializer names never to train */
+  GHashTable *scaled;   /* optional set of names whose lr is multiplied by scaled_lr and whose weight decay */
+  double scaled_lr;     /* by 1/scaled_lr (the product, the decay per step, stays): BatchNorm biases (Page) */
 } CnnfxOptimConfig;
 
 typedef struct CnnfxOptimizer CnnfxOptimizer;
@@ -130,7 +146,15 @@ gint64 cnnfx_optimizer_steps(const CnnfxOptimizer *o);
 /* One update from the gradients of the session's last backward pass, at learning rate lr;
  * the new weights are written into the session. */
 gboolean cnnfx_optimizer_step(CnnfxOptimizer *o, double lr, GError **error);
-/* Optimizer state (moments, step count, plus a caller counter such as the epoch) for resuming. */
+/* Stop (frozen) or resume updating one parameter; its momentum is kept.  FALSE: no such parameter. */
+gboolean cnnfx_optimizer_freeze(CnnfxOptimizer *o, const char *name, gboolean frozen);
+/* Lookahead (Zhang et al. 2019, as airbench uses it): the first call copies the weights as the slow
+ * weights; later calls move the slow weights towards the current ones, slow += (1-decay)(w - slow),
+ * and set the weights to the slow ones (decay 1: back to the slow weights). */
+gboolean cnnfx_optimizer_lookahead(CnnfxOptimizer *o, double decay, GError **error);
+/* Whether lookahead has slow weights (its first call happened, or they were loaded). */
+gboolean cnnfx_optimizer_lookahead_started(const CnnfxOptimizer *o);
+/* Optimizer state (moments, slow weights, step count, plus a caller counter such as the epoch) for resuming. */
 GBytes *cnnfx_optimizer_save_state(const CnnfxOptimizer *o, gint64 user_counter);
 gboolean cnnfx_optimizer_load_state(CnnfxOptimizer *o, const void *data, size_t len, gint64 *user_counter,
                                     GError **error);
@@ -144,6 +168,9 @@ typedef enum { CNNFX_LR_CONSTANT, CNNFX_LR_STEP, CNNFX_LR_COSINE, CNNFX_LR_ONECY
  * linearly from base*min_factor to base over the first step_every steps, then falls linearly to 0. */
 double cnnfx_lr_at(CnnfxLrSchedule kind, double base, gint64 done, gint64 total, gint64 step_every, double gamma,
                    double min_factor);
+/* The same, ONECYCLE ending at base*end_factor instead of 0 (airbench: 0.07). */
+double cnnfx_lr_at_end(CnnfxLrSchedule kind, double base, gint64 done, gint64 total, gint64 step_every, double gamma,
+                       double min_factor, double end_factor);
 
 /* ---- loss and metrics ------------------------------------------------------------ */
 

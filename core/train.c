@@ -29,6 +29,8 @@ typedef struct {
   GError **error;
   gboolean ok;
   double wscale;   /* multiplies the He standard deviation; 0 = 1 */
+  gboolean dirac;  /* 3x3 convolutions: PyTorch's default uniform init, identity on the first channels */
+  float bn_momentum; /* ONNX momentum of the BatchNorms (0: 0.5) */
 } Arch;
 
 /* He-normal weights [dims], std sqrt(2/fan_in); zero_mean: each output filter centred
@@ -185,12 +187,35 @@ static void arch_const(Arch *a, const char *name, int64_t n, float v)
   a->ok = cnnfx_builder_initializer(a->b, name, t, a->error);
 }
 
+/* Identity ("dirac") start for a conv3x3 [cout,cin,3,3]: PyTorch's default uniform weights
+ * (bound 1/sqrt(fan_in)), then output channel o < cin passes input channel o through unchanged,
+ * an implicit residual connection (airbench). */
+static void arch_weight_dirac(Arch *a, const char *name, int cout, int cin)
+{
+  if (!a->ok) return;
+  int64_t dims[4] = {cout, cin, 3, 3};
+  g_autoptr(CnnfxTensor) t = cnnfx_tensor_new_f32(4, dims, a->error);
+  if (!t) {
+    a->ok = FALSE;
+    return;
+  }
+  float *w = cnnfx_f32(t);
+  double bound = 1.0 / sqrt((double)cin * 9);
+  for (size_t i = 0; i < t->numel; i++) w[i] = (float)(bound * (2.0 * g_rand_double(a->rng) - 1.0));
+  for (int o = 0; o < MIN(cin, cout); o++) {
+    memset(w + (size_t)o * cin * 9, 0, (size_t)cin * 9 * sizeof(float));
+    w[((size_t)o * cin + o) * 9 + 4] = 1.0f;
+  }
+  a->ok = cnnfx_builder_initializer(a->b, name, t, a->error);
+}
+
 /* conv3x3 pad 1 without bias */
 static void arch_conv3(Arch *a, const char *name, const char *in, const char *out, int cin, int cout)
 {
   g_autofree char *wn = g_strdup_printf("%s.weight", name);
   int64_t wd[4] = {cout, cin, 3, 3};
-  arch_weight(a, wn, 4, wd, FALSE);
+  if (a->dirac) arch_weight_dirac(a, wn, cout, cin);
+  else arch_weight(a, wn, 4, wd, FALSE);
   cnnfx_builder_node(a->b, "Conv", name, (const char *[]){in, wn, NULL}, (const char *[]){out, NULL});
   cnnfx_builder_attr_ints(a->b, "kernel_shape", 2, (const int64_t[]){3, 3});
   cnnfx_builder_attr_ints(a->b, "pads", 4, (const int64_t[]){1, 1, 1, 1});
@@ -218,7 +243,8 @@ static void arch_bn(Arch *a, const char *name, const char *in, const char *out, 
     cnnfx_builder_node(a->b, "BatchNormalization", name, (const char *[]){in, sn, bn, mn, vn, NULL},
                        (const char *[]){out, NULL});
   cnnfx_builder_attr_float(a->b, "epsilon", 1e-5f);
-  cnnfx_builder_attr_float(a->b, "momentum", 0.5f); /* ONNX: running = 0.5 * running + 0.5 * batch (airbench: torch momentum 0.6) */
+  /* ONNX: running = momentum * running + (1 - momentum) * batch; 0.5 unless the arch says (airbench: 0.4) */
+  cnnfx_builder_attr_float(a->b, "momentum", a->bn_momentum > 0 ? a->bn_momentum : 0.5f);
   if (training) cnnfx_builder_attr_int(a->b, "training_mode", 1);
 }
 
@@ -228,9 +254,18 @@ static void build_cifar(Arch *a, int w0, int w1, int w2, int w3, int classes, gb
 {
   int64_t in_dims[4] = {-1, 3, 32, 32}, out_dims[2] = {-1, classes};
   cnnfx_builder_input(a->b, "input", CNNFX_F32, 4, in_dims);
-  arch_conv3(a, "stem.conv", "input", "stem.conv", 3, w0);
-  arch_bn(a, "stem.bn", "stem.conv", "stem.bn", w0, training);
-  arch_unary(a, "Relu", "stem.bn", "stem.relu");
+  if (w0 > 0) {
+    arch_conv3(a, "stem.conv", "input", "stem.conv", 3, w0);
+    arch_bn(a, "stem.bn", "stem.conv", "stem.bn", w0, training);
+    arch_unary(a, "Relu", "stem.bn", "stem.relu");
+  } else {
+    /* whitening stem (Page 2018, airbench): a 2x2 conv 3 -> 24 without padding whose weights
+     * are the training patches' whitening matrix and its negation (set by the trainer from the
+     * data, cnnfx_whitening_weights, and not trained), with a bias, then ReLU.  32 -> 31 px. */
+    w0 = CNNFX_WHITEN_WIDTH;
+    arch_conv(a, "whiten", "input", "whiten", 3, w0, 2, 0, 1, FALSE);
+    arch_unary(a, "Relu", "whiten", "stem.relu");
+  }
   const int widths[3] = {w1, w2, w3};
   char prev[32] = "stem.relu";
   int cin = w0;
@@ -267,19 +302,27 @@ static const struct {
   int w0, w1, w2, w3;
 } cifar_archs[] = {
   {"cifar-net", 32, 64, 256, 256},  /* airbench94-like widths, 0.29 GFLOP per 32x32 image */
+  {"cifar-white", 0, 64, 256, 256}, /* airbench94: whitening stem, identity init, BN without scale */
   {"cifar-net-m", 24, 48, 128, 192},
   {"cifar-net-s", 16, 32, 64, 128},
   {"cifar-tiny", 8, 16, 32, 32},
 };
 
-static const char *const arch_names[] = {"lenet5", "lenet5-wide", "random-style", "cifar-net", "cifar-net-m",
-                                         "cifar-net-s", "cifar-tiny", NULL};
+static const char *const arch_names[] = {"lenet5", "lenet5-wide", "random-style", "cifar-net", "cifar-white",
+                                         "cifar-net-m", "cifar-net-s", "cifar-tiny", NULL};
 
 const char *const *cnnfx_arch_names(void) { return arch_names; }
 
 GBytes *cnnfx_arch_build(const char *arch, guint64 seed, GError **error)
 {
   return cnnfx_arch_build_full(arch, seed, 10, FALSE, error);
+}
+
+gboolean cnnfx_arch_is_whitened(const char *arch)
+{
+  for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
+    if (!strcmp(arch, cifar_archs[i].name)) return cifar_archs[i].w0 == 0;
+  return FALSE;
 }
 
 gboolean cnnfx_arch_has_batchnorm(const char *arch)
@@ -297,7 +340,7 @@ GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gbool
     return NULL;
   }
   g_autoptr(CnnfxBuilder) b = cnnfx_builder_new(bn ? 15 : 13);
-  Arch a = {b, seeded_rand(seed), error, TRUE, 0.0};
+  Arch a = {.b = b, .rng = seeded_rand(seed), .error = error, .ok = TRUE};
   char seedtxt[32];
   g_snprintf(seedtxt, sizeof seedtxt, "%" G_GUINT64_FORMAT, seed);
   if (!strcmp(arch, "lenet5")) {
@@ -310,6 +353,10 @@ GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gbool
                          "(Ustyuzhaninov et al. 2016, He et al. 2016).  Zero-mean Gaussian filters, "
                          "regenerate with: cnnfx train --arch random-style --seed SEED");
   } else if (bn) {
+    if (cnnfx_arch_is_whitened(arch)) {
+      a.dirac = TRUE;
+      a.bn_momentum = 0.4f;
+    }
     for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
       if (!strcmp(arch, cifar_archs[i].name))
         build_cifar(&a, cifar_archs[i].w0, cifar_archs[i].w1, cifar_archs[i].w2, cifar_archs[i].w3, classes,
@@ -325,6 +372,110 @@ GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gbool
   cnnfx_builder_metadata(b, "cnnfx.arch", arch);
   cnnfx_builder_metadata(b, "cnnfx.seed", seedtxt);
   return cnnfx_builder_finish(b, arch, error);
+}
+
+/* ---- patch whitening ------------------------------------------------------------------ */
+
+/* Eigen-decomposition of a symmetric n x n matrix a (destroyed) by cyclic Jacobi rotations:
+ * eigenvalues in val[n], eigenvectors in the columns of vec[n*n]. */
+static void jacobi_eigen(double *a, int n, double *val, double *vec)
+{
+  for (int i = 0; i < n * n; i++) vec[i] = 0;
+  for (int i = 0; i < n; i++) vec[i * n + i] = 1;
+  for (int sweep = 0; sweep < 100; sweep++) {
+    double off = 0, diag = 0;
+    for (int p = 0; p < n; p++) {
+      diag += a[p * n + p] * a[p * n + p];
+      for (int q = p + 1; q < n; q++) off += a[p * n + q] * a[p * n + q];
+    }
+    if (off <= 1e-30 * diag || off == 0) break;
+    for (int p = 0; p < n; p++)
+      for (int q = p + 1; q < n; q++) {
+        double apq = a[p * n + q];
+        if (apq == 0) continue;
+        double theta = (a[q * n + q] - a[p * n + p]) / (2 * apq);
+        double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
+        double c = 1 / sqrt(t * t + 1), s = t * c;
+        for (int k = 0; k < n; k++) { /* A <- A J */
+          double akp = a[k * n + p], akq = a[k * n + q];
+          a[k * n + p] = c * akp - s * akq;
+          a[k * n + q] = s * akp + c * akq;
+        }
+        for (int k = 0; k < n; k++) { /* A <- J^T A */
+          double apk = a[p * n + k], aqk = a[q * n + k];
+          a[p * n + k] = c * apk - s * aqk;
+          a[q * n + k] = s * apk + c * aqk;
+        }
+        for (int k = 0; k < n; k++) {
+          double vkp = vec[k * n + p], vkq = vec[k * n + q];
+          vec[k * n + p] = c * vkp - s * vkq;
+          vec[k * n + q] = s * vkp + c * vkq;
+        }
+      }
+  }
+  for (int i = 0; i < n; i++) val[i] = a[i * n + i];
+}
+
+gboolean cnnfx_whitening_weights(const float *x, int n, int c, int h, int w, int k, double eps, CnnfxTensor *out,
+                                 GError **error)
+{
+  const int d = c * k * k;
+  if (n < 1 || c < 1 || k < 1 || h < k || w < k || d > 64 || !out || out->dtype != CNNFX_F32 || out->ndim != 4 ||
+      out->dims[0] != 2 * d || out->dims[1] != c || out->dims[2] != k || out->dims[3] != k) {
+    cnnfx_set_error(error, CNNFX_ERROR_SHAPE, "whitening: needs a [%d,%d,%d,%d] weight and images of at least %dx%d",
+                    2 * d, c, k, k, k, k);
+    return FALSE;
+  }
+  g_autofree double *cov = g_try_new0(double, (size_t)d * d);
+  g_autofree double *vec = g_try_new(double, (size_t)d * d);
+  g_autofree double *val = g_try_new(double, d);
+  if (!cov || !vec || !val) {
+    cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory (whitening)");
+    return FALSE;
+  }
+  /* second moments of all k x k patches, in the conv weight's (channel, row, column) order */
+  const size_t hw = (size_t)h * w;
+  double v[64];
+  size_t count = 0;
+  for (int i = 0; i < n; i++)
+    for (int y = 0; y + k <= h; y++)
+      for (int xx = 0; xx + k <= w; xx++) {
+        int j = 0;
+        for (int ch = 0; ch < c; ch++)
+          for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++)
+              v[j++] = x[((size_t)i * c + ch) * hw + (size_t)(y + ky) * w + xx + kx];
+        for (int p = 0; p < d; p++)
+          for (int q = p; q < d; q++) cov[p * d + q] += v[p] * v[q];
+        count++;
+      }
+  for (int p = 0; p < d; p++)
+    for (int q = p; q < d; q++) cov[q * d + p] = cov[p * d + q] /= (double)count;
+  jacobi_eigen(cov, d, val, vec);
+  /* largest eigenvalue first; each eigenvector's sign fixed so its largest entry is positive */
+  int order[64];
+  for (int i = 0; i < d; i++) order[i] = i;
+  for (int i = 0; i < d; i++)
+    for (int j = i + 1; j < d; j++)
+      if (val[order[j]] > val[order[i]]) {
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+      }
+  float *wt = cnnfx_f32(out);
+  for (int r = 0; r < d; r++) {
+    int e = order[r];
+    int big = 0;
+    for (int p = 1; p < d; p++)
+      if (fabs(vec[p * d + e]) > fabs(vec[big * d + e])) big = p;
+    double sgn = vec[big * d + e] < 0 ? -1.0 : 1.0;
+    double sc = sgn / sqrt(MAX(val[e], 0.0) + eps);
+    for (int p = 0; p < d; p++) {
+      wt[(size_t)r * d + p] = (float)(vec[p * d + e] * sc);
+      wt[(size_t)(r + d) * d + p] = (float)(-vec[p * d + e] * sc);
+    }
+  }
+  return TRUE;
 }
 
 /* ---- BatchNorm training support ---------------------------------------------------- */
@@ -371,6 +522,9 @@ typedef struct {
   char *name;
   CnnfxTensor *w;   /* current value (our copy) */
   float *m, *v;     /* momentum buffer / Adam moments */
+  float *slow;      /* lookahead's slow weights (after its first call) */
+  double lr_mult, wd_mult;
+  gboolean frozen;
 } Param;
 
 struct CnnfxOptimizer {
@@ -387,6 +541,7 @@ static void param_clear(gpointer p)
   if (q->w) cnnfx_tensor_unref(q->w);
   g_free(q->m);
   g_free(q->v);
+  g_free(q->slow);
 }
 
 void cnnfx_optimizer_free(CnnfxOptimizer *o)
@@ -431,10 +586,16 @@ CnnfxOptimizer *cnnfx_optimizer_new(const CnnfxModel *m, CnnfxSession *s, const 
     const CnnfxValue *val = &m->values[v];
     if (!val->init || val->init->dtype != CNNFX_F32 || !trainable(m, v)) continue;
     if (cfg->only && !g_hash_table_contains(cfg->only, val->name)) continue;
+    if (cfg->skip && g_hash_table_contains(cfg->skip, val->name)) continue;
     const CnnfxTensor *cur = cnnfx_session_get(s, val->name, error);
     if (!cur) return NULL;
     Param p = {0};
     p.name = g_strdup(val->name);
+    p.lr_mult = p.wd_mult = 1.0;
+    if (cfg->scaled && cfg->scaled_lr > 0 && g_hash_table_contains(cfg->scaled, val->name)) {
+      p.lr_mult = cfg->scaled_lr;
+      p.wd_mult = 1.0 / cfg->scaled_lr;
+    }
     g_array_append_val(o->params, p);
     Param *q = &g_array_index(o->params, Param, o->params->len - 1);
     if (!(q->w = cnnfx_tensor_copy(cur, error))) return NULL;
@@ -472,6 +633,7 @@ gboolean cnnfx_optimizer_step(CnnfxOptimizer *o, double lr, GError **error)
   double bc1 = 1.0 - pow(c->beta1, (double)t), bc2 = 1.0 - pow(c->beta2, (double)t);
   for (guint pi = 0; pi < o->params->len; pi++) {
     Param *p = &g_array_index(o->params, Param, pi);
+    if (p->frozen) continue;
     CnnfxTensor *gt = cnnfx_session_grad(o->s, p->name, error);
     if (!gt) return FALSE;
     if (!cnnfx_same_shape(gt, p->w)) {
@@ -481,9 +643,9 @@ gboolean cnnfx_optimizer_step(CnnfxOptimizer *o, double lr, GError **error)
     const float *g = cnnfx_f32(gt);
     float *w = cnnfx_f32(p->w), *m = p->m, *v = p->v;
     ptrdiff_t n = (ptrdiff_t)p->w->numel;
-    float wd = (float)c->weight_decay;
+    float wd = (float)(c->weight_decay * p->wd_mult);
     if (c->kind == CNNFX_OPTIM_SGD) {
-      float mu = (float)c->momentum, flr = (float)lr;
+      float mu = (float)c->momentum, flr = (float)(lr * p->lr_mult);
       gboolean first = o->steps == 0, nest = c->nesterov;
 #pragma omp parallel for if (n > 65536) schedule(static)
       for (ptrdiff_t i = 0; i < n; i++) {
@@ -496,7 +658,7 @@ gboolean cnnfx_optimizer_step(CnnfxOptimizer *o, double lr, GError **error)
       }
     } else {
       float b1 = (float)c->beta1, b2 = (float)c->beta2;
-      double step = lr / bc1, sbc2 = sqrt(bc2);
+      double step = lr * p->lr_mult / bc1, sbc2 = sqrt(bc2);
       float fstep = (float)step, fs2 = (float)sbc2, eps = (float)c->eps;
 #pragma omp parallel for if (n > 65536) schedule(static)
       for (ptrdiff_t i = 0; i < n; i++) {
@@ -512,8 +674,50 @@ gboolean cnnfx_optimizer_step(CnnfxOptimizer *o, double lr, GError **error)
   return TRUE;
 }
 
+gboolean cnnfx_optimizer_freeze(CnnfxOptimizer *o, const char *name, gboolean frozen)
+{
+  for (guint i = 0; i < o->params->len; i++) {
+    Param *p = &g_array_index(o->params, Param, i);
+    if (!strcmp(p->name, name)) {
+      p->frozen = frozen;
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+gboolean cnnfx_optimizer_lookahead(CnnfxOptimizer *o, double decay, GError **error)
+{
+  for (guint pi = 0; pi < o->params->len; pi++) {
+    Param *p = &g_array_index(o->params, Param, pi);
+    float *w = cnnfx_f32(p->w);
+    size_t n = p->w->numel;
+    if (!p->slow) {
+      if (!(p->slow = g_try_new(float, n + 1))) {
+        cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory for the lookahead weights");
+        return FALSE;
+      }
+      memcpy(p->slow, w, n * sizeof(float));
+      continue;
+    }
+    float a = (float)(1.0 - decay);
+    for (size_t i = 0; i < n; i++) {
+      p->slow[i] += a * (w[i] - p->slow[i]);
+      w[i] = p->slow[i];
+    }
+    if (!cnnfx_session_set_weight(o->s, p->name, p->w, error)) return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean cnnfx_optimizer_lookahead_started(const CnnfxOptimizer *o)
+{
+  return o->params->len > 0 && g_array_index(o->params, Param, 0).slow != NULL;
+}
+
 /* State file: "CNNFXOPT" u32 version, u32 kind, i64 user counter, i64 steps, u32 n, then per
- * parameter u32 name length, name, u64 numel, m[numel] (and v[numel] for Adam), all LE. */
+ * parameter u32 name length, name, u64 numel, m[numel] (and v[numel] for Adam), all LE.
+ * Version 2 adds per parameter u32 flags (1: frozen, 2: slow weights follow) and slow[numel]. */
 #define STATE_MAGIC "CNNFXOPT"
 
 GBytes *cnnfx_optimizer_save_state(const CnnfxOptimizer *o, gint64 user_counter)
@@ -524,7 +728,7 @@ GBytes *cnnfx_optimizer_save_state(const CnnfxOptimizer *o, gint64 user_counter)
   g_byte_array_append(a, (const guint8 *)STATE_MAGIC, 8);
 #define PUT32(x) (u32 = GUINT32_TO_LE((guint32)(x)), g_byte_array_append(a, (const guint8 *)&u32, 4))
 #define PUT64(x) (u64 = GUINT64_TO_LE((guint64)(x)), g_byte_array_append(a, (const guint8 *)&u64, 8))
-  PUT32(1);
+  PUT32(2);
   PUT32(o->cfg.kind);
   PUT64(user_counter);
   PUT64(o->steps);
@@ -536,6 +740,8 @@ GBytes *cnnfx_optimizer_save_state(const CnnfxOptimizer *o, gint64 user_counter)
     PUT64(p->w->numel);
     g_byte_array_append(a, (const guint8 *)p->m, (guint)(p->w->numel * 4));
     if (p->v) g_byte_array_append(a, (const guint8 *)p->v, (guint)(p->w->numel * 4));
+    PUT32((p->frozen ? 1 : 0) | (p->slow ? 2 : 0));
+    if (p->slow) g_byte_array_append(a, (const guint8 *)p->slow, (guint)(p->w->numel * 4));
   }
 #undef PUT32
 #undef PUT64
@@ -553,7 +759,8 @@ gboolean cnnfx_optimizer_load_state(CnnfxOptimizer *o, const void *data, size_t 
   GET(magic, 8);
   if (memcmp(magic, STATE_MAGIC, 8)) goto bad;
   GET(&u32, 4);
-  if (GUINT32_FROM_LE(u32) != 1) goto bad;
+  guint32 version = GUINT32_FROM_LE(u32);
+  if (version != 1 && version != 2) goto bad;
   GET(&u32, 4);
   if (GUINT32_FROM_LE(u32) != (guint32)o->cfg.kind) {
     cnnfx_set_error(error, CNNFX_ERROR_ARG, "optimizer state was saved by a different optimizer");
@@ -578,6 +785,18 @@ gboolean cnnfx_optimizer_load_state(CnnfxOptimizer *o, const void *data, size_t 
     size_t bytes = q->w->numel * 4;
     GET(q->m, bytes);
     if (q->v) GET(q->v, bytes);
+    if (version >= 2) {
+      GET(&u32, 4);
+      guint32 flags = GUINT32_FROM_LE(u32);
+      q->frozen = (flags & 1) != 0;
+      if (flags & 2) {
+        if (!q->slow && !(q->slow = g_try_new(float, q->w->numel + 1))) {
+          cnnfx_set_error(error, CNNFX_ERROR_NOMEM, "out of memory for the lookahead weights");
+          return FALSE;
+        }
+        GET(q->slow, bytes);
+      }
+    }
   }
 #undef GET
   o->steps = steps;
@@ -596,6 +815,12 @@ mismatch:
 double cnnfx_lr_at(CnnfxLrSchedule kind, double base, gint64 done, gint64 total, gint64 step_every, double gamma,
                    double min_factor)
 {
+  return cnnfx_lr_at_end(kind, base, done, total, step_every, gamma, min_factor, 0.0);
+}
+
+double cnnfx_lr_at_end(CnnfxLrSchedule kind, double base, gint64 done, gint64 total, gint64 step_every, double gamma,
+                       double min_factor, double end_factor)
+{
   switch (kind) {
   case CNNFX_LR_STEP:
     if (step_every <= 0) return base;
@@ -611,7 +836,8 @@ double cnnfx_lr_at(CnnfxLrSchedule kind, double base, gint64 done, gint64 total,
     gint64 warm = CLAMP(step_every, 0, total);
     if (done < warm) return base * (min_factor + (1.0 - min_factor) * (double)done / (double)warm);
     if (total == warm) return base;
-    return base * MAX(0.0, (double)(total - done) / (double)(total - warm));
+    double f = MAX(0.0, (double)(total - done) / (double)(total - warm));
+    return base * (end_factor + (1.0 - end_factor) * f);
   }
   default:
     return base;

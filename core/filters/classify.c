@@ -57,6 +57,44 @@ typedef struct {
   double prog0, prog1;     /* progress span of the current stage */
 } Ctx;
 
+
+int cnnfx_tta_views(int level, const CnnfxTtaView **views)
+{
+  static const CnnfxTtaView none[] = {{0, 0, FALSE, 1.0f}};
+  static const CnnfxTtaView flip[] = {{0, 0, FALSE, 0.5f}, {0, 0, TRUE, 0.5f}};
+  static const CnnfxTtaView shift[] = {{0, 0, FALSE, 0.25f},  {0, 0, TRUE, 0.25f},  {-1, -1, FALSE, 0.125f},
+                                       {-1, -1, TRUE, 0.125f}, {1, 1, FALSE, 0.125f}, {1, 1, TRUE, 0.125f}};
+  if (level >= 2) {
+    *views = shift;
+    return (int)G_N_ELEMENTS(shift);
+  }
+  *views = level == 1 ? flip : none;
+  return level == 1 ? 2 : 1;
+}
+
+static int64_t reflect_at(int64_t i, int64_t n)
+{
+  if (n < 2) return 0;
+  while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
+  return i;
+}
+
+/* One test-time view of x [N,C,H,W] (cnnfx_tta_views) as a new tensor. */
+static CnnfxTensor *tta_view(const CnnfxTensor *x, const CnnfxTtaView *v, GError **error)
+{
+  CnnfxTensor *t = cnnfx_tensor_copy(x, error);
+  if (!t) return NULL;
+  const int64_t H = x->dims[2], W = x->dims[3], planes = x->dims[0] * x->dims[1];
+  const float *src = cnnfx_f32(x);
+  float *d = cnnfx_f32(t);
+  for (int64_t p = 0; p < planes; p++)
+    for (int64_t y = 0; y < H; y++) {
+      const float *row = src + (p * H + reflect_at(y + v->dy, H)) * W;
+      for (int64_t i = 0; i < W; i++) d[(p * H + y) * W + i] = row[reflect_at((v->flip ? W - 1 - i : i) + v->dx, W)];
+    }
+  return t;
+}
+
 static void progress(const Ctx *c, double f, const char *what)
 {
   if (c->run && c->run->progress) c->run->progress(c->prog0 + (c->prog1 - c->prog0) * f, _(what), c->run->user);
@@ -350,31 +388,29 @@ static gboolean classify_run(const CnnfxNet *net, const CnnfxParams *p, const Cn
   g_autoptr(CnnfxSession) s = new_session(&c, net->model, input_grads ? CNNFX_GRAD_INPUT : CNNFX_GRAD_NONE, targets,
                                           error);
   if (!s) return FALSE;
-  g_autofree float *mirror = NULL; /* tta_flip: the mirror image's scores (run first: the session then holds
-                                    * the image's own forward for the heat maps) */
+  /* test-time augmentation: the other views' weighted scores first (the session then holds the
+   * image's own forward for the heat maps) */
+  g_autofree float *mirror = NULL;
   int64_t n_mirror = 0;
-  if (net->tta_flip && x->ndim == 4) {
-    g_autoptr(CnnfxTensor) xf = cnnfx_tensor_copy(x, error);
-    if (!xf) return FALSE;
-    const int64_t W = x->dims[3], rows = (int64_t)(x->numel / (size_t)W);
-    float *d = cnnfx_f32(xf);
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t i = 0; i < W / 2; i++) {
-        const float t = d[r * W + i];
-        d[r * W + i] = d[r * W + W - 1 - i];
-        d[r * W + W - 1 - i] = t;
-      }
-    if (!cnnfx_session_set_input(s, net->input, xf, error) || !cnnfx_session_forward(s, error)) return FALSE;
+  const CnnfxTtaView *views;
+  int nv = x->ndim == 4 ? cnnfx_tta_views(net->tta, &views) : 1;
+  for (int vi = 1; vi < nv; vi++) {
+    g_autoptr(CnnfxTensor) xv = tta_view(x, &views[vi], error);
+    if (!xv) return FALSE;
+    if (!cnnfx_session_set_input(s, net->input, xv, error) || !cnnfx_session_forward(s, error)) return FALSE;
     CnnfxTensor *of = cnnfx_session_get(s, net->output, error);
     if (!of) return FALSE;
-    if (of->dtype == CNNFX_F32 && of->numel > 0 && of->numel <= G_MAXINT) {
+    if (of->dtype != CNNFX_F32 || of->numel < 1 || of->numel > G_MAXINT || (mirror && n_mirror != (int64_t)of->numel))
+      break; /* not one row of scores: reported below */
+    if (!mirror) {
       n_mirror = (int64_t)of->numel;
-      if (!(mirror = g_try_new(float, of->numel))) {
+      if (!(mirror = g_try_new0(float, of->numel))) {
         g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_NOMEM, "out of memory (classify)");
         return FALSE;
       }
-      memcpy(mirror, cnnfx_f32(of), of->numel * sizeof(float));
     }
+    const float *ov = cnnfx_f32(of);
+    for (int64_t i = 0; i < n_mirror; i++) mirror[i] += views[vi].weight * ov[i];
   }
   if (!cnnfx_session_set_input(s, net->input, x, error) || !cnnfx_session_forward(s, error)) return FALSE;
   CnnfxTensor *out = cnnfx_session_get(s, net->output, error);
@@ -399,8 +435,8 @@ static gboolean classify_run(const CnnfxNet *net, const CnnfxParams *p, const Cn
     return FALSE;
   }
   const float *o = cnnfx_f32(out);
-  if (mirror && n_mirror == n) { /* mean of the two views' scores (logits, or probabilities) */
-    for (int i = 0; i < n; i++) mirror[i] = 0.5f * (o[i] + mirror[i]);
+  if (mirror && n_mirror == n) { /* weighted mean of the views' scores (logits, or probabilities) */
+    for (int i = 0; i < n; i++) mirror[i] += views[0].weight * o[i];
     o = mirror;
   }
   if (net->output_is_prob) {

@@ -146,9 +146,21 @@ typedef struct {
   char **style_layers;
   char **content_layers;
   char *cam_layer;       /* last conv feature map for Grad-CAM */
-  gboolean tta_flip;     /* classify: scores = mean of the image's and its mirror image's (the model
-                          * was evaluated so: a sidecar's tta=flip) */
+  int tta;               /* classify: test-time augmentation as the model was evaluated (a sidecar's
+                          * tta=): 0 none, 1 flip (mean of the image's and its mirror image's scores),
+                          * 2 flip-translate (cnnfx_tta_views) */
 } CnnfxNet;
+
+/* Test-time augmentation: the views of level 0 (the image), 1 (+ its mirror image, weights 1/2)
+ * or 2 (airbench: those two with weight 1/4, plus both moved one pixel up-left and down-right
+ * with reflection, 1/8 each).  A view shows the input at (x + dx, y + dy), mirrored first where
+ * flip.  The first view is always the unmoved image.  Returns the number of views. */
+typedef struct {
+  int dx, dy;
+  gboolean flip;
+  float weight;
+} CnnfxTtaView;
+int cnnfx_tta_views(int level, const CnnfxTtaView **views);
 
 void cnnfx_net_free(CnnfxNet *n);
 /* Whether the net's output is made by a Softmax (through Flatten / Reshape / Squeeze /
