@@ -19,6 +19,9 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 from PIL import Image
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tiny_folder import make_tiny_folder  # noqa: E402
+
 torch.set_num_threads(2)
 results = []
 
@@ -67,14 +70,7 @@ def main():
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="cnnfx-train-step-") as tmp:
         root = os.path.join(tmp, "data")
-        for c in range(10):
-            for split, n in (("train", 2), ("test", 1)):
-                d = os.path.join(root, split, f"c{c}")
-                os.makedirs(d)
-                for i in range(n):
-                    px = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
-                    px[:, :, c % 3] //= (c % 4) + 1
-                    Image.fromarray(px).save(os.path.join(d, f"{i}.png"))
+        make_tiny_folder(root, rng)
         init = os.path.join(tmp, "init.onnx")
         subprocess.run([a.cnnfx, "train", "--arch", "cifar-tiny", "--seed", "5", "-o", init], check=True,
                        capture_output=True)

@@ -23,6 +23,9 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 from PIL import Image
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tiny_folder import make_tiny_folder  # noqa: E402
+
 torch.set_num_threads(2)
 results = []
 EPOCHS, LR, MOM, WD, BIAS_LR, SMOOTH, WB_EPOCHS = 6, 0.05, 0.85, 0.01, 8.0, 0.2, 2
@@ -129,17 +132,7 @@ def main():
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="cnnfx-train-white-") as tmp:
         root = os.path.join(tmp, "data")
-        for c in range(10):
-            for split, n in (("train", 2), ("test", 1)):
-                d = os.path.join(root, split, f"c{c}")
-                os.makedirs(d)
-                for i in range(n):
-                    px = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
-                    px[:, :, c % 3] //= (c % 4) + 1
-                    # some structure, but no flat (clipped) areas: equal patches make max-pool near-ties
-                    # that rounding breaks either way
-                    px[:16] = px[:16] // 2 + 25 * (c % 5)
-                    Image.fromarray(px).save(os.path.join(d, f"{i}.png"))
+        make_tiny_folder(root, rng, structured=True)
         init = os.path.join(tmp, "init.onnx")
         subprocess.run([a.cnnfx, "train", "--arch", "cifar-white", "--seed", "5", "-o", init], check=True,
                        capture_output=True)
