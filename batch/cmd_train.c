@@ -858,8 +858,10 @@ int cmd_train(int argc, char **argv)
   gboolean tta_translate = FALSE, alt_flip = FALSE, lookahead = FALSE, exact = FALSE;
   gint64 seed = 1;
   gboolean eval_only = FALSE, quiet = FALSE, nesterov = FALSE, tta = FALSE, no_flip = FALSE, zero_pad = FALSE;
+  g_autofree char *arch_list = g_strjoinv(", ", (char **)cnnfx_arch_names());
+  g_autofree char *arch_help = g_strconcat("Built-in architecture: ", arch_list, NULL);
   GOptionEntry entries[] = {
-    {"arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Built-in architecture: lenet5, lenet5-wide, random-style, cifar-net, cifar-white, cifar-net-m, cifar-net-s, cifar-tiny", "ARCH"},
+    {"arch", 0, 0, G_OPTION_ARG_STRING, &arch, arch_help, "ARCH"},
     {"init", 0, 0, G_OPTION_ARG_FILENAME, &init, "Start from this ONNX model", "MODEL.onnx"},
     {"from", 0, 0, G_OPTION_ARG_FILENAME, &from,
      "Transfer learning: fine-tune a new classifier head of this model on --data DIR", "MODEL.onnx"},
