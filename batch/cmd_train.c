@@ -281,7 +281,7 @@ static void progress(gboolean tty, int epoch, int epochs, int batch, int nbatche
 typedef struct {
   const char *arch, *from, *resume, *dir, *out, *backend;
   int epochs, batch, per_class, test_per_class, train_blocks, pad, size, ckpt_every, warmup_pct, eval_every;
-  int whiten_bias_epochs;
+  int whiten_bias_epochs, bn_recal;
   double lr, momentum, wd, smoothing, holdout, start_factor, end_factor, ema, bias_lr;
   gboolean nesterov, tta, tta_translate, no_flip, alt_flip, lookahead, zero_pad, quiet, exact;
   CnnfxLrSchedule schedule;
@@ -304,6 +304,69 @@ static gboolean frun_batch(FRunner *r, int B, int plane, GError **error)
     if (!(r->x = cnnfx_tensor_new_f32(4, dims, error))) return FALSE;
     g_free(r->y);
     r->y = g_new(int, B);
+  }
+  return TRUE;
+}
+
+/* Index of the j-th of m images spread evenly over the n of a set (sorted by class: every
+ * class gets its share). */
+static int spread_index(int j, int m, int n)
+{
+  return (int)((gint64)j * n / MAX(m, 1));
+}
+
+/* BatchNorm recalibration: the running statistics of the final weights, measured.  The running
+ * statistics kept during training follow the weights of the last few steps; with lookahead the
+ * written weights are the slow ones, whose statistics differ.  So the training session runs
+ * forward over n training images spread over all classes (no augmentation, batches of B) with
+ * every given running statistic set to 0, so that each running-statistic output is (1 - momentum)
+ * times the batch statistic; their mean over the batches becomes the running statistics
+ * (like torch.optim.swa_utils.update_bn). */
+static gboolean bn_recalibrate(FRunner *tr, const CnnfxModel *tmodel, char **pairs, const CnnfxImageSet *train,
+                               int n, int B, int size, GError **error)
+{
+  const int np = (int)g_strv_length(pairs);
+  const size_t per = (size_t)3 * size * size;
+  const int nb = MAX(1, MIN(n, train->n) / B);
+  g_autoptr(GPtrArray) acc = g_ptr_array_new_with_free_func((GDestroyNotify)cnnfx_tensor_unref);
+  g_autofree double *mom = g_new(double, np / 2 + 1);
+  for (int k = 0; k + 1 < np; k += 2) {
+    CnnfxTensor *w = cnnfx_session_get(tr->s, pairs[k + 1], error);
+    CnnfxTensor *z = w ? cnnfx_tensor_copy(w, error) : NULL;
+    if (!z) return FALSE;
+    memset(z->data, 0, z->numel * sizeof(float));
+    g_ptr_array_add(acc, z);
+    mom[k / 2] = cnnfx_train_bn_stat_momentum(tmodel, pairs[k]);
+    if (mom[k / 2] < 0 || mom[k / 2] >= 1) {
+      g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "BatchNorm recalibration: %s has no usable momentum", pairs[k]);
+      return FALSE;
+    }
+  }
+  g_autoptr(GPtrArray) sums = g_ptr_array_new_with_free_func(g_free);
+  for (int k = 0; k + 1 < np; k += 2)
+    g_ptr_array_add(sums, g_new0(double, ((CnnfxTensor *)acc->pdata[k / 2])->numel));
+  for (int bi = 0; bi < nb; bi++) {
+    if (!frun_batch(tr, B, size, error)) return FALSE;
+    float *x = cnnfx_f32(tr->x);
+    for (int b = 0; b < B; b++)
+      cnnfx_imageset_crop_flip(train, spread_index(bi * B + b, nb * B, train->n), 0, 0, FALSE, TRUE, x + b * per);
+    for (int k = 0; k + 1 < np; k += 2)
+      if (!cnnfx_session_set_weight(tr->s, pairs[k + 1], acc->pdata[k / 2], error)) return FALSE; /* zeros */
+    if (!cnnfx_session_set_input(tr->s, tr->input, tr->x, error) || !cnnfx_session_forward(tr->s, error)) return FALSE;
+    for (int k = 0; k + 1 < np; k += 2) {
+      CnnfxTensor *rs = cnnfx_session_get(tr->s, pairs[k], error);
+      if (!rs) return FALSE;
+      const float *r = cnnfx_f32(rs);
+      double *sm = sums->pdata[k / 2];
+      for (size_t i = 0; i < rs->numel; i++) sm[i] += r[i] / (1.0 - mom[k / 2]);
+    }
+  }
+  for (int k = 0; k + 1 < np; k += 2) {
+    CnnfxTensor *t = acc->pdata[k / 2];
+    const double *sm = sums->pdata[k / 2];
+    float *d = cnnfx_f32(t);
+    for (size_t i = 0; i < t->numel; i++) d[i] = (float)(sm[i] / nb);
+    if (!cnnfx_session_set_weight(tr->s, pairs[k + 1], t, error)) return FALSE;
   }
   return TRUE;
 }
@@ -605,7 +668,17 @@ static int train_folder(FolderOpts *o)
     /* the stem's weights: whitening of the 2x2 patches of (at most) 5000 training images */
     CnnfxTensor *wt = cnnfx_session_get(ts, "whiten.weight", &err);
     g_autoptr(CnnfxTensor) wc = wt ? cnnfx_tensor_copy(wt, &err) : NULL;
-    if (!wc || !cnnfx_whitening_weights(train.x, MIN(train.n, 5000), 3, size, size, 2, 5e-4, wc, &err) ||
+    /* spread over the whole set (it is sorted by class: the first 5000 would be one class) */
+    const int nw = MIN(train.n, 5000);
+    g_autofree float *wx = g_try_new(float, (size_t)nw * 3 * size * size);
+    if (!wx) {
+      g_set_error(&err, CNNFX_ERROR, CNNFX_ERROR_NOMEM, "out of memory (whitening)");
+      goto done;
+    }
+    for (int j = 0; j < nw; j++)
+      memcpy(wx + (size_t)j * 3 * size * size, train.x + (size_t)spread_index(j, nw, train.n) * 3 * size * size,
+             (size_t)3 * size * size * sizeof(float));
+    if (!wc || !cnnfx_whitening_weights(wx, nw, 3, size, size, 2, 5e-4, wc, &err) ||
         !cnnfx_session_set_weight(ts, "whiten.weight", wc, &err))
       goto done;
   }
@@ -778,6 +851,13 @@ static int train_folder(FolderOpts *o)
     /* lookahead: the weights go back to the slow ones at the end of every epoch */
     if (o->lookahead && cnnfx_optimizer_lookahead_started(opt) && !cnnfx_optimizer_lookahead(opt, 1.0, &err))
       goto done;
+    if (o->bn_recal > 0 && ep + 1 == o->epochs) {
+      gint64 r0 = g_get_monotonic_time();
+      if (!bn_recalibrate(&tr, tmodel, pairs, &train, o->bn_recal, B, size, &err)) goto done;
+      if (!o->quiet)
+        fprintf(stderr, "BatchNorm statistics recalibrated on %d training images in %.1f s\n",
+                MAX(1, MIN(o->bn_recal, train.n) / B) * B, (g_get_monotonic_time() - r0) / 1e6);
+    }
     if (!cnnfx_train_copy_weights(is, imodel, ts, tmodel, NULL, &err)) goto done;
     if (o->ckpt_every > 0 && ((ep + 1) % o->ckpt_every == 0) && ep + 1 < o->epochs) {
       /* the raw weights (not the average) and the optimizer state: --resume continues exactly */
@@ -854,7 +934,7 @@ int cmd_train(int argc, char **argv)
   int per_class = 0, test_per_class = 0, train_blocks = 0, pad = 2, size = 0, warmup_pct = 25, eval_every = 1;
   double lr = 0, momentum = 0.9, wd = 0, gamma = 0.1, smoothing = 0, holdout = 0.2, start_factor = 0.1, ema_decay = 0;
   double end_factor = 0, bias_lr = 0;
-  int whiten_bias_epochs = 3;
+  int whiten_bias_epochs = 3, bn_recal = 0;
   gboolean tta_translate = FALSE, alt_flip = FALSE, lookahead = FALSE, exact = FALSE;
   gint64 seed = 1;
   gboolean eval_only = FALSE, quiet = FALSE, nesterov = FALSE, tta = FALSE, no_flip = FALSE, zero_pad = FALSE;
@@ -895,6 +975,9 @@ int cmd_train(int argc, char **argv)
      "ImageFolder: no Winograd convolutions or other approximations (slower; for comparisons)", NULL},
     {"whiten-bias-epochs", 0, 0, G_OPTION_ARG_INT, &whiten_bias_epochs,
      "cifar-white: train the whitening layer's bias for the first N epochs only (default 3)", "N"},
+    {"bn-recalibrate", 0, 0, G_OPTION_ARG_INT, &bn_recal,
+     "ImageFolder: after the last epoch, measure the BatchNorm running statistics of the final weights on N "
+     "training images (no augmentation; default 0 = keep the running averages)", "N"},
     {"warmup", 0, 0, G_OPTION_ARG_INT, &warmup_pct, "onecycle: warm-up share of the steps in percent (default 25)",
      "PCT"},
     {"per-class", 0, 0, G_OPTION_ARG_INT, &per_class, "ImageFolder: only the first N training images per class",
@@ -938,7 +1021,7 @@ int cmd_train(int argc, char **argv)
     if (batch < 1 || batch > 65536 || epochs < 0 || epochs > 100000 || per_class < 0 || test_per_class < 0 ||
         ckpt_every < 0 || pad < 0 || pad > 64 || train_blocks < 0 || size < 0 || size > 4096 || warmup_pct < 0 || eval_every < 0 || ema_decay < 0 || ema_decay >= 1 ||
         warmup_pct > 100 || smoothing < 0 || smoothing >= 1 || holdout <= 0 || holdout >= 1 || bias_lr < 0 ||
-        start_factor < 0 || start_factor > 1 || end_factor < 0 || end_factor > 1 || whiten_bias_epochs < 0)
+        start_factor < 0 || start_factor > 1 || end_factor < 0 || end_factor > 1 || whiten_bias_epochs < 0 || bn_recal < 0)
       return cli_usage_error("bad numeric option");
     fo.arch = arch;
     fo.from = from;
@@ -970,6 +1053,7 @@ int cmd_train(int argc, char **argv)
     fo.bias_lr = bias_lr;
     fo.end_factor = end_factor;
     fo.whiten_bias_epochs = whiten_bias_epochs;
+    fo.bn_recal = bn_recal;
     fo.exact = exact;
     fo.no_flip = no_flip;
     fo.zero_pad = zero_pad;

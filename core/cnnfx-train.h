@@ -94,6 +94,9 @@ gboolean cnnfx_whitening_weights(const float *x, int n, int c, int h, int w, int
  * After each training forward the caller copies each output into its initializer
  * (cnnfx_session_set_weight).  Free with g_strfreev. */
 char **cnnfx_train_bn_stat_pairs(const CnnfxModel *m);
+/* The momentum of the training-form BatchNormalization whose running-statistic output is
+ * stat_output (running = momentum * given + (1 - momentum) * batch); -1 if there is none. */
+double cnnfx_train_bn_stat_momentum(const CnnfxModel *m, const char *stat_output);
 /* Copy every float initializer of dst_model that src_model also has with the same shape from
  * src (its current weights; src NULL: src_model's stored values) into dst. */
 gboolean cnnfx_train_copy_weights(CnnfxSession *dst, const CnnfxModel *dst_model, CnnfxSession *src,

@@ -497,6 +497,19 @@ char **cnnfx_train_bn_stat_pairs(const CnnfxModel *m)
   return (char **)g_ptr_array_free(a, FALSE);
 }
 
+double cnnfx_train_bn_stat_momentum(const CnnfxModel *m, const char *stat_output)
+{
+  int v = stat_output ? cnnfx_model_value_id(m, stat_output) : -1;
+  if (v < 0) return -1;
+  for (int k = 0; k < m->n_nodes; k++) {
+    const CnnfxNode *n = &m->nodes[k];
+    if (strcmp(n->op_type, "BatchNormalization") || !cnnfx_attr_int(n, "training_mode", 0)) continue;
+    for (int o = 1; o < MIN(n->n_out, 3); o++)
+      if (n->out[o] == v) return cnnfx_attr_float(n, "momentum", 0.9f);
+  }
+  return -1;
+}
+
 gboolean cnnfx_train_copy_weights(CnnfxSession *dst, const CnnfxModel *dst_model, CnnfxSession *src,
                                   const CnnfxModel *src_model, int *n_copied, GError **error)
 {

@@ -233,6 +233,33 @@ def main():
                   f"worst L2 error {worst:.2e} of the change (at {where}); at most {100 * off_worst:.2f}% of a "
                   f"tensor's entries off by more than 1e-3 of its change")
         check("BatchNorm scales stay 1", all(np.all(W1[k] == 1) for k in W1 if k.endswith(".scale")))
+
+        # --bn-recalibrate: the written running statistics are the batch statistics of the final
+        # weights over the training images (one batch of all 20 here), not the running averages
+        rout = os.path.join(tmp, "recal.onnx")
+        r = subprocess.run([a.cnnfx, "train", "--data", root, "--arch", "cifar-white", "--resume", start, "--seed",
+                            "5", "--epochs", str(EPOCHS), "--batch-size", "20", "--optimizer", "sgd", "--lr",
+                            str(LR), "--momentum", str(MOM), "--nesterov", "--weight-decay", str(WD),
+                            "--bias-lr-scale", str(BIAS_LR), "--schedule", "constant", "--pad", "0", "--no-flip",
+                            "--label-smoothing", str(SMOOTH), "--lookahead", "--whiten-bias-epochs", str(WB_EPOCHS),
+                            "--bn-recalibrate", "20", "-o", rout], capture_output=True, text=True)
+        check("--bn-recalibrate run", r.returncode == 0 and "recalibrated on 20 training images" in r.stderr,
+              (r.stdout + r.stderr)[-400:])
+        if r.returncode == 0:
+            WR = {t.name: numpy_helper.to_array(t) for t in onnx.load(rout).graph.initializer}
+            PR = {k: torch.tensor(v) for k, v in WR.items()}
+            stats = {}
+            with torch.no_grad():
+                forward(PR, torch.tensor(X), True, stats)
+            worst = max(max(float(np.abs(WR[p + ".mean"] - m.numpy()).max() / (np.abs(m.numpy()).max() + 1e-6)),
+                            float(np.abs(WR[p + ".var"] - v.numpy()).max() / (np.abs(v.numpy()).max() + 1e-6)))
+                        for p, (m, v) in stats.items())
+            check("--bn-recalibrate: running statistics = torch's batch statistics of the final weights",
+                  len(stats) == 6 and worst < 1e-3, f"worst relative error {worst:.2e}")
+            check("(and differ from the running averages)",
+                  max(float(np.abs(WR[p + ".var"] - W1[p + ".var"]).max()) for p in stats) > 1e-4)
+            same = all(np.array_equal(WR[k], W1[k]) for k in WR if not (k.endswith(".mean") or k.endswith(".var")))
+            check("(the weights themselves are the same)", same)
         wb = W1["whiten.bias"]
         check("the whitening bias was trained", np.abs(wb).max() > 0)
 
