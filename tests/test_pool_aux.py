@@ -10,6 +10,8 @@ CASES = [
     ("g3x3s2_ceil", [1, 8, 23, 31], dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)),
     ("g3x3s1_pad1", [2, 5, 12, 17], dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
     ("k2s2", [1, 4, 10, 12], dict(kernel_shape=[2, 2], strides=[2, 2])),
+    # the plain 2x2 / stride 2 path (odd sizes drop the last row and column)
+    ("k2s2_odd", [3, 5, 15, 13], dict(kernel_shape=[2, 2], strides=[2, 2])),
     ("k2s1_same", [1, 3, 9, 10], dict(kernel_shape=[2, 2], auto_pad="SAME_UPPER")),
     ("k5_generic", [1, 3, 13, 14], dict(kernel_shape=[4, 5], strides=[2, 3], pads=[1, 2, 2, 1])),
     ("dilated", [1, 2, 11, 12], dict(kernel_shape=[2, 3], strides=[1, 2], dilations=[2, 2])),

@@ -243,8 +243,8 @@ def main():
                             "--bias-lr-scale", str(BIAS_LR), "--schedule", "constant", "--pad", "0", "--no-flip",
                             "--label-smoothing", str(SMOOTH), "--lookahead", "--whiten-bias-epochs", str(WB_EPOCHS),
                             "--bn-recalibrate", "20", "-o", rout], capture_output=True, text=True)
-        check("--bn-recalibrate run", r.returncode == 0 and "recalibrated on 20 training images" in r.stderr,
-              (r.stdout + r.stderr)[-400:])
+        ok = r.returncode == 0 and "recalibrated on 20 training images" in r.stderr
+        check("--bn-recalibrate run", ok, "" if ok else (r.stdout + r.stderr)[-400:])
         if r.returncode == 0:
             WR = {t.name: numpy_helper.to_array(t) for t in onnx.load(rout).graph.initializer}
             PR = {k: torch.tensor(v) for k, v in WR.items()}
@@ -260,6 +260,30 @@ def main():
                   max(float(np.abs(WR[p + ".var"] - W1[p + ".var"]).max()) for p in stats) > 1e-4)
             same = all(np.array_equal(WR[k], W1[k]) for k in WR if not (k.endswith(".mean") or k.endswith(".var")))
             check("(the weights themselves are the same)", same)
+
+        # with two batches of 10: batch i holds images i, i + 2, ... (every batch spans all the
+        # classes of the class-sorted set); the statistics are the mean of the two batches'
+        rout = os.path.join(tmp, "recal2.onnx")
+        r = subprocess.run([a.cnnfx, "train", "--data", root, "--arch", "cifar-white", "--resume", start, "--seed",
+                            "5", "--epochs", "2", "--batch-size", "10", "--optimizer", "sgd", "--lr", str(LR),
+                            "--schedule", "constant", "--pad", "0", "--no-flip", "--bn-recalibrate", "20", "-o", rout],
+                           capture_output=True, text=True)
+        ok = r.returncode == 0 and "recalibrated on 20 training images" in r.stderr
+        check("--bn-recalibrate run with two batches", ok, "" if ok else (r.stdout + r.stderr)[-400:])
+        if r.returncode == 0:
+            WR = {t.name: numpy_helper.to_array(t) for t in onnx.load(rout).graph.initializer}
+            PR = {k: torch.tensor(v) for k, v in WR.items()}
+            s0, s1 = {}, {}
+            with torch.no_grad():
+                forward(PR, torch.tensor(X[0::2]), True, s0)
+                forward(PR, torch.tensor(X[1::2]), True, s1)
+            worst = 0.0
+            for p in s0:
+                for j, suf in ((0, ".mean"), (1, ".var")):
+                    want = ((s0[p][j] + s1[p][j]) / 2).numpy()
+                    worst = max(worst, float(np.abs(WR[p + suf] - want).max() / (np.abs(want).max() + 1e-6)))
+            check("--bn-recalibrate, 2 batches: the mean of torch's statistics of the interleaved batches",
+                  len(s0) == 6 and worst < 1e-3, f"worst relative error {worst:.2e}")
         wb = W1["whiten.bias"]
         check("the whitening bias was trained", np.abs(wb).max() > 0)
 

@@ -433,6 +433,43 @@ static void maxpool_forward_argmax(const CnnfxExec *x, const CnnfxPoolGeom *g, c
   }
 }
 
+/* The common 2x2 / stride 2 max-pool without padding or dilation (VGG, ResNet stems, airbench),
+ * with the backward's 8-bit aux state: whole planes per thread, no per-row tables.  The same
+ * choices as maxpool_forward_argmax's fused path (each row's first maximum, then the rows folded
+ * with "strictly greater wins"), so Y and aux are bit-identical to it. */
+static gboolean is_plain_2x2(const CnnfxPoolGeom *g)
+{
+  return g->I[0] == 1 && g->O[0] == 1 && g->k[0] == 1 && g->k[1] == 2 && g->k[2] == 2 && g->s[1] == 2 &&
+         g->s[2] == 2 && g->d[1] == 1 && g->d[2] == 1 && g->pb[1] == 0 && g->pb[2] == 0 && g->pe[1] == 0 &&
+         g->pe[2] == 0 && g->O[1] == g->I[1] / 2 && g->O[2] == g->I[2] / 2 && g->O[1] > 0 && g->O[2] > 0 &&
+         !cnnfx_maxpool_aux_wide(g);
+}
+
+static void maxpool_2x2_forward(const CnnfxExec *x, const CnnfxPoolGeom *g, const float *X, float *Y, uint8_t *aux)
+{
+  const int64_t IW = g->I[2], OH = g->O[1], OW = g->O[2];
+  const int nt = (int)MIN((int64_t)thread_count(x), MAX(g->planes, (int64_t)1));
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t p = 0; p < g->planes; p++) {
+    const float *xp = X + p * g->in_plane;
+    float *yp = Y + p * g->out_plane;
+    uint8_t *ap = aux + p * g->out_plane;
+    for (int64_t oh = 0; oh < OH; oh++) {
+      const float *r0 = xp + 2 * oh * IW, *r1 = r0 + IW;
+      float *yr = yp + oh * OW;
+      uint8_t *ar = ap + oh * OW;
+      for (int64_t ow = 0; ow < OW; ow++) {
+        float a0 = r0[2 * ow], a1 = r0[2 * ow + 1], b0 = r1[2 * ow], b1 = r1[2 * ow + 1];
+        float m0 = a1 > a0 ? a1 : a0, m1 = b1 > b0 ? b1 : b0;
+        uint8_t t0 = a1 > a0 ? 1 : 0, t1 = b1 > b0 ? 3 : 2;
+        gboolean g1 = m1 > m0;
+        yr[ow] = g1 ? m1 : m0;
+        ar[ow] = g1 ? t1 : t0;
+      }
+    }
+  }
+}
+
 static gboolean pool_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out,
                              void *aux, gboolean is_max, GError **error)
 {
@@ -442,6 +479,10 @@ static gboolean pool_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor
   gboolean include_pad = !is_max && cnnfx_attr_int(n, "count_include_pad", 0) != 0;
   gboolean want_ind = is_max && n->n_out > 1 && n->out[1] >= 0;
   if (out[0]->numel == 0) return TRUE;
+  if (is_max && aux && !want_ind && is_plain_2x2(&g)) {
+    maxpool_2x2_forward(x, &g, cnnfx_f32(X), cnnfx_f32(out[0]), aux);
+    return TRUE;
+  }
   PoolTables tb = {0};
   if (!tables_make(x, &g, include_pad, &tb, error)) return FALSE;
   gboolean ok = TRUE;
