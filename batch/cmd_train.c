@@ -328,6 +328,7 @@ static gboolean bn_recalibrate(FRunner *tr, const CnnfxModel *tmodel, char **pai
                                int n, int B, int size, GError **error)
 {
   const int np = (int)g_strv_length(pairs);
+  if (np == 0) return TRUE; /* no BatchNorm: nothing to measure */
   const size_t per = (size_t)3 * size * size;
   const int nb = MAX(1, MIN(n, train->n) / B);
   g_autoptr(GPtrArray) acc = g_ptr_array_new_with_free_func((GDestroyNotify)cnnfx_tensor_unref);
@@ -667,12 +668,12 @@ static int train_folder(FolderOpts *o)
   oc.weight_decay = o->wd;
   const gboolean whitened = o->arch && cnnfx_arch_is_whitened(o->arch);
   if (whitened && !o->resume) {
-    /* the stem's weights: whitening of the 2x2 patches of (at most) 5000 training images */
+    /* the stem's weights: whitening of the 2x2 patches of the first (at most) 5000 training
+     * images.  The set is sorted by class, so on CIFAR-10 these are the 5000 airplanes; airbench
+     * takes 5000 of a shuffled set.  Spreading them over all classes was tried (weights/README.md:
+     * not better) and is not done, so the shipped file stays reproducible. */
     CnnfxTensor *wt = cnnfx_session_get(ts, "whiten.weight", &err);
     g_autoptr(CnnfxTensor) wc = wt ? cnnfx_tensor_copy(wt, &err) : NULL;
-    /* the first 5000 of the set, which is sorted by class: the 5000 airplanes on
-     * CIFAR-10.  airbench takes 5000 of a shuffled set; spreading them over all classes was tried
-     * (weights/README.md: not better) and is not done, so the shipped file stays reproducible. */
     if (!wc || !cnnfx_whitening_weights(train.x, MIN(train.n, 5000), 3, size, size, 2, 5e-4, wc, &err) ||
         !cnnfx_session_set_weight(ts, "whiten.weight", wc, &err))
       goto done;
