@@ -281,7 +281,7 @@ static void progress(gboolean tty, int epoch, int epochs, int batch, int nbatche
 typedef struct {
   const char *arch, *from, *resume, *dir, *out, *backend;
   int epochs, batch, per_class, test_per_class, train_blocks, pad, size, ckpt_every, warmup_pct, eval_every;
-  int whiten_bias_epochs, bn_recal;
+  int whiten_bias_epochs, bn_recal, ensemble;
   double lr, momentum, wd, smoothing, holdout, start_factor, end_factor, ema, bias_lr;
   gboolean nesterov, tta, tta_translate, no_flip, alt_flip, lookahead, zero_pad, quiet, exact;
   CnnfxLrSchedule schedule;
@@ -622,6 +622,8 @@ static int train_folder(FolderOpts *o)
     int oldk = 0;
     if (!(ib = cnnfx_model_new_head(src_net->model, K, o->seed, &head, &oldk, &err))) goto done;
     tb = g_bytes_ref(ib);
+    if (!o->quiet && cnnfx_model_is_ensemble(src_net->model))
+      fprintf(stderr, "%s is an ensemble: its first network is fine-tuned\n", o->from);
     if (!o->quiet) fprintf(stderr, "%s: replaced its %d-class head with a %d-class one\n", o->from, oldk, K);
   }
   tmodel = cnnfx_model_load(g_bytes_get_data(tb, NULL), g_bytes_get_size(tb), &err);
@@ -892,8 +894,9 @@ static int train_folder(FolderOpts *o)
   if (profile) cli_print_profile(ts, (int)MAX((gint64)1, (gint64)nbatches * (o->epochs - first_epoch)));
   if (!save_model(imodel, is, o->out, &err)) goto done;
   {
-    const char *cam = o->arch && cnnfx_arch_has_batchnorm(o->arch) ? "b3.relu2" : src_net ? src_net->cam_layer : NULL;
-    const char *dream = o->arch && cnnfx_arch_has_batchnorm(o->arch) ? "b2.relu2"
+    const char *cam = o->arch && cnnfx_arch_has_batchnorm(o->arch) ? cnnfx_arch_cam_layer(o->arch)
+                      : src_net ? src_net->cam_layer : NULL;
+    const char *dream = o->arch && cnnfx_arch_has_batchnorm(o->arch) ? cnnfx_arch_dream_layer(o->arch)
                         : src_net && src_net->dream_layers ? src_net->dream_layers[0] : NULL;
     if (!write_folder_sidecar(o->out, arch_label, o, train.classes, mean, std, size, cam, dream, test_acc, test.n, input,
                        saved_output, src_net && src_net->output_is_prob, src_net && src_net->pre.bgr, &err))
@@ -922,12 +925,113 @@ done:
   return rc;
 }
 
+/* --ensemble N: N networks of the same recipe with seeds seed, seed+1, ... (OUT.net1.onnx, ...,
+ * each with its sidecar and log lines), then OUT.onnx: one graph whose logits are the mean of
+ * theirs (cnnfx_model_save_mean), measured on the test split with the same test-time
+ * augmentation, and its sidecar. */
+static gboolean read_member_pre(const char *onnx_path, double mean[3], double std[3], int *size, GError **error)
+{
+  g_autofree char *base = g_strndup(onnx_path, strlen(onnx_path) - 5);
+  g_autofree char *ini = g_strconcat(base, ".ini", NULL);
+  g_autoptr(GKeyFile) kf = g_key_file_new();
+  if (!g_key_file_load_from_file(kf, ini, G_KEY_FILE_NONE, error)) return FALSE;
+  gsize nm = 0, ns = 0;
+  g_autofree double *m = g_key_file_get_double_list(kf, "model", "mean", &nm, error);
+  if (!m) return FALSE;
+  g_autofree double *sd = g_key_file_get_double_list(kf, "model", "std", &ns, error);
+  if (!sd) return FALSE;
+  *size = g_key_file_get_integer(kf, "model", "input_size", error);
+  if (nm != 3 || ns != 3 || *size <= 0) {
+    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "%s: mean, std or input_size missing", ini);
+    return FALSE;
+  }
+  for (int k = 0; k < 3; k++) {
+    mean[k] = m[k];
+    std[k] = sd[k];
+  }
+  return TRUE;
+}
+
+static int train_ensemble(FolderOpts *o)
+{
+  const int n = o->ensemble;
+  g_autoptr(GError) err = NULL;
+  g_autofree char *base = g_str_has_suffix(o->out, ".onnx") ? g_strndup(o->out, strlen(o->out) - 5) : g_strdup(o->out);
+  g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func(g_free);
+  g_autoptr(GPtrArray) models = g_ptr_array_new_with_free_func((GDestroyNotify)cnnfx_model_free);
+  CnnfxImageSet test = {0};
+  g_autoptr(CnnfxBackend) be = NULL;
+  CnnfxSession *is = NULL;
+  g_autoptr(CnnfxModel) em = NULL;
+  FRunner ir = {0};
+  int rc = 1;
+  double mean[3], std[3];
+  int size = 0;
+  gint64 t0 = g_get_monotonic_time();
+  for (int k = 0; k < n; k++) {
+    FolderOpts mo = *o;
+    char *p = g_strdup_printf("%s.net%d.onnx", base, k + 1);
+    g_ptr_array_add(paths, p);
+    mo.out = p;
+    mo.seed = o->seed + (guint64)k;
+    mo.ensemble = 1;
+    if (!o->quiet) fprintf(stderr, "ensemble: network %d of %d (seed %" G_GUINT64_FORMAT ") -> %s\n", k + 1, n, mo.seed, p);
+    fflush(stdout);
+    if (train_folder(&mo)) return 1;
+    double m2[3], s2[3];
+    int z2 = 0;
+    if (!read_member_pre(p, k ? m2 : mean, k ? s2 : std, k ? &z2 : &size, &err)) goto done;
+    if (k && (z2 != size || memcmp(m2, mean, sizeof m2) || memcmp(s2, std, sizeof s2))) {
+      g_set_error(&err, CNNFX_ERROR, CNNFX_ERROR_ARG, "%s: its input normalisation differs from network 1's", p);
+      goto done;
+    }
+    CnnfxModel *m = cli_load_model(p, &err);
+    if (!m) goto done;
+    g_ptr_array_add(models, m);
+  }
+  {
+    g_autoptr(GBytes) eb = cnnfx_model_save_mean((const CnnfxModel *const *)models->pdata, n, &err);
+    if (!eb || !(em = cnnfx_model_load(g_bytes_get_data(eb, NULL), g_bytes_get_size(eb), &err))) goto done;
+    /* measure before writing: OUT.onnx appears only complete and with its accuracy */
+    g_autofree char *test_dir = g_build_filename(o->dir, "test", NULL);
+    if (!cnnfx_imagefolder_load(test_dir, NULL, size, o->test_per_class, &test, &err)) goto done;
+    cnnfx_imageset_normalise(&test, mean, std);
+    const char *input = cnnfx_model_input_name(em, 0), *output = cnnfx_model_output_name(em, 0);
+    if (!(be = cnnfx_backend_new(o->backend ? o->backend : "cpu", &err))) goto done;
+    CnnfxSessionOptions iso = {.grad = CNNFX_GRAD_NONE, .targets = (const char *const[]){output, NULL}};
+    if (!(is = cnnfx_session_new(em, be, &iso, &err))) goto done;
+    ir = (FRunner){is, input, output, NULL, NULL};
+    double acc = 0, loss = 0;
+    const int tta = o->tta ? (o->tta_translate ? 2 : 1) : 0;
+    if (!folder_eval(&ir, &test, tta, &acc, &loss, &err)) goto done;
+    if (!cnnfx_write_file_atomic(o->out, eb, &err)) goto done;
+    g_autofree char *label = g_strdup_printf("mean of %d %s networks", n, o->arch);
+    const char *cam = o->arch ? cnnfx_arch_cam_layer(o->arch) : NULL;
+    const char *dream = o->arch ? cnnfx_arch_dream_layer(o->arch) : NULL;
+    if (!write_folder_sidecar(o->out, label, o, test.classes, mean, std, size, cam, dream, acc, test.n, input, output,
+                              FALSE, FALSE, &err))
+      goto done;
+    printf("ensemble of %d: test loss %.4f  test acc %.4f%s  (%d images)  %.1f s in all\n", n, loss, acc,
+           tta == 2 ? " (6-view TTA)" : tta == 1 ? " (flip TTA)" : "", test.n, (g_get_monotonic_time() - t0) / 1e6);
+    if (!o->quiet) fprintf(stderr, "wrote %s (the mean of %s ... %s)\n", o->out, (char *)paths->pdata[0],
+                           (char *)paths->pdata[n - 1]);
+  }
+  rc = 0;
+done:
+  if (err) fprintf(stderr, "cnnfx train: %s\n", err->message);
+  if (ir.x) cnnfx_tensor_unref(ir.x);
+  g_free(ir.y);
+  if (is) cnnfx_session_free(is);
+  cnnfx_imageset_clear(&test);
+  return rc;
+}
+
 int cmd_train(int argc, char **argv)
 {
   g_autofree char *arch = NULL, *init = NULL, *data = NULL, *optim = NULL, *sched = NULL, *resume = NULL,
                   *out = NULL, *backend_name = NULL, *from = NULL;
   int epochs = 10, batch = 64, ckpt_every = 0, limit = 0, test_limit = 0, step_epochs = 0;
-  int per_class = 0, test_per_class = 0, train_blocks = 0, pad = 2, size = 0, warmup_pct = 25, eval_every = 1;
+  int per_class = 0, test_per_class = 0, train_blocks = 0, pad = 2, size = 0, warmup_pct = 25, eval_every = 1, ensemble = 1;
   double lr = 0, momentum = 0.9, wd = 0, gamma = 0.1, smoothing = 0, holdout = 0.2, start_factor = 0.1, ema_decay = 0;
   double end_factor = 0, bias_lr = 0;
   int whiten_bias_epochs = 3, bn_recal = 0;
@@ -1004,6 +1108,9 @@ int cmd_train(int argc, char **argv)
     {"backend", 0, 0, G_OPTION_ARG_STRING, &backend_name, "cpu (default) or cuda", "NAME"},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress output", NULL},
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Write the model here", "OUT.onnx"},
+    {"ensemble", 0, 0, G_OPTION_ARG_INT, &ensemble,
+     "ImageFolder: train N networks (seeds SEED, SEED+1, ...: OUT.net1.onnx ...) and write OUT.onnx, the mean of "
+     "their logits, measured on the test split (default 1)", "N"},
     G_OPTION_ENTRY_NULL,
   };
   if (!cli_parse(&argc, &argv, "- train a network (or build a random-feature one) and write ONNX", entries)) return 2;
@@ -1064,7 +1171,10 @@ int cmd_train(int argc, char **argv)
     else if (sched && !strcmp(sched, "constant")) fo.schedule = CNNFX_LR_CONSTANT;
     else if (sched && !strcmp(sched, "cosine")) fo.schedule = CNNFX_LR_COSINE;
     else if (sched && strcmp(sched, "onecycle")) return cli_usage_error("--schedule must be constant, step, cosine or onecycle");
-    return train_folder(&fo);
+    fo.ensemble = ensemble;
+    if (ensemble < 1 || ensemble > 64) return cli_usage_error("--ensemble must be 1 to 64");
+    if (ensemble > 1 && (resume || from)) return cli_usage_error("--ensemble trains --arch networks from the start");
+    return ensemble > 1 ? train_ensemble(&fo) : train_folder(&fo);
   }
   if (from) return cli_usage_error("--from needs --data DIR (an ImageFolder tree)");
   if (!!arch + !!init + !!resume != 1) return cli_usage_error("train needs exactly one of --arch, --init, --resume");

@@ -22,6 +22,16 @@ G_BEGIN_DECLS
  * the model's, and output shapes are taken from its last forward pass (dim 0 symbolic
  * when the first input's dim 0 is).  Graph-valued attributes are not supported. */
 GBytes *cnnfx_model_save(const CnnfxModel *m, CnnfxSession *s, GError **error);
+/* An ensemble as one ModelProto: every model's graph side by side on the first model's input, the
+ * output (the first model's output 0 name) the mean of their outputs 0 (Sum, then Mul by 1/n).  The
+ * first model keeps its tensor names except its output (renamed OUTPUT.net1), so its layers stay
+ * addressable; model k >= 2's names are prefixed "netK.".  The models need one input and the same
+ * declared input and output shapes and opset.  2 <= n <= 64. */
+GBytes *cnnfx_model_save_mean(const CnnfxModel *const *ms, int n, GError **error);
+/* Whether m is such an ensemble; its first network alone (the nodes and initializers its output
+ * needs, that output named as the ensemble's): what transfer learning starts from. */
+gboolean cnnfx_model_is_ensemble(const CnnfxModel *m);
+GBytes *cnnfx_model_save_first_member(const CnnfxModel *m, GError **error);
 
 /* Write bytes to path atomically (temporary file in the same directory + rename). */
 gboolean cnnfx_write_file_atomic(const char *path, GBytes *bytes, GError **error);
@@ -75,6 +85,14 @@ GBytes *cnnfx_arch_build(const char *arch, guint64 seed, GError **error);
  * seed, the same values.  classes: size of the last layer (the other archs ignore it: 10). */
 GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gboolean training, GError **error);
 gboolean cnnfx_arch_has_batchnorm(const char *arch);
+/* "cifar-white-gelu" is cifar-white with GELU (exact, erf) in place of every ReLU, as airbench94 has;
+ * its activations are named stem.gelu, bK.gelu1, bK.gelu2 and the file is opset 20 (Gelu's first).
+ * "cifar-tiny-gelu": the same at cifar-tiny's widths, for tests. */
+gboolean cnnfx_arch_uses_gelu(const char *arch);
+/* The last block's second activation (Grad-CAM) and block 2's (Deep Dream) of a cifar-* arch; NULL
+ * for the others. */
+const char *cnnfx_arch_cam_layer(const char *arch);
+const char *cnnfx_arch_dream_layer(const char *arch);
 /* "cifar-white"   airbench94's network: a whitening stem (2x2 conv 3 -> 24 channels, no padding,
  *                  with bias, initializer "whiten.weight" / "whiten.bias", then ReLU), the three
  *                  blocks of cifar-net (64, 256, 256) with identity-initialised convolutions and

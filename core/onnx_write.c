@@ -169,39 +169,81 @@ static void w_model_header(GByteArray *a, int opset)
 
 /* ---- model -> ModelProto -------------------------------------------------------- */
 
-GBytes *cnnfx_model_save(const CnnfxModel *m, CnnfxSession *s, GError **error)
+/* How the tensors of one model are named in the file written: the shared input keeps `input`'s name;
+ * with a prefix every other name gets it; without, `from` (if any) becomes `to`. */
+typedef struct {
+  const char *input, *prefix, *from, *to;
+} NameMap;
+
+static const char *map_name(const NameMap *nm, const char *name, GString *buf)
 {
-  GByteArray *g = g_byte_array_new();
+  if (!nm || !name[0] || (nm->input && !strcmp(name, nm->input))) return name;
+  if (nm->prefix) {
+    g_string_assign(buf, nm->prefix);
+    g_string_append(buf, name);
+    return buf->str;
+  }
+  return nm->from && !strcmp(name, nm->from) ? nm->to : name;
+}
+
+/* The nodes of m (those in keep_node, NULL: all) as GraphProto fields, named by nm (NULL: as they
+ * are) ... */
+static gboolean w_graph_nodes(GByteArray *g, const CnnfxModel *m, const NameMap *nm, const gboolean *keep_node,
+                              GError **error)
+{
+  g_autoptr(GString) buf = g_string_new(NULL);
   for (int k = 0; k < m->n_nodes; k++) {
     const CnnfxNode *n = &m->nodes[k];
+    if (keep_node && !keep_node[k]) continue;
     GByteArray *nb = g_byte_array_new();
-    for (int i = 0; i < n->n_in; i++) w_str(nb, 1, n->in[i] >= 0 ? m->values[n->in[i]].name : "");
-    for (int o = 0; o < n->n_out; o++) w_str(nb, 2, n->out[o] >= 0 ? m->values[n->out[o]].name : "");
-    if (n->name) w_str(nb, 3, n->name);
+    for (int i = 0; i < n->n_in; i++) w_str(nb, 1, n->in[i] >= 0 ? map_name(nm, m->values[n->in[i]].name, buf) : "");
+    for (int o = 0; o < n->n_out; o++)
+      w_str(nb, 2, n->out[o] >= 0 ? map_name(nm, m->values[n->out[o]].name, buf) : "");
+    if (n->name) w_str(nb, 3, nm && nm->prefix ? map_name(nm, n->name, buf) : n->name);
     w_str(nb, 4, n->op_type);
     for (int i = 0; i < n->n_attrs; i++)
       if (!w_attr(nb, &n->attrs[i], error)) {
         g_prefix_error(error, "node '%s': ", n->name);
         g_byte_array_unref(nb);
-        g_byte_array_unref(g);
-        return NULL;
+        return FALSE;
       }
     if (n->domain && n->domain[0]) w_str(nb, 7, n->domain);
     w_msg(g, 1, nb);
   }
-  w_str(g, 2, "cnnfx");
+  return TRUE;
+}
+
+/* ... and its initializers (after the graph's name: cnnfx_model_save's field order, so that a
+ * training run writes the same bytes as before this split). */
+static gboolean w_graph_inits(GByteArray *g, const CnnfxModel *m, CnnfxSession *s, const NameMap *nm,
+                              const gboolean *keep_value, GError **error)
+{
+  g_autoptr(GString) buf = g_string_new(NULL);
   for (int v = 0; v < m->n_values; v++) {
-    if (!m->values[v].init) continue;
+    if (!m->values[v].init || (keep_value && !keep_value[v])) continue;
     const CnnfxTensor *t = m->values[v].init;
     if (s) {
       g_autoptr(GError) e2 = NULL;
       const CnnfxTensor *cur = cnnfx_session_get(s, m->values[v].name, &e2);
       if (cur && cur->data && cnnfx_same_shape(cur, t) && cur->dtype == t->dtype) t = cur;
     }
-    if (!w_tensor(g, 5, t, m->values[v].name, error)) {
-      g_byte_array_unref(g);
-      return NULL;
-    }
+    if (!w_tensor(g, 5, t, map_name(nm, m->values[v].name, buf), error)) return FALSE;
+  }
+  return TRUE;
+}
+
+GBytes *cnnfx_model_save(const CnnfxModel *m, CnnfxSession *s, GError **error)
+{
+  GByteArray *g = g_byte_array_new();
+  if (!w_graph_nodes(g, m, NULL, NULL, error)) {
+    g_byte_array_unref(g);
+    return NULL;
+  }
+  w_str(g, 2, "cnnfx");
+  /* initializers with the session's current weights where s is given */
+  if (!w_graph_inits(g, m, s, NULL, NULL, error)) {
+    g_byte_array_unref(g);
+    return NULL;
   }
   gboolean batch_symbolic = FALSE;
   for (int i = 0; i < m->n_inputs; i++) {
@@ -227,6 +269,163 @@ GBytes *cnnfx_model_save(const CnnfxModel *m, CnnfxSession *s, GError **error)
     }
     w_value_info(g, 12, v->name, v->init ? (int)v->init->dtype : 1, ndim, dims);
   }
+  GByteArray *a = g_byte_array_sized_new(g->len + 64);
+  w_model_header(a, m->opset);
+  w_msg(a, 7, g);
+  return g_byte_array_free_to_bytes(a);
+}
+
+static gboolean same_decl(const CnnfxValue *a, const CnnfxValue *b)
+{
+  if (a->decl_ndim != b->decl_ndim || a->decl_type != b->decl_type) return FALSE;
+  for (int i = 0; i < a->decl_ndim; i++)
+    if (a->decl_dims[i] != b->decl_dims[i] && !(a->decl_dims[i] < 0 && b->decl_dims[i] < 0)) return FALSE;
+  return TRUE;
+}
+
+GBytes *cnnfx_model_save_mean(const CnnfxModel *const *ms, int n, GError **error)
+{
+  if (n < 2 || n > 64) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "an ensemble needs 2 to 64 models (got %d)", n);
+    return NULL;
+  }
+  const CnnfxModel *m0 = ms[0];
+  for (int k = 0; k < n; k++) {
+    const CnnfxModel *m = ms[k];
+    if (m->n_inputs != 1 || m->n_outputs < 1) {
+      cnnfx_set_error(error, CNNFX_ERROR_ARG, "model %d: an ensemble member needs one input and an output", k + 1);
+      return NULL;
+    }
+    if (!same_decl(&m->values[m->inputs[0]], &m0->values[m0->inputs[0]]) ||
+        !same_decl(&m->values[m->outputs[0]], &m0->values[m0->outputs[0]]) || m->opset != m0->opset) {
+      cnnfx_set_error(error, CNNFX_ERROR_ARG,
+                      "model %d: its input, first output or opset differs from the first model's", k + 1);
+      return NULL;
+    }
+  }
+  const CnnfxValue *in0 = &m0->values[m0->inputs[0]], *out0 = &m0->values[m0->outputs[0]];
+  g_autoptr(GPtrArray) outs = g_ptr_array_new_with_free_func(g_free);
+  g_autoptr(GPtrArray) prefixes = g_ptr_array_new_with_free_func(g_free);
+  GByteArray *g = g_byte_array_new();
+  for (int k = 0; k < n; k++) {
+    const CnnfxModel *m = ms[k];
+    const char *iname = m->values[m->inputs[0]].name, *oname = m->values[m->outputs[0]].name;
+    /* the first model keeps its names (its layers stay addressable: Grad-CAM, dreams) but for
+     * its output; model k >= 2 is prefixed "netK." */
+    char *pre = k ? g_strdup_printf("net%d.", k + 1) : NULL;
+    char *mo = k ? g_strconcat(pre, oname, NULL) : g_strdup_printf("%s.net1", oname); /* its output here */
+    NameMap nm = {.input = iname, .prefix = pre, .from = k ? NULL : oname, .to = mo};
+    g_ptr_array_add(prefixes, pre);
+    g_ptr_array_add(outs, mo);
+    if (strcmp(iname, in0->name)) {
+      /* a different input name: feed it from the shared input */
+      char *alias = k ? g_strconcat(pre, iname, NULL) : g_strdup(iname);
+      GByteArray *nb = g_byte_array_new();
+      w_str(nb, 1, in0->name);
+      w_str(nb, 2, alias);
+      w_str(nb, 4, "Identity");
+      w_msg(g, 1, nb);
+      g_free(alias);
+      nm.input = NULL;
+    }
+    if (!w_graph_nodes(g, m, &nm, NULL, error) || !w_graph_inits(g, m, NULL, &nm, NULL, error)) {
+      g_prefix_error(error, "model %d: ", k + 1);
+      g_byte_array_unref(g);
+      return NULL;
+    }
+  }
+  /* output = (out_1 + ... + out_n) * (1/n) */
+  g_autofree char *sum = g_strdup_printf("%s.sum", out0->name), *scale = g_strdup_printf("%s.scale", out0->name);
+  GByteArray *nb = g_byte_array_new();
+  for (int k = 0; k < n; k++) w_str(nb, 1, outs->pdata[k]);
+  w_str(nb, 2, sum);
+  w_str(nb, 3, "ensemble.sum");
+  w_str(nb, 4, "Sum");
+  w_msg(g, 1, nb);
+  nb = g_byte_array_new();
+  w_str(nb, 1, sum);
+  w_str(nb, 1, scale);
+  w_str(nb, 2, out0->name);
+  w_str(nb, 3, "ensemble.mean");
+  w_str(nb, 4, "Mul");
+  w_msg(g, 1, nb);
+  w_str(g, 2, "cnnfx-ensemble");
+  g_autoptr(CnnfxTensor) sc = cnnfx_tensor_new(CNNFX_F32, 0, NULL, error);
+  if (!sc) {
+    g_byte_array_unref(g);
+    return NULL;
+  }
+  cnnfx_f32(sc)[0] = 1.0f / (float)n;
+  if (!w_tensor(g, 5, sc, scale, error)) {
+    g_byte_array_unref(g);
+    return NULL;
+  }
+  w_value_info(g, 11, in0->name, in0->decl_type ? in0->decl_type : 1, in0->decl_ndim, in0->decl_dims);
+  w_value_info(g, 12, out0->name, out0->decl_type ? out0->decl_type : 1, out0->decl_ndim, out0->decl_dims);
+  GByteArray *a = g_byte_array_sized_new(g->len + 64);
+  w_model_header(a, m0->opset);
+  w_msg(a, 7, g);
+  return g_byte_array_free_to_bytes(a);
+}
+
+/* The tensor the first member's output became (the Sum's first input) if m is an ensemble written by
+ * cnnfx_model_save_mean, else -1. */
+static int ensemble_first_output(const CnnfxModel *m)
+{
+  if (m->n_outputs < 1 || m->n_inputs != 1) return -1;
+  int k = m->values[m->outputs[0]].producer;
+  if (k < 0 || !m->nodes[k].name || strcmp(m->nodes[k].name, "ensemble.mean") || strcmp(m->nodes[k].op_type, "Mul") ||
+      m->nodes[k].n_in != 2 || m->nodes[k].in[0] < 0)
+    return -1;
+  int j = m->values[m->nodes[k].in[0]].producer;
+  if (j < 0 || !m->nodes[j].name || strcmp(m->nodes[j].name, "ensemble.sum") || strcmp(m->nodes[j].op_type, "Sum") ||
+      m->nodes[j].n_in < 2)
+    return -1;
+  return m->nodes[j].in[0];
+}
+
+gboolean cnnfx_model_is_ensemble(const CnnfxModel *m) { return ensemble_first_output(m) >= 0; }
+
+GBytes *cnnfx_model_save_first_member(const CnnfxModel *m, GError **error)
+{
+  int x = ensemble_first_output(m);
+  if (x < 0) {
+    cnnfx_set_error(error, CNNFX_ERROR_ARG, "the model is not an ensemble written by cnnfx");
+    return NULL;
+  }
+  /* the nodes and initializers the first member's output depends on */
+  g_autofree gboolean *keep_node = g_new0(gboolean, MAX(m->n_nodes, 1));
+  g_autofree gboolean *keep_value = g_new0(gboolean, MAX(m->n_values, 1));
+  g_autofree int *stack = g_new(int, MAX(m->n_values, 1));
+  int sp = 0;
+  stack[sp++] = x;
+  keep_value[x] = TRUE;
+  while (sp) {
+    int v = stack[--sp], k = m->values[v].producer;
+    if (k < 0 || keep_node[k]) continue;
+    keep_node[k] = TRUE;
+    for (int i = 0; i < m->nodes[k].n_in; i++) {
+      int u = m->nodes[k].in[i];
+      if (u >= 0 && !keep_value[u]) {
+        keep_value[u] = TRUE;
+        stack[sp++] = u;
+      }
+    }
+  }
+  const CnnfxValue *in0 = &m->values[m->inputs[0]], *out0 = &m->values[m->outputs[0]];
+  NameMap nm = {.input = in0->name, .from = m->values[x].name, .to = out0->name};
+  GByteArray *g = g_byte_array_new();
+  if (!w_graph_nodes(g, m, &nm, keep_node, error)) {
+    g_byte_array_unref(g);
+    return NULL;
+  }
+  w_str(g, 2, "cnnfx");
+  if (!w_graph_inits(g, m, NULL, &nm, keep_value, error)) {
+    g_byte_array_unref(g);
+    return NULL;
+  }
+  w_value_info(g, 11, in0->name, in0->decl_type ? in0->decl_type : 1, in0->decl_ndim, in0->decl_dims);
+  w_value_info(g, 12, out0->name, out0->decl_type ? out0->decl_type : 1, out0->decl_ndim, out0->decl_dims);
   GByteArray *a = g_byte_array_sized_new(g->len + 64);
   w_model_header(a, m->opset);
   w_msg(a, 7, g);

@@ -250,41 +250,46 @@ static void arch_bn(Arch *a, const char *name, const char *in, const char *out, 
 
 /* stem conv3x3 + BN + ReLU at 32x32; three blocks (conv3x3, 2x2 max-pool, BN, ReLU,
  * conv3x3, BN, ReLU) halving the size each; global max-pool; Gemm to the classes. */
-static void build_cifar(Arch *a, int w0, int w1, int w2, int w3, int classes, gboolean training)
+static void build_cifar(Arch *a, int w0, int w1, int w2, int w3, const char *act, int classes, gboolean training)
 {
+  /* act: "Relu" or "Gelu"; the activations' outputs are named after it (stem.relu, b1.relu1 / b1.gelu1 ...) */
+  const char *an = !strcmp(act, "Gelu") ? "gelu" : "relu";
+  char stem_act[32];
+  g_snprintf(stem_act, sizeof stem_act, "stem.%s", an);
   int64_t in_dims[4] = {-1, 3, 32, 32}, out_dims[2] = {-1, classes};
   cnnfx_builder_input(a->b, "input", CNNFX_F32, 4, in_dims);
   if (w0 > 0) {
     arch_conv3(a, "stem.conv", "input", "stem.conv", 3, w0);
     arch_bn(a, "stem.bn", "stem.conv", "stem.bn", w0, training);
-    arch_unary(a, "Relu", "stem.bn", "stem.relu");
+    arch_unary(a, act, "stem.bn", stem_act);
   } else {
     /* whitening stem (Page 2018, airbench): a 2x2 conv 3 -> 24 without padding whose weights
      * are the training patches' whitening matrix and its negation (set by the trainer from the
      * data, cnnfx_whitening_weights, and not trained), with a bias, then ReLU.  32 -> 31 px. */
     w0 = CNNFX_WHITEN_WIDTH;
     arch_conv(a, "whiten", "input", "whiten", 3, w0, 2, 0, 1, FALSE);
-    arch_unary(a, "Relu", "whiten", "stem.relu");
+    arch_unary(a, act, "whiten", stem_act);
   }
   const int widths[3] = {w1, w2, w3};
-  char prev[32] = "stem.relu";
+  char prev[32];
+  g_strlcpy(prev, stem_act, sizeof prev);
   int cin = w0;
   for (int k = 0; k < 3; k++) {
     char c1[32], p1[32], b1[32], r1[32], c2[32], b2[32], r2[32];
     g_snprintf(c1, sizeof c1, "b%d.conv1", k + 1);
     g_snprintf(p1, sizeof p1, "b%d.pool", k + 1);
     g_snprintf(b1, sizeof b1, "b%d.bn1", k + 1);
-    g_snprintf(r1, sizeof r1, "b%d.relu1", k + 1);
+    g_snprintf(r1, sizeof r1, "b%d.%s1", k + 1, an);
     g_snprintf(c2, sizeof c2, "b%d.conv2", k + 1);
     g_snprintf(b2, sizeof b2, "b%d.bn2", k + 1);
-    g_snprintf(r2, sizeof r2, "b%d.relu2", k + 1);
+    g_snprintf(r2, sizeof r2, "b%d.%s2", k + 1, an);
     arch_conv3(a, c1, prev, c1, cin, widths[k]);
     arch_maxpool2(a, c1, p1);
     arch_bn(a, b1, p1, b1, widths[k], training);
-    arch_unary(a, "Relu", b1, r1);
+    arch_unary(a, act, b1, r1);
     arch_conv3(a, c2, r1, c2, widths[k], widths[k]);
     arch_bn(a, b2, c2, b2, widths[k], training);
-    arch_unary(a, "Relu", b2, r2);
+    arch_unary(a, act, b2, r2);
     g_strlcpy(prev, r2, sizeof prev);
     cin = widths[k];
   }
@@ -300,16 +305,20 @@ static void build_cifar(Arch *a, int w0, int w1, int w2, int w3, int classes, gb
 static const struct {
   const char *name;
   int w0, w1, w2, w3;
+  const char *act;
 } cifar_archs[] = {
-  {"cifar-net", 32, 64, 256, 256},  /* airbench94-like widths, 0.29 GFLOP per 32x32 image */
-  {"cifar-white", 0, 64, 256, 256}, /* airbench94: whitening stem, identity init, BN without scale */
-  {"cifar-net-m", 24, 48, 128, 192},
-  {"cifar-net-s", 16, 32, 64, 128},
-  {"cifar-tiny", 8, 16, 32, 32},
+  {"cifar-net", 32, 64, 256, 256, "Relu"},  /* airbench94-like widths, 0.29 GFLOP per 32x32 image */
+  {"cifar-white", 0, 64, 256, 256, "Relu"}, /* airbench94: whitening stem, identity init, BN without scale */
+  {"cifar-white-gelu", 0, 64, 256, 256, "Gelu"}, /* the same with airbench94's GELU (opset 20) */
+  {"cifar-net-m", 24, 48, 128, 192, "Relu"},
+  {"cifar-net-s", 16, 32, 64, 128, "Relu"},
+  {"cifar-tiny", 8, 16, 32, 32, "Relu"},
+  {"cifar-tiny-gelu", 0, 16, 32, 32, "Gelu"}, /* tests: whitened and GELU, tiny */
 };
 
 static const char *const arch_names[] = {"lenet5", "lenet5-wide", "random-style", "cifar-net", "cifar-white",
-                                         "cifar-net-m", "cifar-net-s", "cifar-tiny", NULL};
+                                         "cifar-white-gelu", "cifar-net-m", "cifar-net-s", "cifar-tiny",
+                                         "cifar-tiny-gelu", NULL};
 
 const char *const *cnnfx_arch_names(void) { return arch_names; }
 
@@ -323,6 +332,23 @@ gboolean cnnfx_arch_is_whitened(const char *arch)
   for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
     if (!strcmp(arch, cifar_archs[i].name)) return cifar_archs[i].w0 == 0;
   return FALSE;
+}
+
+gboolean cnnfx_arch_uses_gelu(const char *arch)
+{
+  for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
+    if (!strcmp(arch, cifar_archs[i].name)) return !strcmp(cifar_archs[i].act, "Gelu");
+  return FALSE;
+}
+
+const char *cnnfx_arch_cam_layer(const char *arch)
+{
+  return cnnfx_arch_uses_gelu(arch) ? "b3.gelu2" : cnnfx_arch_has_batchnorm(arch) ? "b3.relu2" : NULL;
+}
+
+const char *cnnfx_arch_dream_layer(const char *arch)
+{
+  return cnnfx_arch_uses_gelu(arch) ? "b2.gelu2" : cnnfx_arch_has_batchnorm(arch) ? "b2.relu2" : NULL;
 }
 
 gboolean cnnfx_arch_has_batchnorm(const char *arch)
@@ -339,7 +365,8 @@ GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gbool
     cnnfx_set_error(error, CNNFX_ERROR_ARG, "class count %d out of range", classes);
     return NULL;
   }
-  g_autoptr(CnnfxBuilder) b = cnnfx_builder_new(bn ? 15 : 13);
+  /* Gelu is an operator from opset 20 on; BatchNormalization in training form needs 14, Relu-only 15 */
+  g_autoptr(CnnfxBuilder) b = cnnfx_builder_new(cnnfx_arch_uses_gelu(arch) ? 20 : bn ? 15 : 13);
   Arch a = {.b = b, .rng = seeded_rand(seed), .error = error, .ok = TRUE};
   char seedtxt[32];
   g_snprintf(seedtxt, sizeof seedtxt, "%" G_GUINT64_FORMAT, seed);
@@ -359,8 +386,8 @@ GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gbool
     }
     for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
       if (!strcmp(arch, cifar_archs[i].name))
-        build_cifar(&a, cifar_archs[i].w0, cifar_archs[i].w1, cifar_archs[i].w2, cifar_archs[i].w3, classes,
-                    training);
+        build_cifar(&a, cifar_archs[i].w0, cifar_archs[i].w1, cifar_archs[i].w2, cifar_archs[i].w3,
+                    cifar_archs[i].act, classes, training);
   } else {
     g_rand_free(a.rng);
     g_autofree char *list = g_strjoinv(", ", (char **)arch_names);
@@ -972,7 +999,9 @@ GBytes *cnnfx_model_new_head(const CnnfxModel *src, int classes, guint64 seed, c
     cnnfx_set_error(error, CNNFX_ERROR_ARG, "a classifier needs at least 2 classes");
     return NULL;
   }
-  g_autoptr(GBytes) copy = cnnfx_model_save(src, NULL, error);
+  /* an ensemble (cnnfx train --ensemble): its first network gets the new head */
+  g_autoptr(GBytes) copy = cnnfx_model_is_ensemble(src) ? cnnfx_model_save_first_member(src, error)
+                                                        : cnnfx_model_save(src, NULL, error);
   if (!copy) return NULL;
   g_autoptr(CnnfxModel) m = cnnfx_model_load(g_bytes_get_data(copy, NULL), g_bytes_get_size(copy), error);
   if (!m) return NULL;

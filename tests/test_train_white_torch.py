@@ -12,7 +12,9 @@ are replayed in torch from the untrained file (same seed) and every weight must 
   negation, and they whiten: W C W^T = diag(l/(l+eps));
 - the untrained 3x3 convolutions start as identities on their first channels (dirac);
 - running statistics follow ONNX momentum 0.4 (airbench's torch momentum 0.6);
-- `cnnfx classify` with the written sidecar (tta=flip-translate) gives torch's 6-view probabilities.
+- `cnnfx classify` with the written sidecar (tta=flip-translate) gives torch's 6-view probabilities;
+- cifar-white-gelu (GELU for every ReLU, opset 20) replays the same steps like torch with F.gelu,
+  and its sidecar names the GELU outputs for Grad-CAM and dreams.
 """
 import argparse, json, os, re, subprocess, sys, tempfile
 
@@ -65,23 +67,23 @@ def whitening(X, eps=5e-4):
     return torch.cat([W, -W]).reshape(24, 3, 2, 2).numpy(), C.numpy(), lam.numpy()
 
 
-def forward(P, X, train, stats=None, run=None):
+def forward(P, X, train, stats=None, run=None, act=F.relu):
     def bn(h, p):
         if train:
             stats[p] = (h.detach().mean(dim=(0, 2, 3)), h.detach().var(dim=(0, 2, 3), unbiased=False))
             return F.batch_norm(h, None, None, P[p + ".scale"], P[p + ".bias"], True, 0.0, 1e-5)
         return F.batch_norm(h, run[p + ".mean"], run[p + ".var"], P[p + ".scale"], P[p + ".bias"], False, 0.0, 1e-5)
 
-    h = F.relu(F.conv2d(X, P["whiten.weight"], P["whiten.bias"]))
+    h = act(F.conv2d(X, P["whiten.weight"], P["whiten.bias"]))
     for k in (1, 2, 3):
         h = F.max_pool2d(F.conv2d(h, P[f"b{k}.conv1.weight"], padding=1), 2)
-        h = F.relu(bn(h, f"b{k}.bn1"))
-        h = F.relu(bn(F.conv2d(h, P[f"b{k}.conv2.weight"], padding=1), f"b{k}.bn2"))
+        h = act(bn(h, f"b{k}.bn1"))
+        h = act(bn(F.conv2d(h, P[f"b{k}.conv2.weight"], padding=1), f"b{k}.bn2"))
     h = torch.amax(h, dim=(2, 3))
     return (h @ P["fc.weight"].T) / 9.0 + P["fc.bias"]
 
 
-def torch_train(W0, X, Y, epochs=EPOCHS):
+def torch_train(W0, X, Y, epochs=EPOCHS, act=F.relu):
     """The steps as cnnfx train runs them (see the module text)."""
     P = {k: v.clone() for k, v in W0.items()}
     frozen = {k for k in P if k.endswith(".scale") or k == "whiten.weight"}
@@ -93,7 +95,7 @@ def torch_train(W0, X, Y, epochs=EPOCHS):
     total = epochs
     for ep in range(epochs):
         stats = {}
-        z = forward(P, X, True, stats)
+        z = forward(P, X, True, stats, act=act)
         loss = F.cross_entropy(z, Y, label_smoothing=SMOOTH)
         losses.append(loss.item())
         for k in trained:
@@ -123,6 +125,47 @@ def torch_train(W0, X, Y, epochs=EPOCHS):
                 for k in trained:
                     P[k].copy_(slow[k])
     return P, losses
+
+
+def replay(a, tmp, root, arch, start, W0, X, Y, act):
+    """Train from `start` for 1 and for EPOCHS steps with cnnfx and in torch; compare."""
+    W1, out = None, None
+    for epochs, tol_l2, tol_off in ((1, 1e-2, 0.01), (EPOCHS, 5e-2, 1.0)):
+        out = os.path.join(tmp, f"{arch}{epochs}.onnx")
+        r = subprocess.run([a.cnnfx, "train", "--data", root, "--arch", arch, "--resume", start, "--seed",
+                            "5", "--epochs", str(epochs), "--batch-size", "20", "--optimizer", "sgd", "--lr",
+                            str(LR), "--momentum", str(MOM), "--nesterov", "--weight-decay", str(WD),
+                            "--bias-lr-scale", str(BIAS_LR), "--schedule", "constant", "--pad", "0", "--no-flip",
+                            "--label-smoothing", str(SMOOTH), "--lookahead", "--whiten-bias-epochs", str(WB_EPOCHS),
+                            "--tta-translate", "-o", out], capture_output=True, text=True)
+        check(f"{arch}: {epochs}-step run from the perturbed start", r.returncode == 0,
+              (r.stdout + r.stderr)[-400:] if r.returncode else "")
+        if r.returncode:
+            continue
+        W1 = {t.name: numpy_helper.to_array(t) for t in onnx.load(out).graph.initializer}
+        P, losses = torch_train(W0, X, Y, epochs, act)
+        cl = [float(v) for v in re.findall(r"^epoch \d+/\d+\s+loss ([0-9.]+)", r.stdout, re.M)]
+        check(f"{arch}: {epochs} step(s): losses match torch",
+              len(cl) == epochs and max(abs(u - v) for u, v in zip(cl, losses)) < 2e-3,
+              f"cnnfx {cl} torch {[round(v, 4) for v in losses]}")
+        worst, where, off_worst = 0.0, "", 0.0
+        for k, v in P.items():
+            v = v.detach().numpy().astype(np.float64)
+            ch = v - W0[k].numpy()
+            if np.abs(ch).max() == 0:  # untrained: must be unchanged
+                if not np.array_equal(W1[k], W0[k].numpy()):
+                    worst, where = 1.0, k
+                continue
+            d = np.abs(v - W1[k])
+            off_worst = max(off_worst, float(np.mean(d > 1e-3 * np.abs(ch).max())))
+            l2 = float(np.linalg.norm(d) / np.linalg.norm(ch))
+            if l2 > worst:
+                worst, where = l2, k
+        check(f"{arch}: {epochs} step(s): every weight and running statistic matches torch",
+              worst < tol_l2 and off_worst <= tol_off,
+              f"worst L2 error {worst:.2e} of the change (at {where}); at most {100 * off_worst:.2f}% of a "
+              f"tensor's entries off by more than 1e-3 of its change")
+    return W1, out
 
 
 def main():
@@ -197,41 +240,10 @@ def main():
         # each tensor's entries must match to 1e-3 of the tensor's change (all but 1 % of them)
         # and the whole tensor to 1 % (L2); after 6 steps each tensor to 5 % (L2).  A wrong rule
         # (learning rates, decay, momentum, freezing, lookahead) is off by far more.
-        for epochs, tol_l2, tol_off in ((1, 1e-2, 0.01), (EPOCHS, 5e-2, 1.0)):
-            out = os.path.join(tmp, f"white{epochs}.onnx")
-            r = subprocess.run([a.cnnfx, "train", "--data", root, "--arch", "cifar-white", "--resume", start, "--seed",
-                                "5", "--epochs", str(epochs), "--batch-size", "20", "--optimizer", "sgd", "--lr",
-                                str(LR), "--momentum", str(MOM), "--nesterov", "--weight-decay", str(WD),
-                                "--bias-lr-scale", str(BIAS_LR), "--schedule", "constant", "--pad", "0", "--no-flip",
-                                "--label-smoothing", str(SMOOTH), "--lookahead", "--whiten-bias-epochs", str(WB_EPOCHS),
-                                "--tta-translate", "-o", out], capture_output=True, text=True)
-            check(f"{epochs}-step run from the perturbed start", r.returncode == 0,
-                  (r.stdout + r.stderr)[-400:] if r.returncode else "")
-            if r.returncode:
-                continue
-            W1 = {t.name: numpy_helper.to_array(t) for t in onnx.load(out).graph.initializer}
-            P, losses = torch_train(W0, X, Y, epochs)
-            cl = [float(v) for v in re.findall(r"^epoch \d+/\d+\s+loss ([0-9.]+)", r.stdout, re.M)]
-            check(f"{epochs} step(s): losses match torch",
-                  len(cl) == epochs and max(abs(u - v) for u, v in zip(cl, losses)) < 2e-3,
-                  f"cnnfx {cl} torch {[round(v, 4) for v in losses]}")
-            worst, where, off_worst = 0.0, "", 0.0
-            for k, v in P.items():
-                v = v.detach().numpy().astype(np.float64)
-                ch = v - W0[k].numpy()
-                if np.abs(ch).max() == 0:  # untrained: must be unchanged
-                    if not np.array_equal(W1[k], W0[k].numpy()):
-                        worst, where = 1.0, k
-                    continue
-                d = np.abs(v - W1[k])
-                off_worst = max(off_worst, float(np.mean(d > 1e-3 * np.abs(ch).max())))
-                l2 = float(np.linalg.norm(d) / np.linalg.norm(ch))
-                if l2 > worst:
-                    worst, where = l2, k
-            check(f"{epochs} step(s): every weight and running statistic matches torch",
-                  worst < tol_l2 and off_worst <= tol_off,
-                  f"worst L2 error {worst:.2e} of the change (at {where}); at most {100 * off_worst:.2f}% of a "
-                  f"tensor's entries off by more than 1e-3 of its change")
+        W1, out = replay(a, tmp, root, "cifar-white", start, W0, X, Y, F.relu)
+        if W1 is None:
+            print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
+            return 1
         check("BatchNorm scales stay 1", all(np.all(W1[k] == 1) for k in W1 if k.endswith(".scale")))
 
         # --bn-recalibrate: the written running statistics are the batch statistics of the final
@@ -314,6 +326,28 @@ def main():
             one = torch.softmax(z0, 1)[0].detach().numpy()
             check("(and differ from the single view's)", np.abs(got - one).max() > 1e-4,
                   f"{np.abs(got - one).max():.2e}")
+
+        # cifar-white-gelu: the same network with GELU (exact) for every ReLU, opset 20; the same
+        # start (its initializers have the same names and shapes), the same steps, torch's F.gelu
+        ginit = os.path.join(tmp, "ginit.onnx")
+        subprocess.run([a.cnnfx, "train", "--arch", "cifar-white-gelu", "--seed", "5", "-o", ginit], check=True,
+                       capture_output=True)
+        gm = onnx.load(ginit)
+        acts = [n.op_type for n in gm.graph.node if n.op_type in ("Relu", "Gelu")]
+        check("cifar-white-gelu: opset 20, 7 Gelu nodes and no Relu",
+              gm.opset_import[0].version == 20 and acts == ["Gelu"] * 7, f"opset {gm.opset_import[0].version} {acts}")
+        same = {t.name: numpy_helper.to_array(t).shape for t in gm.graph.initializer} == \
+            {t.name: numpy_helper.to_array(t).shape for t in onnx.load(init).graph.initializer}
+        check("cifar-white-gelu: the same initializers as cifar-white", same)
+        gstart = os.path.join(tmp, "gstart.onnx")
+        for t in gm.graph.initializer:
+            t.CopyFrom(numpy_helper.from_array(W0[t.name].numpy(), t.name))
+        onnx.save(gm, gstart)
+        GW, gout = replay(a, tmp, root, "cifar-white-gelu", gstart, W0, X, Y, F.gelu)
+        if GW is not None:
+            gini = open(gout[:-5] + ".ini").read()
+            check("cifar-white-gelu sidecar: Grad-CAM and dream layers are the GELU outputs",
+                  "cam_layer=b3.gelu2" in gini and "dream_layers=b2.gelu2" in gini)
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     return 0 if all(results) else 1
 

@@ -53,6 +53,17 @@ static inline float tanh_fast(float x)
   return ax < 0.625f ? s : l;
 }
 
+/* The standard normal CDF Phi(x) = erfc(-x / sqrt 2) / 2 to ~1e-7 absolute: erfc(z) for z >= 0 as
+ * t * poly(t) * exp(-z^2), t = 1 / (1 + p z) (Abramowitz & Stegun 7.1.26), mirrored for x > 0. */
+static inline float phi_fast(float x)
+{
+  float z = fabsf(x) * 0.70710678118654752f;
+  float t = 1.f / (1.f + 0.3275911f * z);
+  float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  float h = 0.5f * poly * exp_fast(-z * z); /* Phi(-|x|) */
+  return x > 0.f ? 1.f - h : h;
+}
+
 static inline float sigmoid_fast(float x)
 {
   return 1.f / (1.f + exp_fast(-x));
@@ -271,6 +282,28 @@ BWD(recip_b, -g * v * v)
 FWD(erf_f, erff(x))
 BWD(erf_b, g * 1.1283791670955126f * expf(-v * v))
 
+/* Gelu: x Phi(x) (approximate="none"), or with Phi(x) ~ (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2
+ * (approximate="tanh"); both from the input.  alpha = 1 selects tanh. */
+static void gelu_p(const CnnfxNode *n, UPrm *p) { p->alpha = !strcmp(cnnfx_attr_string(n, "approximate", "none"), "tanh"); }
+#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+FWD(gelu_erf_f, x * phi_fast(x))
+BWD(gelu_erf_b, g * (phi_fast(v) + v * 0.3989422804014327f * exp_fast(-0.5f * v * v)))
+FWD(gelu_tanh_f, 0.5f * x * (1.f + tanh_fast(GELU_K * (x + 0.044715f * x * x * x))))
+static inline float gelu_tanh_grad(float x)
+{
+  float t = tanh_fast(GELU_K * (x + 0.044715f * x * x * x));
+  return 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * GELU_K * (1.f + 3.f * 0.044715f * x * x);
+}
+BWD(gelu_tanh_b, g * gelu_tanh_grad(v))
+static void gelu_f(size_t n, const float *restrict X, float *restrict Y, const UPrm *p)
+{
+  (p->alpha != 0.f ? gelu_tanh_f : gelu_erf_f)(n, X, Y, p);
+}
+static void gelu_b(size_t n, const float *restrict G, const float *restrict V, float *restrict GX, const UPrm *p)
+{
+  (p->alpha != 0.f ? gelu_tanh_b : gelu_erf_b)(n, G, V, GX, p);
+}
+
 static const UnaryDesc d_relu = {.fwd = relu_f, .bwd_out = relu_b, .fwd_i64 = relu_i};
 static const UnaryDesc d_leaky = {.fwd = leaky_f, .bwd_out = leaky_bo, .bwd_in = leaky_bi,
                                   .params = leaky_p};
@@ -293,6 +326,7 @@ static const UnaryDesc d_neg = {.fwd = neg_f, .bwd_in = neg_b, .fwd_i64 = neg_i}
 static const UnaryDesc d_abs = {.fwd = abs_f, .bwd_in = abs_b, .fwd_i64 = abs_i};
 static const UnaryDesc d_recip = {.fwd = recip_f, .bwd_out = recip_b};
 static const UnaryDesc d_erf = {.fwd = erf_f, .bwd_in = erf_b};
+static const UnaryDesc d_gelu = {.fwd = gelu_f, .bwd_in = gelu_b, .params = gelu_p};
 
 #define UNARY_OP(ID, NAME)                                                                                      \
   static gboolean ID##_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor *const *in,                  \
@@ -329,6 +363,7 @@ UNARY_OP(neg, "Neg")
 UNARY_OP(abs, "Abs")
 UNARY_OP(recip, "Reciprocal")
 UNARY_OP(erf, "Erf")
+UNARY_OP(gelu, "Gelu")
 
 /* ---- Clip ------------------------------------------------------------------------- */
 
@@ -611,6 +646,6 @@ static const CnnfxKernel k_logsoftmax = {.name = "LogSoftmax", .forward = logsof
 
 const CnnfxKernel *const cnnfx_cpu_kernels_activation[] = {
   &k_relu, &k_leaky, &k_elu, &k_selu, &k_sigmoid, &k_tanh, &k_hsig, &k_hswish, &k_softplus,
-  &k_softsign, &k_mish, &k_thr, &k_exp, &k_log, &k_sqrt, &k_neg, &k_abs, &k_recip, &k_erf,
+  &k_softsign, &k_mish, &k_thr, &k_exp, &k_log, &k_sqrt, &k_neg, &k_abs, &k_recip, &k_erf, &k_gelu,
   &k_clip, &k_softmax, &k_logsoftmax, NULL,
 };

@@ -2,7 +2,7 @@
  * Backend-neutral; the CPU kernels are in core/cpu/activation.c.
  *
  *   Relu LeakyRelu Elu Selu Sigmoid Tanh HardSigmoid HardSwish Softplus Softsign Mish
- *   ThresholdedRelu Exp Log Sqrt Neg Abs Reciprocal Erf Clip Softmax LogSoftmax
+ *   ThresholdedRelu Exp Log Sqrt Neg Abs Reciprocal Erf Gelu Clip Softmax LogSoftmax
  *
  * (PRelu and Pow need broadcasting and live in the elementwise family.)
  *
@@ -28,7 +28,7 @@ static const UnaryInfo unary_info[] = {
   {"Exp", CNNFX_ACT_READS_OUTPUT, FALSE},     {"Log", CNNFX_ACT_READS_INPUT, FALSE},
   {"Sqrt", CNNFX_ACT_READS_OUTPUT, FALSE},    {"Neg", CNNFX_ACT_READS_NOTHING, TRUE},
   {"Abs", CNNFX_ACT_READS_INPUT, TRUE},       {"Reciprocal", CNNFX_ACT_READS_OUTPUT, FALSE},
-  {"Erf", CNNFX_ACT_READS_INPUT, FALSE},
+  {"Erf", CNNFX_ACT_READS_INPUT, FALSE},      {"Gelu", CNNFX_ACT_READS_INPUT, FALSE},
 };
 
 static const UnaryInfo *unary_find(const char *op_type)
@@ -75,6 +75,22 @@ static gboolean unary_infer(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTen
     return FALSE;
   }
   return cnnfx_infer_same(n, in, out, error);
+}
+
+/* Gelu (opset 20): x * Phi(x), approximate "none" (erf) or "tanh". */
+static gboolean gelu_infer(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out, GError **error)
+{
+  if (n->opset < 20) {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "Gelu '%s': the operator exists from opset 20 on (file: %d)",
+                    n->name, n->opset);
+    return FALSE;
+  }
+  const char *ap = cnnfx_attr_string(n, "approximate", "none");
+  if (strcmp(ap, "none") && strcmp(ap, "tanh")) {
+    cnnfx_set_error(error, CNNFX_ERROR_UNSUPPORTED, "Gelu '%s': approximate='%s' (known: none, tanh)", n->name, ap);
+    return FALSE;
+  }
+  return unary_infer(n, in, out, error);
 }
 
 static gboolean clip_infer(const CnnfxNode *n, CnnfxTensor *const *in, CnnfxTensor *const *out, GError **error)
@@ -140,6 +156,8 @@ UNARY_DEF(neg, "Neg")
 UNARY_DEF(abs, "Abs")
 UNARY_DEF(recip, "Reciprocal")
 UNARY_DEF(erf, "Erf")
+static const CnnfxOpDef def_gelu = {.name = "Gelu", .infer = gelu_infer, .differentiable = TRUE,
+                                    .saves = CNNFX_SAVE_IN(0), .saves_fn = unary_saves};
 
 static const CnnfxOpDef def_clip = {.name = "Clip", .infer = clip_infer, .differentiable = TRUE,
                                     .saves = CNNFX_SAVE_OUT(0) | CNNFX_SAVE_IN(1) | CNNFX_SAVE_IN(2),
@@ -152,5 +170,5 @@ static const CnnfxOpDef def_logsoftmax = {.name = "LogSoftmax", .infer = softmax
 const CnnfxOpDef *const cnnfx_opdefs_activation[] = {
   &def_relu, &def_leaky, &def_elu, &def_selu, &def_sigmoid, &def_tanh, &def_hsig, &def_hswish, &def_softplus,
   &def_softsign, &def_mish, &def_thr, &def_exp, &def_log, &def_sqrt, &def_neg, &def_abs, &def_recip, &def_erf,
-  &def_clip, &def_softmax, &def_logsoftmax, NULL,
+  &def_gelu, &def_clip, &def_softmax, &def_logsoftmax, NULL,
 };

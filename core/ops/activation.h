@@ -2,7 +2,7 @@
 #pragma once
 #include "cnnfx-private.h"
 
-/* Which tensor the backward of a unary activation (Relu ... Erf) reads: the input, the output, or
+/* Which tensor the backward of a unary activation (Relu ... Erf, Gelu) reads: the input, the output, or
  * nothing (the derivative is a constant, Neg).  Depends on the op and its attributes (LeakyRelu / Elu
  * with alpha < 0 cannot recover the sign of x from y). */
 typedef enum { CNNFX_ACT_READS_OUTPUT, CNNFX_ACT_READS_INPUT, CNNFX_ACT_READS_NOTHING } CnnfxActReads;

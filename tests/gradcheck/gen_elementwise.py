@@ -3,7 +3,7 @@
 
 Add Sub Mul Div Pow PRelu Sum Identity Dropout Cast (core/ops/elementwise.c, core/cpu/elementwise.c) and
 Relu LeakyRelu Elu Selu Sigmoid Tanh HardSigmoid HardSwish Softplus Softsign Mish
-ThresholdedRelu Exp Log Sqrt Neg Abs Reciprocal Erf Clip Softmax LogSoftmax
+ThresholdedRelu Exp Log Sqrt Neg Abs Reciprocal Erf Gelu Clip Softmax LogSoftmax
 (core/ops/activation.c, core/cpu/activation.c).
 
 Float operands are graph inputs (so their gradients are checked, broadcast reductions
@@ -147,6 +147,11 @@ def models():
     for op in ("Sigmoid", "Tanh", "Softplus", "Softsign", "Exp", "Neg", "Erf"):
         yield unary(op.lower(), op, s4)
     yield unary("mish", "Mish", s4, opset=18)
+    # Gelu (opset 20): exact (erf) and tanh, over [-6, 6] (both tails of the CDF)
+    yield unary_spread("gelu", "Gelu", s4, [(-6.0, -2.0), (-2.0, 2.0), (2.0, 6.0)], opset=20)
+    yield unary_spread("gelu_tanh", "Gelu", s4, [(-6.0, -2.0), (-2.0, 2.0), (2.0, 6.0)], opset=20,
+                       approximate="tanh")
+    yield unary("gelu_big", "Gelu", [2, 8, 48, 48], opset=20)
     yield unary("tanh_big", "Tanh", [2, 8, 48, 48])
     yield unary("sigmoid_big", "Sigmoid", [2, 8, 48, 48])
     for op in ("Log", "Sqrt", "Reciprocal"):
