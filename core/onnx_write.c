@@ -275,6 +275,17 @@ GBytes *cnnfx_model_save(const CnnfxModel *m, CnnfxSession *s, GError **error)
   return g_byte_array_free_to_bytes(a);
 }
 
+/* Close graph g of a one-input, one-output model (declared as in0 and out0) into a ModelProto. */
+static GBytes *w_finish_one_io(GByteArray *g, const CnnfxValue *in0, const CnnfxValue *out0, int opset)
+{
+  w_value_info(g, 11, in0->name, in0->decl_type ? in0->decl_type : 1, in0->decl_ndim, in0->decl_dims);
+  w_value_info(g, 12, out0->name, out0->decl_type ? out0->decl_type : 1, out0->decl_ndim, out0->decl_dims);
+  GByteArray *a = g_byte_array_sized_new(g->len + 64);
+  w_model_header(a, opset);
+  w_msg(a, 7, g);
+  return g_byte_array_free_to_bytes(a);
+}
+
 static gboolean same_decl(const CnnfxValue *a, const CnnfxValue *b)
 {
   if (a->decl_ndim != b->decl_ndim || a->decl_type != b->decl_type) return FALSE;
@@ -360,12 +371,7 @@ GBytes *cnnfx_model_save_mean(const CnnfxModel *const *ms, int n, GError **error
     g_byte_array_unref(g);
     return NULL;
   }
-  w_value_info(g, 11, in0->name, in0->decl_type ? in0->decl_type : 1, in0->decl_ndim, in0->decl_dims);
-  w_value_info(g, 12, out0->name, out0->decl_type ? out0->decl_type : 1, out0->decl_ndim, out0->decl_dims);
-  GByteArray *a = g_byte_array_sized_new(g->len + 64);
-  w_model_header(a, m0->opset);
-  w_msg(a, 7, g);
-  return g_byte_array_free_to_bytes(a);
+  return w_finish_one_io(g, in0, out0, m0->opset);
 }
 
 /* The tensor the first member's output became (the Sum's first input) if m is an ensemble written by
@@ -424,12 +430,7 @@ GBytes *cnnfx_model_save_first_member(const CnnfxModel *m, GError **error)
     g_byte_array_unref(g);
     return NULL;
   }
-  w_value_info(g, 11, in0->name, in0->decl_type ? in0->decl_type : 1, in0->decl_ndim, in0->decl_dims);
-  w_value_info(g, 12, out0->name, out0->decl_type ? out0->decl_type : 1, out0->decl_ndim, out0->decl_dims);
-  GByteArray *a = g_byte_array_sized_new(g->len + 64);
-  w_model_header(a, m->opset);
-  w_msg(a, 7, g);
-  return g_byte_array_free_to_bytes(a);
+  return w_finish_one_io(g, in0, out0, m->opset);
 }
 
 gboolean cnnfx_write_file_atomic(const char *path, GBytes *bytes, GError **error)
