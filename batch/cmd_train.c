@@ -539,6 +539,16 @@ static gboolean ema_load(GPtrArray *ema, const char *path, GError **error)
   return TRUE;
 }
 
+/* The per-channel mean and std (for 0..1 pixels) a loaded net's preprocessing applies. */
+static void net_norm(const CnnfxNet *net, double mean[3], double std[3])
+{
+  float sc = net->pre.scale != 0 ? net->pre.scale : 1.0f;
+  for (int k = 0; k < 3; k++) {
+    mean[k] = net->pre.mean[k] / sc;
+    std[k] = (net->pre.std[k] != 0 ? net->pre.std[k] : 1.0f) / sc;
+  }
+}
+
 static int train_folder(FolderOpts *o)
 {
   g_autoptr(GError) err = NULL;
@@ -573,11 +583,7 @@ static int train_folder(FolderOpts *o)
                   "for transfer learning", o->from);
       goto done;
     }
-    float sc = src_net->pre.scale != 0 ? src_net->pre.scale : 1.0f;
-    for (int k = 0; k < 3; k++) {
-      mean[k] = src_net->pre.mean[k] / sc;
-      std[k] = (src_net->pre.std[k] != 0 ? src_net->pre.std[k] : 1.0f) / sc;
-    }
+    net_norm(src_net, mean, std);
     have_src_pre = TRUE;
     src_input = g_strdup(src_net->input);
     src_output = g_strdup(src_net->output);
@@ -929,36 +935,14 @@ done:
  * each with its sidecar and log lines), then OUT.onnx: one graph whose logits are the mean of
  * theirs (cnnfx_model_save_mean), measured on the test split with the same test-time
  * augmentation, and its sidecar. */
-static gboolean read_member_pre(const char *onnx_path, double mean[3], double std[3], int *size, GError **error)
-{
-  g_autofree char *base = g_strndup(onnx_path, strlen(onnx_path) - 5);
-  g_autofree char *ini = g_strconcat(base, ".ini", NULL);
-  g_autoptr(GKeyFile) kf = g_key_file_new();
-  if (!g_key_file_load_from_file(kf, ini, G_KEY_FILE_NONE, error)) return FALSE;
-  gsize nm = 0, ns = 0;
-  g_autofree double *m = g_key_file_get_double_list(kf, "model", "mean", &nm, error);
-  if (!m) return FALSE;
-  g_autofree double *sd = g_key_file_get_double_list(kf, "model", "std", &ns, error);
-  if (!sd) return FALSE;
-  *size = g_key_file_get_integer(kf, "model", "input_size", error);
-  if (nm != 3 || ns != 3 || *size <= 0) {
-    g_set_error(error, CNNFX_ERROR, CNNFX_ERROR_ARG, "%s: mean, std or input_size missing", ini);
-    return FALSE;
-  }
-  for (int k = 0; k < 3; k++) {
-    mean[k] = m[k];
-    std[k] = sd[k];
-  }
-  return TRUE;
-}
-
 static int train_ensemble(FolderOpts *o)
 {
   const int n = o->ensemble;
   g_autoptr(GError) err = NULL;
   g_autofree char *base = g_str_has_suffix(o->out, ".onnx") ? g_strndup(o->out, strlen(o->out) - 5) : g_strdup(o->out);
   g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func(g_free);
-  g_autoptr(GPtrArray) models = g_ptr_array_new_with_free_func((GDestroyNotify)cnnfx_model_free);
+  g_autoptr(GPtrArray) nets = g_ptr_array_new_with_free_func((GDestroyNotify)cnnfx_net_free);
+  g_autofree const CnnfxModel **models = g_new0(const CnnfxModel *, n);
   CnnfxImageSet test = {0};
   g_autoptr(CnnfxBackend) be = NULL;
   CnnfxSession *is = NULL;
@@ -978,19 +962,21 @@ static int train_ensemble(FolderOpts *o)
     if (!o->quiet) fprintf(stderr, "ensemble: network %d of %d (seed %" G_GUINT64_FORMAT ") -> %s\n", k + 1, n, mo.seed, p);
     fflush(stdout);
     if (train_folder(&mo)) return 1;
+    /* the member with its sidecar: the same preprocessing for all */
+    CnnfxNet *net = cli_load_net(p, NULL, "classify", NULL, NULL, &err);
+    if (!net) goto done;
+    g_ptr_array_add(nets, net);
+    models[k] = net->model;
     double m2[3], s2[3];
-    int z2 = 0;
-    if (!read_member_pre(p, k ? m2 : mean, k ? s2 : std, k ? &z2 : &size, &err)) goto done;
-    if (k && (z2 != size || memcmp(m2, mean, sizeof m2) || memcmp(s2, std, sizeof s2))) {
+    net_norm(net, k ? m2 : mean, k ? s2 : std);
+    if (!k) size = net->pre.fixed_h;
+    if (k && (net->pre.fixed_h != size || memcmp(m2, mean, sizeof m2) || memcmp(s2, std, sizeof s2))) {
       g_set_error(&err, CNNFX_ERROR, CNNFX_ERROR_ARG, "%s: its input normalisation differs from network 1's", p);
       goto done;
     }
-    CnnfxModel *m = cli_load_model(p, &err);
-    if (!m) goto done;
-    g_ptr_array_add(models, m);
   }
   {
-    g_autoptr(GBytes) eb = cnnfx_model_save_mean((const CnnfxModel *const *)models->pdata, n, &err);
+    g_autoptr(GBytes) eb = cnnfx_model_save_mean(models, n, &err);
     if (!eb || !(em = cnnfx_model_load(g_bytes_get_data(eb, NULL), g_bytes_get_size(eb), &err))) goto done;
     /* measure before writing: OUT.onnx appears only complete and with its accuracy */
     g_autofree char *test_dir = g_build_filename(o->dir, "test", NULL);
