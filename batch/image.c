@@ -490,6 +490,7 @@ static CnnfxImage *load_jpeg(FILE *f, const char *path, const CnnfxImageLoadOpti
   }
   img->gray = gray;
   img->scale_denom = (int)ci.scale_denom / (int)MAX(1u, ci.scale_num);
+  img->jpeg = TRUE;
   row = g_try_malloc((size_t)ci.output_width * 3);
   if (!row) {
     g_strlcpy(e.msg, "out of memory", sizeof e.msg);

@@ -21,6 +21,7 @@ typedef struct {
   guint8 *exif;   /* EXIF TIFF block (no "Exif\0\0" prefix), orientation reset to 1; or NULL */
   gsize exif_len;
   int scale_denom; /* 1, or 2/4/8 when a JPEG was decoded reduced (min_side) */
+  gboolean jpeg;   /* decoded from a JPEG file (min_side can apply to it) */
 } CnnfxImage;
 
 /* Pillow's default decompression-bomb limit (2 x 89478485 pixels). */

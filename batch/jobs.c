@@ -505,11 +505,11 @@ static CnnfxImageLoadOptions load_options(const FilterApp *app, const CliJobsOpt
   CnnfxImageLoadOptions lo = {.max_pixels = o->max_pixels,
                               .max_bytes = MAX((gint64)app->run.max_memory, (gint64)2048 << 20)};
   /* classify without a heat map or labels image only needs the network's input size: decode
-   * JPEG reduced (DCT scaling), keeping twice the input size for a clean resize */
-  if (!strcmp(app->info->name, "classify") && app->net &&
-      !g_strcmp0(cnnfx_params_string(app->params, "overlay"), "none") &&
-      !cnnfx_params_bool(app->params, "labels-image") && app->net->pre.fixed_h > 0 && app->net->pre.fixed_w > 0)
-    lo.min_side = 2 * MAX(app->net->pre.fixed_h, app->net->pre.fixed_w);
+   * JPEG reduced (DCT scaling); with them, apply_classify reads the reduced copy for the scores */
+  int side = cli_filter_reduced_side(app); /* 0 unless classify */
+  if (side > 0 && !g_strcmp0(cnnfx_params_string(app->params, "overlay"), "none") &&
+      !cnnfx_params_bool(app->params, "labels-image"))
+    lo.min_side = side;
   return lo;
 }
 
@@ -522,6 +522,8 @@ void cli_jobs_run(CliJobList *l, FilterApp *app, const CliJobsOptions *o, CliJob
   app->say = say_cb;
   app->say_user = &bar;
   CnnfxImageLoadOptions lo = load_options(app, o);
+  app->load = lo;
+  app->load.min_side = 0;
   gint64 started = g_get_real_time(); /* microseconds */
   g_autoptr(GHashTable) dir_cache =
     g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_ptr_array_unref);

@@ -362,7 +362,7 @@ static void fmt_triple(GString *s, const char *what, const float *v)
   else g_string_append_printf(s, "%s %g,%g,%g", what, v[0], v[1], v[2]);
 }
 
-static char *describe(const CnnfxNet *n, const char *about, const char *source, const char *how)
+static char *describe(const CnnfxNet *n, const char *filter, const char *about, const char *source, const char *how)
 {
   g_autoptr(GString) s = g_string_new(NULL);
   const CnnfxPreproc *p = &n->pre;
@@ -376,7 +376,9 @@ static char *describe(const CnnfxNet *n, const char *about, const char *source, 
   if (p->fixed_h && p->fixed_w) g_string_append_printf(s, ", input %dx%d", p->fixed_w, p->fixed_h);
   else if (p->pad_to > 1) g_string_append_printf(s, ", any input size padded to multiples of %d", p->pad_to);
   else g_string_append(s, ", any input size");
-  g_string_append_printf(s, ", output %s", n->output_is_prob ? "probabilities" : "logits");
+  /* only the filters that read class scores care what the output is (dream and style read layers) */
+  if (!filter || (strcmp(filter, "dream") && strcmp(filter, "style")))
+    g_string_append_printf(s, ", output %s", n->output_is_prob ? "probabilities" : "logits");
   if (how) g_string_append_printf(s, "; %s", how);
   return g_string_free(g_steal_pointer(&s), FALSE);
 }
@@ -501,7 +503,7 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
     *summary = g_strdup_printf("model %s (no style layers: run as a feed-forward fast-style network, RGB 0..255 "
                                "in and out, any size)", n->name);
   else if (summary)
-    *summary = describe(n, about, source ? source : "default", how);
+    *summary = describe(n, filter, about, source ? source : "default", how);
   return g_steal_pointer(&n);
 }
 

@@ -69,11 +69,15 @@ typedef struct {
   gpointer say_user;
   CnnfxParams *aux_params; /* fool: classify parameters, to re-check a greyscale result */
   FILE *report;          /* classify / fool: CSV or JSON report */
+  CnnfxImageLoadOptions load; /* batch/jobs.c: the decode limits of this run (min_side 0) */
   char *report_tmp, *report_path;
   int n_reported;
 } FilterApp;
 
 gboolean cli_filter_prepare(FilterApp *app, GError **error);
+/* classify with a fixed-size network reads a JPEG decoded reduced (libjpeg DCT scaling) to this
+ * shorter side or more (CnnfxImageLoadOptions.min_side), whatever it writes; 0 = full size. */
+int cli_filter_reduced_side(const FilterApp *app);
 /* Path of the output whose presence means "done" (resume). */
 char *cli_filter_main_output(const FilterApp *app, const char *rel);
 gboolean cli_filter_apply(FilterApp *app, CnnfxImage *img, const char *src, const char *rel, GError **error);

@@ -303,6 +303,13 @@ int cnnfx_attr_ints(const CnnfxNode *n, const char *name, const int64_t **vals);
 #define cnnfx_set_error(err, code, ...) g_set_error(err, CNNFX_ERROR, code, __VA_ARGS__)
 gboolean cnnfx_fail_shape(GError **error, const CnnfxNode *n, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 
+/* A float as int64 the way ONNX Cast does it where C leaves it undefined: truncated toward zero,
+ * saturated at the int64 range, NaN -> 0 (a plain cast of NaN or of |v| >= 2^63 is UB). */
+static inline int64_t cnnfx_f2i64(double v)
+{
+  return v != v ? 0 : v >= 9.2233720368547758e18 ? INT64_MAX : v <= -9.2233720368547758e18 ? INT64_MIN : (int64_t)v;
+}
+
 /* Normalise an axis in [-r, r-1] to [0, r-1]; FALSE if out of range. */
 gboolean cnnfx_norm_axis(int64_t axis, int rank, int *out);
 

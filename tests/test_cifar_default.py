@@ -121,6 +121,11 @@ def main():
         rc, so, se = run(a.cnnfx, "visualize", "-q", "--class", "frog", "--size", "64", "--iterations", "20", photo,
                          "-o", os.path.join(tmp, "viz"))
         check("visualize --class frog runs on the default model", rc == 0, se[-300:])
+        # dream reads a layer, not class scores: its model line says nothing about the output
+        rc, so, se = run(a.cnnfx, "dream", "--iterations", "1", "--octaves", "1", photo, "-o", os.path.join(tmp, "dream"))
+        line = next((ln for ln in se.splitlines() if ln.startswith("model ")), "")
+        check("dream runs on the default model; its model line names cifar10_dream and no output kind",
+              rc == 0 and "cifar10_dream" in line and "logits" not in line and "probabilities" not in line, se[-300:])
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     return 0 if all(results) else 1
 

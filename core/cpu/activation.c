@@ -403,7 +403,7 @@ static gboolean clip_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor
     for (int i = 1; i <= 2 && i < n->n_in && n->opset >= 11; i++) {
       const CnnfxTensor *t = in[i];
       if (!t || !t->numel) continue;
-      int64_t v = t->dtype == CNNFX_I64 ? cnnfx_i64(t)[0] : (int64_t)cnnfx_f32(t)[0];
+      int64_t v = t->dtype == CNNFX_I64 ? cnnfx_i64(t)[0] : cnnfx_f2i64(cnnfx_f32(t)[0]);
       if (i == 1) lo = v;
       else hi = v;
     }

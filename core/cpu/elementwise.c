@@ -459,7 +459,7 @@ static gboolean int_binary(const CnnfxNode *n, IntOp op, const CnnfxTensor *a, c
       break;
     case I_POW: {
       double v = pow((double)x, val_d(b, ob));
-      o[i] = isnan(v) ? 0 : v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (int64_t)v;
+      o[i] = cnnfx_f2i64(v);
       break;
     }
     }
@@ -745,10 +745,7 @@ static void cast_data(const CnnfxTensor *a, CnnfxTensor *y)
   } else {
     const float *s = cnnfx_f32(a);
     int64_t *d = cnnfx_i64(y);
-    for (size_t i = 0; i < nn; i++) {
-      float v = s[i];
-      d[i] = isnan(v) ? 0 : v >= 9.2233720e18f ? INT64_MAX : v <= -9.2233720e18f ? INT64_MIN : (int64_t)v;
-    }
+    for (size_t i = 0; i < nn; i++) d[i] = cnnfx_f2i64(s[i]);
   }
 }
 

@@ -770,12 +770,11 @@ static gboolean pad_forward(const CnnfxExec *x, const CnnfxNode *n, CnnfxTensor 
     int64_t iv = 0;
     if (n->opset < 11) {
       v = cnnfx_attr_float(n, "value", 0.f);
-      iv = (int64_t)CLAMP(v, -9.2e18, 9.2e18); /* defined for any float (NaN -> 0 below) */
-      if (v != v) iv = 0;
+      iv = cnnfx_f2i64(v);
     } else if (n->n_in > 2 && in[2] && in[2]->numel) {
       if (in[2]->dtype == CNNFX_F32) {
         v = cnnfx_f32(in[2])[0];
-        iv = v == v ? (int64_t)CLAMP(v, -9.2e18, 9.2e18) : 0;
+        iv = cnnfx_f2i64(v);
       } else {
         iv = cnnfx_i64(in[2])[0];
         v = (double)iv;

@@ -216,6 +216,32 @@ def mutate(rnd, data):
     return bytes(b) + bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 32))), "tail"
 
 
+def float_to_int_models():
+    """Floats that C cannot convert to int64 (NaN, +-inf, 1e30) where an op turns a float into an
+    integer: Pad's fill value (attribute and input form), Cast to int64, Clip of int64 with float
+    bounds, integer Pow overflow. The result is saturated or refused, never UB (a fuzzer find)."""
+    out = {}
+    x = vi("x", [1, 2, 3, 3])
+    for tag, v in (("nan", float("nan")), ("inf", float("inf")), ("ninf", -float("inf")), ("big", 1e30)):
+        a = np.array(v, np.float32)
+        n = helper.make_node("Pad", ["x"], ["y"], pads=[0, 0, 1, 1, 0, 0, 1, 1], mode="constant", value=v)
+        out[f"f2i_pad2_{tag}.onnx"] = model([n], [x], [vi("y", None)], [], 2).SerializeToString()
+        n = helper.make_node("Pad", ["x", "pads", "v"], ["y"], mode="constant")
+        inits = [init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)), init("v", a)]
+        out[f"f2i_pad11_{tag}.onnx"] = model([n], [x], [vi("y", None)], inits, 13).SerializeToString()
+        nodes = [helper.make_node("Add", ["x", "c"], ["xa"]),
+                 helper.make_node("Cast", ["xa"], ["xi"], to=TensorProto.INT64),
+                 helper.make_node("Clip", ["xi", "lo", "hi"], ["ci"]),
+                 helper.make_node("Pad", ["ci", "pads", "iv"], ["pi"], mode="constant"),
+                 helper.make_node("Pow", ["pi", "e"], ["pw"]),
+                 helper.make_node("Cast", ["pw"], ["y"], to=TensorProto.FLOAT)]
+        inits = [init("c", np.full([1, 2, 3, 3], v, np.float32)), init("lo", a), init("hi", a),
+                 init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)), init("iv", np.array(-3, np.int64)),
+                 init("e", np.array(v, np.float32))]
+        out[f"f2i_cast_{tag}.onnx"] = model(nodes, [x], [vi("y", None)], inits, 13).SerializeToString()
+    return out
+
+
 def arity_models():
     """Every default-domain ONNX op with missing, absent ("") and surplus inputs, and with no or
     extra outputs: kernels must check what they get, never read past n_in or dereference NULL."""
@@ -282,6 +308,7 @@ def main():
             data, kind = mutate(rnd, data)
         files[f"mut{i:04d}_{kind}_{src}"] = data
     files.update(arity_models())
+    files.update(float_to_int_models())
     if not a.no_node_tests:
         files.update(node_test_seeds())
     for k, v in files.items():
