@@ -7,6 +7,7 @@
 #include "imagefolder.h"
 #include "netload.h"
 #include <errno.h>
+#include <glib/gstdio.h>
 #include <limits.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -935,6 +936,23 @@ done:
  * each with its sidecar and log lines), then OUT.onnx: one graph whose logits are the mean of
  * theirs (cnnfx_model_save_mean), measured on the test split with the same test-time
  * augmentation, and its sidecar. */
+/* What makes the members of an ensemble run the same networks: every option that changes the
+ * result (not -q, --eval-every or --checkpoint-every).  Written to OUT.ensemble while the run
+ * lasts, so that the same command run again after an interruption keeps the finished members. */
+static char *ensemble_recipe(const FolderOpts *o)
+{
+  return g_strdup_printf(
+    "cnnfx train --ensemble %d: arch=%s data=%s backend=%s epochs=%d batch=%d per_class=%d test_per_class=%d "
+    "pad=%d size=%d warmup=%d whiten_bias_epochs=%d bn_recalibrate=%d lr=%.17g momentum=%.17g wd=%.17g "
+    "smoothing=%.17g holdout=%.17g start=%.17g end=%.17g ema=%.17g bias_lr=%.17g nesterov=%d tta=%d%d "
+    "no_flip=%d alt_flip=%d lookahead=%d zero_pad=%d exact=%d schedule=%d optimizer=%d seed=%" G_GUINT64_FORMAT "\n",
+    o->ensemble, o->arch, o->dir, o->backend ? o->backend : "cpu", o->epochs, o->batch, o->per_class,
+    o->test_per_class, o->pad, o->size, o->warmup_pct, o->whiten_bias_epochs, o->bn_recal, o->lr, o->momentum, o->wd,
+    o->smoothing, o->holdout, o->start_factor, o->end_factor, o->ema, o->bias_lr, o->nesterov, o->tta,
+    o->tta_translate, o->no_flip, o->alt_flip, o->lookahead, o->zero_pad, o->exact, (int)o->schedule, (int)o->optim,
+    o->seed);
+}
+
 static int train_ensemble(FolderOpts *o)
 {
   const int n = o->ensemble;
@@ -952,6 +970,18 @@ static int train_ensemble(FolderOpts *o)
   double mean[3], std[3];
   int size = 0;
   gint64 t0 = g_get_monotonic_time();
+  /* the same command again after a kill: finished members are kept, the one in progress
+   * continues from its last checkpoint (with --checkpoint-every) */
+  g_autofree char *marker = g_strconcat(base, ".ensemble", NULL);
+  g_autofree char *recipe = ensemble_recipe(o);
+  g_autofree char *before = NULL;
+  const gboolean again = g_file_get_contents(marker, &before, NULL, NULL) && !strcmp(before, recipe);
+  if (again) {
+    if (!o->quiet) fprintf(stderr, "ensemble: %s: continuing an interrupted run of the same command\n", marker);
+  } else {
+    g_autoptr(GBytes) rb = g_bytes_new(recipe, strlen(recipe));
+    if (!cnnfx_write_file_atomic(marker, rb, &err)) goto done;
+  }
   for (int k = 0; k < n; k++) {
     FolderOpts mo = *o;
     char *p = g_strdup_printf("%s.net%d.onnx", base, k + 1);
@@ -959,9 +989,20 @@ static int train_ensemble(FolderOpts *o)
     mo.out = p;
     mo.seed = o->seed + (guint64)k;
     mo.ensemble = 1;
-    if (!o->quiet) fprintf(stderr, "ensemble: network %d of %d (seed %" G_GUINT64_FORMAT ") -> %s\n", k + 1, n, mo.seed, p);
-    fflush(stdout);
-    if (train_folder(&mo)) return 1;
+    g_autofree char *ini = g_strdup_printf("%s.net%d.ini", base, k + 1);
+    g_autofree char *ckpt = g_strdup_printf("%s.net%d.ckpt.onnx", base, k + 1);
+    g_autofree char *state = state_path_for(ckpt);
+    if (again && g_file_test(p, G_FILE_TEST_IS_REGULAR) && g_file_test(ini, G_FILE_TEST_IS_REGULAR)) {
+      if (!o->quiet) fprintf(stderr, "ensemble: network %d of %d: %s finished before; kept\n", k + 1, n, p);
+    } else {
+      if (again && g_file_test(ckpt, G_FILE_TEST_IS_REGULAR) && g_file_test(state, G_FILE_TEST_IS_REGULAR))
+        mo.resume = ckpt;
+      if (!o->quiet)
+        fprintf(stderr, "ensemble: network %d of %d (seed %" G_GUINT64_FORMAT ") -> %s%s%s\n", k + 1, n, mo.seed, p,
+                mo.resume ? ", from " : "", mo.resume ? mo.resume : "");
+      fflush(stdout);
+      if (train_folder(&mo)) return 1;
+    }
     /* the member with its sidecar: the same preprocessing for all */
     CnnfxNet *net = cli_load_net(p, NULL, "classify", NULL, NULL, &err);
     if (!net) goto done;
@@ -1002,6 +1043,7 @@ static int train_ensemble(FolderOpts *o)
     if (!o->quiet) fprintf(stderr, "wrote %s (the mean of %s ... %s)\n", o->out, (char *)paths->pdata[0],
                            (char *)paths->pdata[n - 1]);
   }
+  (void)g_unlink(marker); /* done: the same command again trains anew, as without --ensemble */
   rc = 0;
 done:
   if (err) fprintf(stderr, "cnnfx train: %s\n", err->message);
@@ -1096,7 +1138,8 @@ int cmd_train(int argc, char **argv)
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Write the model here", "OUT.onnx"},
     {"ensemble", 0, 0, G_OPTION_ARG_INT, &ensemble,
      "ImageFolder: train N networks (seeds SEED, SEED+1, ...: OUT.net1.onnx ...) and write OUT.onnx, the mean of "
-     "their logits, measured on the test split (default 1)", "N"},
+     "their logits, measured on the test split (default 1); after a kill, the same command keeps the finished "
+     "networks", "N"},
     G_OPTION_ENTRY_NULL,
   };
   if (!cli_parse(&argc, &argv, "- train a network (or build a random-feature one) and write ONNX", entries)) return 2;

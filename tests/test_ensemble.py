@@ -11,6 +11,9 @@ On a tiny ImageFolder (10 classes, 2 training and 1 test PNG each; cifar-tiny-ge
 - the accuracy the run prints and writes into the sidecar is what classify gets on the test photos;
 - `cnnfx train --from OUT.onnx` (transfer learning) fine-tunes the first network;
 - --ensemble with --resume, or 0, is refused; a member that fails stops the run without OUT.onnx.
+- kill -9 during the second member (after its second checkpoint), then the same command again: the
+  first member is kept, the second continues from its checkpoint, and every file has the bytes of
+  an uninterrupted run; with another recipe (--lr) the same folder trains anew.
 """
 import argparse, json, os, re, subprocess, sys, tempfile
 
@@ -123,8 +126,51 @@ def main():
                            capture_output=True, text=True)
         check("a member that fails: an error, no OUT.onnx",
               r.returncode == 1 and "class count 1" in r.stderr and not os.path.exists(bad), r.stderr[-200:])
+        kill_and_continue(a.cnnfx, root, tmp)
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     return 0 if all(results) else 1
+
+
+def kill_and_continue(cnnfx, root, tmp):
+    def cmd(d, lr="0.05"):
+        return [cnnfx, "train", "--data", root, "--arch", "cifar-tiny-gelu", "--epochs", "40", "--batch-size", "10",
+                "--lr", lr, "--bn-recalibrate", "20", "--seed", "3", "--ensemble", "2", "--checkpoint-every", "1",
+                "-o", os.path.join(d, "e.onnx")]
+    ref, cut = os.path.join(tmp, "ref"), os.path.join(tmp, "cut")
+    os.makedirs(ref)
+    os.makedirs(cut)
+    r = subprocess.run(cmd(ref), capture_output=True, text=True)
+    check("uninterrupted --ensemble 2 --checkpoint-every 1", r.returncode == 0 and
+          not os.path.exists(os.path.join(ref, "e.ensemble")), r.stderr[-300:])
+    p = subprocess.Popen(cmd(cut), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    seen = 0
+    for line in p.stderr:
+        if line.startswith("checkpoint ") and "e.net2.ckpt.onnx" in line:
+            seen += 1
+            if seen == 2:
+                p.kill()  # SIGKILL: no cleanup runs
+                break
+    p.wait()
+    left = sorted(os.listdir(cut))
+    check("killed during network 2: network 1 and network 2's checkpoint on disk, no e.onnx",
+          p.returncode == -9 and "e.net1.onnx" in left and "e.net2.ckpt.onnx" in left and "e.onnx" not in left and
+          "e.ensemble" in left, f"rc {p.returncode}, {left}")
+    r = subprocess.run(cmd(cut), capture_output=True, text=True)
+    ok = r.returncode == 0 and "continuing an interrupted run" in r.stderr
+    check("the same command again: continues", ok, r.stderr[-400:])
+    check("(network 1 kept, network 2 from its checkpoint)",
+          "network 1 of 2: " in r.stderr and "finished before; kept" in r.stderr and
+          "from " + os.path.join(cut, "e.net2.ckpt.onnx") in r.stderr and r.stderr.count("training cifar-tiny-gelu") == 1,
+          r.stderr[-600:])
+    same = ok and all(open(os.path.join(ref, f), "rb").read() == open(os.path.join(cut, f), "rb").read()
+                      for f in ("e.onnx", "e.net1.onnx", "e.net2.onnx"))
+    check("the continued run's files have the uninterrupted run's bytes", same)
+    check("done: no e.ensemble left", not os.path.exists(os.path.join(cut, "e.ensemble")))
+    # another recipe in a folder with an interrupted run: nothing of the old run is kept
+    open(os.path.join(cut, "e.ensemble"), "w").write("cnnfx train --ensemble 2: some other recipe\n")
+    r = subprocess.run(cmd(cut, lr="0.04"), capture_output=True, text=True)
+    check("another recipe: both networks trained anew", r.returncode == 0 and "kept" not in r.stderr and
+          "continuing" not in r.stderr and r.stderr.count("training cifar-tiny-gelu") == 2, r.stderr[-400:])
 
 
 if __name__ == "__main__":
