@@ -780,7 +780,13 @@ static int train_folder(FolderOpts *o)
   }
   for (int ep = first_epoch; ep < o->epochs; ep++) {
     shuffle(idx, train.n, o->seed, ep);
-    if (whitened && ep >= o->whiten_bias_epochs) cnnfx_optimizer_freeze(opt, "whiten.bias", TRUE);
+    const gboolean bias_frozen = whitened && ep >= o->whiten_bias_epochs;
+    if (bias_frozen) cnnfx_optimizer_freeze(opt, "whiten.bias", TRUE);
+    /* backward stops where nothing trains: the input, the frozen whitening (after its bias
+     * epochs), the frozen layers of --from; the same weights, less work */
+    if ((ep == first_epoch || bias_frozen != (whitened && ep - 1 >= o->whiten_bias_epochs)) &&
+        !cnnfx_optimizer_prune_grads(opt, &err))
+      goto done;
     guint32 as[3] = {(guint32)o->seed, (guint32)(o->seed >> 32), (guint32)ep ^ 0xa5a5a5a5u};
     g_autoptr(GRand) aug = g_rand_new_with_seed_array(as, 3);
     gint64 t0 = g_get_monotonic_time();
@@ -1296,6 +1302,7 @@ int cmd_train(int argc, char **argv)
   CnnfxSessionOptions so = {.grad = CNNFX_GRAD_WEIGHTS};
   if (!(s = cnnfx_session_new(model, be, &so, &err))) goto done;
   if (!(opt = cnnfx_optimizer_new(model, s, &oc, &err))) goto done;
+  if (!cnnfx_optimizer_prune_grads(opt, &err)) goto done; /* no gradient for the input images */
   r = (Runner){s, input, output, NULL, NULL};
 
   int first_epoch = 0;

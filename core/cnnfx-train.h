@@ -167,6 +167,10 @@ gint64 cnnfx_optimizer_steps(const CnnfxOptimizer *o);
 /* One update from the gradients of the session's last backward pass, at learning rate lr;
  * the new weights are written into the session. */
 gboolean cnnfx_optimizer_step(CnnfxOptimizer *o, double lr, GError **error);
+/* Tell the session that only the parameters being updated (not frozen, not skipped) need
+ * gradients (cnnfx_session_want_grads): backward stops where nothing trainable is left.  Call it
+ * again after freezing or unfreezing; the weights it trains come out the same. */
+gboolean cnnfx_optimizer_prune_grads(CnnfxOptimizer *o, GError **error);
 /* Stop (frozen) or resume updating one parameter; its momentum is kept.  FALSE: no such parameter. */
 gboolean cnnfx_optimizer_freeze(CnnfxOptimizer *o, const char *name, gboolean frozen);
 /* Lookahead (Zhang et al. 2019, as airbench uses it): the first call copies the weights as the slow

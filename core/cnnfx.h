@@ -180,6 +180,11 @@ gboolean cnnfx_session_backward(CnnfxSession *s, int n, const char *const *names
 /* Gradient at a graph input, at an initializer (CNNFX_GRAD_WEIGHTS mode) or at a tensor named in
  * keep_grads.  Borrowed. */
 CnnfxTensor *cnnfx_session_grad(CnnfxSession *s, const char *name, GError **error);
+/* Only these values (graph inputs; float initializers in CNNFX_GRAD_WEIGHTS mode; NULL-terminated)
+ * need gradients from now on; NULL = all (the default).  Backward then skips what leads only to
+ * the others (frozen layers, the input image in training), saving their work and memory; their
+ * gradients read as zero.  Takes effect at the next forward. */
+gboolean cnnfx_session_want_grads(CnnfxSession *s, const char *const *names, GError **error);
 /* Replace an initializer's value for this session (training updates).  Same shape. */
 gboolean cnnfx_session_set_weight(CnnfxSession *s, const char *name, const CnnfxTensor *t, GError **error);
 

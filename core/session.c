@@ -269,6 +269,7 @@ struct CnnfxSession {
   CnnfxNodeTime *prof;       /* opts.profile: per node */
   /* per value */
   gboolean *rg, *keep, *saved, *keep_grad;
+  gboolean *want;            /* cnnfx_session_want_grads: the values backward reaches; NULL = all */
   gboolean *needed;          /* targets and what active nodes read (computed once) */
   int *last_fwd, *first_bwd;
   int *target_ids;
@@ -391,6 +392,7 @@ void cnnfx_session_free(CnnfxSession *s)
   g_free(s->aux_n);
   g_free(s->prof);
   g_free(s->rg);
+  g_free(s->want);
   g_free(s->needed);
   g_free(s->keep);
   g_free(s->saved);
@@ -474,6 +476,8 @@ static gboolean fail_ids(CnnfxSession *s, GArray *tg)
   cnnfx_session_free(s);
   return FALSE;
 }
+
+static void compute_rg(CnnfxSession *s);
 
 CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const CnnfxSessionOptions *opts,
                                 GError **error)
@@ -609,24 +613,60 @@ CnnfxSession *cnnfx_session_new(const CnnfxModel *m, CnnfxBackend *b, const Cnnf
         if (n->in[i] >= 0) needed[n->in[i]] = TRUE;
   }
 
-  /* Requires-grad */
-  if (s->opts.grad != CNNFX_GRAD_NONE) {
-    for (int v = 0; v < nv; v++) {
-      if (m->values[v].is_input) s->rg[v] = TRUE;
-      if (s->opts.grad == CNNFX_GRAD_WEIGHTS && m->values[v].init && m->values[v].init->dtype == CNNFX_F32)
-        s->rg[v] = TRUE;
-    }
-    for (int k = 0; k < nn; k++) {
-      if (!s->active[k]) continue;
-      const CnnfxNode *n = &m->nodes[k];
-      gboolean any = FALSE;
-      for (int i = 0; i < n->n_in; i++)
-        if (n->in[i] >= 0 && s->rg[n->in[i]] && cnnfx_node_input_differentiable(n, i)) any = TRUE;
-      for (int o = 0; o < n->n_out; o++)
-        if (n->out[o] >= 0) s->rg[n->out[o]] = any;
+  compute_rg(s);
+  return s;
+}
+
+/* May value v seed gradients in this session's mode (a graph input; a float initializer when
+ * training)? */
+static gboolean grad_seed_ok(const CnnfxSession *s, int v)
+{
+  const CnnfxValue *val = &s->m->values[v];
+  return s->opts.grad != CNNFX_GRAD_NONE &&
+         (val->is_input || (s->opts.grad == CNNFX_GRAD_WEIGHTS && val->init && val->init->dtype == CNNFX_F32));
+}
+
+/* Requires-grad: the seeds (every graph input and, when training, every float initializer; or
+ * the values cnnfx_session_want_grads named) and every output of an active node with a
+ * differentiable input that requires it. */
+static void compute_rg(CnnfxSession *s)
+{
+  const CnnfxModel *m = s->m;
+  const int nv = m->n_values, nn = m->n_nodes;
+  for (int v = 0; v < nv; v++) s->rg[v] = grad_seed_ok(s, v) && (!s->want || s->want[v]);
+  if (s->opts.grad == CNNFX_GRAD_NONE) return;
+  for (int k = 0; k < nn; k++) {
+    if (!s->active[k]) continue;
+    const CnnfxNode *n = &m->nodes[k];
+    gboolean any = FALSE;
+    for (int i = 0; i < n->n_in; i++)
+      if (n->in[i] >= 0 && s->rg[n->in[i]] && cnnfx_node_input_differentiable(n, i)) any = TRUE;
+    for (int o = 0; o < n->n_out; o++)
+      if (n->out[o] >= 0) s->rg[n->out[o]] = any;
+  }
+}
+
+gboolean cnnfx_session_want_grads(CnnfxSession *s, const char *const *names, GError **error)
+{
+  const CnnfxModel *m = s->m;
+  g_autofree gboolean *w = NULL;
+  if (names) {
+    w = g_new0(gboolean, m->n_values + 1);
+    for (int i = 0; names[i]; i++) {
+      int id = cnnfx_model_value_id(m, names[i]);
+      if (id < 0 || !grad_seed_ok(s, id)) {
+        cnnfx_set_error(error, CNNFX_ERROR_ARG, "'%s' is not a graph input or (training) a float initializer of the model",
+                        names[i]);
+        return FALSE;
+      }
+      w[id] = TRUE;
     }
   }
-  return s;
+  g_free(s->want);
+  s->want = g_steal_pointer(&w);
+  compute_rg(s);
+  s->stale = TRUE; /* the next forward plans again: what is saved for backward changes */
+  return TRUE;
 }
 
 /* Value written by output o of node k (a Conv with a fused Relu writes the Relu's output). */

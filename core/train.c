@@ -714,6 +714,17 @@ gboolean cnnfx_optimizer_step(CnnfxOptimizer *o, double lr, GError **error)
   return TRUE;
 }
 
+gboolean cnnfx_optimizer_prune_grads(CnnfxOptimizer *o, GError **error)
+{
+  g_autoptr(GPtrArray) names = g_ptr_array_new();
+  for (guint i = 0; i < o->params->len; i++) {
+    const Param *p = &g_array_index(o->params, Param, i);
+    if (!p->frozen) g_ptr_array_add(names, (gpointer)p->name);
+  }
+  g_ptr_array_add(names, NULL);
+  return cnnfx_session_want_grads(o->s, (const char *const *)names->pdata, error);
+}
+
 gboolean cnnfx_optimizer_freeze(CnnfxOptimizer *o, const char *name, gboolean frozen)
 {
   for (guint i = 0; i < o->params->len; i++) {

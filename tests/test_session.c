@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int passed, failed;
 #define CHECK(cond, ...) do { if (cond) passed++; else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
@@ -212,6 +213,53 @@ int main(int argc, char **argv)
     }
     CHECK(gx2 && norm > 0 && worst <= 1e-5 * norm, "chain rule through the kept gradient (%g of %g)", worst, norm);
     CHECK(s && !cnnfx_session_grad(s, "c2", NULL), "gradients not asked for are not kept");
+  }
+  /* 10. cnnfx_session_want_grads: only w2 and fc_w wanted (conv1 frozen, no input gradient): their
+   * gradients are bit for bit those of a full backward, the others read zero, less is kept for
+   * backward; NULL restores all (one session, planned again each time); a bad name is refused */
+  {
+    const char *tg[] = {"y", NULL}, *out = "y";
+    static const char *const want[] = {"w2", "fc_w", NULL};
+    CnnfxSessionOptions o = {.grad = CNNFX_GRAD_WEIGHTS, .targets = tg};
+    g_autoptr(CnnfxSession) s = cnnfx_session_new(m, be, &o, &err);
+    const char *names[] = {"w2", "fc_w", "x", "w1", "b1", "fc_b"};
+    CnnfxTensor *full[6] = {0};
+    for (int pass = 0; s && pass < 3; pass++) {
+      CHECK(cnnfx_session_want_grads(s, pass == 1 ? want : NULL, &err), "want_grads (%s)", err ? err->message : "");
+      g_clear_error(&err);
+      CnnfxTensor *y = cnnfx_session_set_input(s, "x", x, NULL) && cnnfx_session_forward(s, NULL)
+                         ? cnnfx_session_get(s, out, NULL) : NULL;
+      CHECK(y && cnnfx_session_backward(s, 1, &out, &y, NULL), "forward and backward, pass %d", pass);
+      for (int i = 0; i < 6; i++) {
+        CnnfxTensor *g = cnnfx_session_grad(s, names[i], NULL);
+        if (pass == 0) {
+          full[i] = g ? cnnfx_tensor_copy(g, NULL) : NULL;
+          continue;
+        }
+        gboolean same = g && full[i] && g->numel == full[i]->numel, zero = g != NULL, nonzero = FALSE;
+        for (size_t e = 0; g && full[i] && e < g->numel && e < full[i]->numel; e++) {
+          same = same && cnnfx_f32(g)[e] == cnnfx_f32(full[i])[e];
+          zero = zero && cnnfx_f32(g)[e] == 0.f;
+          nonzero = nonzero || cnnfx_f32(full[i])[e] != 0.f;
+        }
+        if (pass == 2 || i < 2) CHECK(same && nonzero, "pass %d: gradient of %s equals the full backward's", pass, names[i]);
+        else CHECK(zero, "only w2, fc_w wanted: the gradient of %s reads zero", names[i]);
+      }
+    }
+    size_t peak[2] = {0, 0}; /* one step each in fresh sessions: all gradients, then the two */
+    for (int k = 0; k < 2; k++) {
+      g_autoptr(CnnfxSession) f = cnnfx_session_new(m, be, &o, NULL);
+      CnnfxTensor *y = f && (!k || cnnfx_session_want_grads(f, want, NULL)) && cnnfx_session_set_input(f, "x", x, NULL) &&
+                           cnnfx_session_forward(f, NULL) ? cnnfx_session_get(f, out, NULL) : NULL;
+      if (y && cnnfx_session_backward(f, 1, &out, &y, NULL)) peak[k] = cnnfx_session_peak_bytes(f);
+    }
+    CHECK(peak[1] > 0 && peak[1] < peak[0], "fewer bytes for a step (%zu < %zu)", peak[1], peak[0]);
+    static const char *const bad[] = {"r1", NULL};
+    CHECK(s && !cnnfx_session_want_grads(s, bad, &err) && err && strstr(err->message, "'r1'"),
+          "an inner tensor is refused (%s)", err ? err->message : "");
+    g_clear_error(&err);
+    for (int i = 0; i < 6; i++)
+      if (full[i]) cnnfx_tensor_unref(full[i]);
   }
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
