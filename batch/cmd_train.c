@@ -780,12 +780,10 @@ static int train_folder(FolderOpts *o)
   }
   for (int ep = first_epoch; ep < o->epochs; ep++) {
     shuffle(idx, train.n, o->seed, ep);
-    const gboolean bias_frozen = whitened && ep >= o->whiten_bias_epochs;
-    if (bias_frozen) cnnfx_optimizer_freeze(opt, "whiten.bias", TRUE);
+    if (whitened && ep >= o->whiten_bias_epochs) cnnfx_optimizer_freeze(opt, "whiten.bias", TRUE);
     /* backward stops where nothing trains: the input, the frozen whitening (after its bias
      * epochs), the frozen layers of --from; the same weights, less work */
-    if ((ep == first_epoch || bias_frozen != (whitened && ep - 1 >= o->whiten_bias_epochs)) &&
-        !cnnfx_optimizer_prune_grads(opt, &err))
+    if ((ep == first_epoch || (whitened && ep == o->whiten_bias_epochs)) && !cnnfx_optimizer_prune_grads(opt, &err))
       goto done;
     guint32 as[3] = {(guint32)o->seed, (guint32)(o->seed >> 32), (guint32)ep ^ 0xa5a5a5a5u};
     g_autoptr(GRand) aug = g_rand_new_with_seed_array(as, 3);

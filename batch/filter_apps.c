@@ -255,7 +255,7 @@ static gboolean apply_classify(FilterApp *app, CnnfxImage *img, CnnfxTensor *x, 
    * (the overlays are drawn over the full-size image; the map is resampled onto it). */
   g_autoptr(CnnfxTensor) xr = NULL;
   const int side = cli_filter_reduced_side(app);
-  if (side > 0 && src && img->jpeg && img->scale_denom == 1 && MIN(img->width, img->height) >= 2 * side) {
+  if (side > 0 && src && img->jpeg && img->scale_denom == 1 && cnnfx_image_jpeg_denom(img->width, img->height, side) > 1) {
     CnnfxImageLoadOptions lo = app->load;
     lo.min_side = side;
     g_autoptr(CnnfxImage) r = cnnfx_image_load_with(src, &lo, error);

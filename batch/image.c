@@ -433,6 +433,14 @@ static void jpeg_emit(j_common_ptr c, int level)
     e->eof_row = e->d ? (int)e->d->output_scanline : 0;
 }
 
+int cnnfx_image_jpeg_denom(gint64 width, gint64 height, int min_side)
+{
+  int d = 8;
+  while (d > 1 && (width + d - 1) / d < min_side) d /= 2;
+  while (d > 1 && (height + d - 1) / d < min_side) d /= 2;
+  return d;
+}
+
 static CnnfxImage *load_jpeg(FILE *f, const char *path, const CnnfxImageLoadOptions *o, GError **error)
 {
   struct jpeg_decompress_struct ci;
@@ -463,11 +471,8 @@ static CnnfxImage *load_jpeg(FILE *f, const char *path, const CnnfxImageLoadOpti
   ci.out_color_space = JCS_RGB;
   gboolean gray = ci.jpeg_color_space == JCS_GRAYSCALE;
   if (o && o->min_side > 0) {
-    int d = 8;
-    while (d > 1 && ((gint64)ci.image_width + d - 1) / d < o->min_side) d /= 2;
-    while (d > 1 && ((gint64)ci.image_height + d - 1) / d < o->min_side) d /= 2;
     ci.scale_num = 1;
-    ci.scale_denom = (unsigned)d;
+    ci.scale_denom = (unsigned)cnnfx_image_jpeg_denom(ci.image_width, ci.image_height, o->min_side);
   }
   jpeg_calc_output_dimensions(&ci);
   /* a progressive file keeps every DCT coefficient (2 bytes per sample per component) */

@@ -34,6 +34,9 @@ typedef struct {
                         while both sides stay >= min_side; 0 = always full size */
 } CnnfxImageLoadOptions;
 
+/* The libjpeg scale denominator (1, 2, 4 or 8) a JPEG of this size is decoded at for min_side. */
+int cnnfx_image_jpeg_denom(gint64 width, gint64 height, int min_side);
+
 CnnfxImage *cnnfx_image_new(int width, int height, int channels, int depth, GError **error);
 void cnnfx_image_free(CnnfxImage *img);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(CnnfxImage, cnnfx_image_free)

@@ -405,19 +405,21 @@ def t_dct_scaling():
     # the scores do not depend on what else is written: with a heat map or labels image (full-size
     # decode for those) the network still reads the reduced decode (a photo: probabilities differ
     # by a point or more between a full-size and a reduced decode)
-    ph = os.path.join(d, "eagle.jpg")
-    pil().open("/usr/share/darknet/data/eagle.jpg").convert("RGB").resize((2400, 1800), pil().BICUBIC).save(ph, quality=90)
-    csvs = {}
-    for ov, lab in (("none", "no"), ("gradcam", "no"), ("saliency", "yes"), ("none", "yes")):
-        od = os.path.join(A.tmp, f"dct-{ov}-{lab}")
-        rc, out, err, _, _ = run(["classify", "-q", "--top", "10", "--overlay", ov, "--labels-image", lab, ph, "-o", od])
-        csvs[(ov, lab)] = open(os.path.join(od, "eagle.csv")).read() if rc == 0 else err
-        if ov != "none" and rc == 0:
-            w, h = pil().open(os.path.join(od, "eagle.heatmap.jpg")).size
-            check((w, h) == (2400, 1800), f"--overlay {ov}: heat map drawn over the full-size photo", (w, h))
-    base = csvs[("none", "no")]
-    check(base.count("\n") == 11 and all(v == base for v in csvs.values()),
-          "classify of a large JPEG: the same ten probabilities with any --overlay / --labels-image", csvs)
+    # (340x255: just big enough for a 1/2-scale decode at 4x the 32x32 input, 255 = 2*128 - 1)
+    for size in ((2400, 1800), (340, 255)):
+        ph = os.path.join(d, "eagle.jpg")
+        pil().open("/usr/share/darknet/data/eagle.jpg").convert("RGB").resize(size, pil().BICUBIC).save(ph, quality=90)
+        csvs = {}
+        for ov, lab in (("none", "no"), ("gradcam", "no"), ("saliency", "yes"), ("none", "yes")):
+            od = os.path.join(A.tmp, f"dct-{size[0]}-{ov}-{lab}")
+            rc, out, err, _, _ = run(["classify", "-q", "--top", "10", "--overlay", ov, "--labels-image", lab, ph, "-o", od])
+            csvs[(ov, lab)] = open(os.path.join(od, "eagle.csv")).read() if rc == 0 else err
+            if ov != "none" and rc == 0:
+                got = pil().open(os.path.join(od, "eagle.heatmap.jpg")).size
+                check(got == size, f"{size}: --overlay {ov}: heat map drawn over the full-size photo", got)
+        base = csvs[("none", "no")]
+        check(base.count("\n") == 11 and all(v == base for v in csvs.values()),
+              f"classify of a {size} JPEG: the same ten probabilities with any --overlay / --labels-image", csvs)
 
 
 def t_symlink_loops():
