@@ -943,18 +943,20 @@ done:
 /* What makes the members of an ensemble run the same networks: every option that changes the
  * result (not -q, --eval-every or --checkpoint-every).  Written to OUT.ensemble while the run
  * lasts, so that the same command run again after an interruption keeps the finished members. */
-static char *ensemble_recipe(const FolderOpts *o)
+/* The run's settings and its data (fingerprint: names, sizes and times of the photos): a rerun
+ * continues only when both are the same. */
+static char *ensemble_recipe(const FolderOpts *o, const char *data_fp)
 {
   return g_strdup_printf(
     "cnnfx train --ensemble %d: arch=%s data=%s backend=%s epochs=%d batch=%d per_class=%d test_per_class=%d "
     "pad=%d size=%d warmup=%d whiten_bias_epochs=%d bn_recalibrate=%d lr=%.17g momentum=%.17g wd=%.17g "
     "smoothing=%.17g holdout=%.17g start=%.17g end=%.17g ema=%.17g bias_lr=%.17g nesterov=%d tta=%d%d "
-    "no_flip=%d alt_flip=%d lookahead=%d zero_pad=%d exact=%d schedule=%d optimizer=%d seed=%" G_GUINT64_FORMAT "\n",
+    "no_flip=%d alt_flip=%d lookahead=%d zero_pad=%d exact=%d schedule=%d optimizer=%d seed=%" G_GUINT64_FORMAT " data_sha256=%s\n",
     o->ensemble, o->arch, o->dir, o->backend ? o->backend : "cpu", o->epochs, o->batch, o->per_class,
     o->test_per_class, o->pad, o->size, o->warmup_pct, o->whiten_bias_epochs, o->bn_recal, o->lr, o->momentum, o->wd,
     o->smoothing, o->holdout, o->start_factor, o->end_factor, o->ema, o->bias_lr, o->nesterov, o->tta,
     o->tta_translate, o->no_flip, o->alt_flip, o->lookahead, o->zero_pad, o->exact, (int)o->schedule, (int)o->optim,
-    o->seed);
+    o->seed, data_fp);
 }
 
 static int train_ensemble(FolderOpts *o)
@@ -977,7 +979,12 @@ static int train_ensemble(FolderOpts *o)
   /* the same command again after a kill: finished members are kept, the one in progress
    * continues from its last checkpoint (with --checkpoint-every) */
   g_autofree char *marker = g_strconcat(base, ".ensemble", NULL);
-  g_autofree char *recipe = ensemble_recipe(o);
+  g_autofree char *data_fp = cnnfx_imagefolder_fingerprint(o->dir, &err);
+  if (!data_fp) {
+    fprintf(stderr, "cnnfx train: %s\n", err->message);
+    return 1;
+  }
+  g_autofree char *recipe = ensemble_recipe(o, data_fp);
   g_autofree char *before = NULL;
   const gboolean again = g_file_get_contents(marker, &before, NULL, NULL) && !strcmp(before, recipe);
   if (again) {

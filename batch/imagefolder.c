@@ -2,6 +2,8 @@
  * (shift with padding) and horizontal flip. */
 #include "imagefolder.h"
 #include "image.h"
+#include <errno.h>
+#include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
 
@@ -56,6 +58,39 @@ char **cnnfx_imagefolder_classes(const char *dir, GError **error)
     return NULL;
   }
   return v;
+}
+
+static gboolean fingerprint_dir(GChecksum *ck, const char *dir, const char *rel, int depth, GError **error)
+{
+  g_autoptr(GPtrArray) files = list_dir(dir, FALSE, error);
+  if (!files) return FALSE;
+  for (guint i = 0; i < files->len; i++) {
+    g_autofree char *p = g_build_filename(dir, (char *)files->pdata[i], NULL);
+    GStatBuf st;
+    if (g_stat(p, &st) != 0) {
+      g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: %s", p, g_strerror(errno));
+      return FALSE;
+    }
+    g_autofree char *line = g_strdup_printf("%s/%s\t%" G_GINT64_FORMAT "\t%" G_GINT64_FORMAT "\n", rel,
+                                            (char *)files->pdata[i], (gint64)st.st_size, (gint64)st.st_mtime);
+    g_checksum_update(ck, (const guchar *)line, (gssize)strlen(line));
+  }
+  if (depth == 0) return TRUE;
+  g_autoptr(GPtrArray) sub = list_dir(dir, TRUE, error);
+  if (!sub) return FALSE;
+  for (guint i = 0; i < sub->len; i++) {
+    g_autofree char *p = g_build_filename(dir, (char *)sub->pdata[i], NULL);
+    g_autofree char *r = g_strconcat(rel, "/", (char *)sub->pdata[i], NULL);
+    if (!fingerprint_dir(ck, p, r, depth - 1, error)) return FALSE;
+  }
+  return TRUE;
+}
+
+char *cnnfx_imagefolder_fingerprint(const char *dir, GError **error)
+{
+  g_autoptr(GChecksum) ck = g_checksum_new(G_CHECKSUM_SHA256);
+  if (!fingerprint_dir(ck, dir, ".", 2, error)) return NULL;
+  return g_strdup(g_checksum_get_string(ck));
 }
 
 /* Resample an interleaved image into size x size planar floats: box average when shrinking,

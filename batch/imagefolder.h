@@ -18,6 +18,12 @@ void cnnfx_imageset_clear(CnnfxImageSet *d);
 /* Class folder names of dir (sorted, folders holding at least one file), NULL-terminated. */
 char **cnnfx_imagefolder_classes(const char *dir, GError **error);
 
+/* SHA-256 (hex) of what a training run reads from dir: the relative path, size and modification
+ * time of every image file in dir and its sub-folders (two levels: DIR/CLASS/IMAGE and
+ * DIR/SPLIT/CLASS/IMAGE), in sorted order.  Changes when a photo is added, removed, renamed or
+ * rewritten; not when a folder without images changes. */
+char *cnnfx_imagefolder_fingerprint(const char *dir, GError **error);
+
 /* Load every .jpg/.jpeg/.png of dir/<class>/ (files sorted by name) for the given classes
  * (NULL: the folders found).  Images are resized to size x size (box/bilinear) unless they
  * already have that size.  per_class > 0: only the first per_class files of each class.

@@ -13,9 +13,10 @@ On a tiny ImageFolder (10 classes, 2 training and 1 test PNG each; cifar-tiny-ge
 - --ensemble with --resume, or 0, is refused; a member that fails stops the run without OUT.onnx.
 - kill -9 during the second member (after its second checkpoint), then the same command again: the
   first member is kept, the second continues from its checkpoint, and every file has the bytes of
-  an uninterrupted run; with another recipe (--lr) the same folder trains anew.
+  an uninterrupted run; with another recipe (--lr), or the same one after a photo was added, the
+  same folder trains anew.
 """
-import argparse, json, os, re, subprocess, sys, tempfile
+import argparse, json, os, re, shutil, subprocess, sys, tempfile
 
 import numpy as np
 import onnx
@@ -155,6 +156,9 @@ def kill_and_continue(cnnfx, root, tmp):
     check("killed during network 2: network 1 and network 2's checkpoint on disk, no e.onnx",
           p.returncode == -9 and "e.net1.onnx" in left and "e.net2.ckpt.onnx" in left and "e.onnx" not in left and
           "e.ensemble" in left, f"rc {p.returncode}, {left}")
+    recipe = open(os.path.join(cut, "e.ensemble")).read()
+    check("the recipe names the data's fingerprint", "data_sha256=" in recipe and
+          len(recipe.split("data_sha256=")[1].strip()) == 64, recipe[-120:])
     r = subprocess.run(cmd(cut), capture_output=True, text=True)
     ok = r.returncode == 0 and "continuing an interrupted run" in r.stderr
     check("the same command again: continues", ok, r.stderr[-400:])
@@ -171,6 +175,17 @@ def kill_and_continue(cnnfx, root, tmp):
     r = subprocess.run(cmd(cut, lr="0.04"), capture_output=True, text=True)
     check("another recipe: both networks trained anew", r.returncode == 0 and "kept" not in r.stderr and
           "continuing" not in r.stderr and r.stderr.count("training cifar-tiny-gelu") == 2, r.stderr[-400:])
+    # the same command after the photos changed: the interrupted run's networks saw other data
+    open(os.path.join(cut, "e.ensemble"), "w").write(recipe)
+    extra = os.path.join(root, "train", "c0", "zz-added.png")
+    shutil.copyfile(os.path.join(root, "train", "c0", sorted(os.listdir(os.path.join(root, "train", "c0")))[0]), extra)
+    try:
+        r = subprocess.run(cmd(cut), capture_output=True, text=True)
+    finally:
+        os.unlink(extra)
+    check("the same command on changed photos: both networks trained anew", r.returncode == 0 and
+          "kept" not in r.stderr and "continuing" not in r.stderr and
+          r.stderr.count("training cifar-tiny-gelu") == 2, r.stderr[-400:])
 
 
 if __name__ == "__main__":
