@@ -941,10 +941,9 @@ done:
  * theirs (cnnfx_model_save_mean), measured on the test split with the same test-time
  * augmentation, and its sidecar. */
 /* What makes the members of an ensemble run the same networks: every option that changes the
- * result (not -q, --eval-every or --checkpoint-every).  Written to OUT.ensemble while the run
- * lasts, so that the same command run again after an interruption keeps the finished members. */
-/* The run's settings and its data (fingerprint: names, sizes and times of the photos): a rerun
- * continues only when both are the same. */
+ * result (not -q, --eval-every or --checkpoint-every) and the photos (data_fp: the fingerprint of
+ * their names, sizes and times).  Written to OUT.ensemble while the run lasts, so that the same
+ * command run again on the same photos after an interruption keeps the finished members. */
 static char *ensemble_recipe(const FolderOpts *o, const char *data_fp)
 {
   return g_strdup_printf(
