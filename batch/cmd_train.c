@@ -282,7 +282,7 @@ static void progress(gboolean tty, int epoch, int epochs, int batch, int nbatche
 typedef struct {
   const char *arch, *from, *resume, *dir, *out, *backend;
   int epochs, batch, per_class, test_per_class, train_blocks, pad, size, ckpt_every, warmup_pct, eval_every;
-  int whiten_bias_epochs, bn_recal, ensemble;
+  int whiten_bias_epochs, bn_recal, ensemble, cutout;
   double lr, momentum, wd, smoothing, holdout, start_factor, end_factor, ema, bias_lr;
   gboolean nesterov, tta, tta_translate, no_flip, alt_flip, lookahead, zero_pad, quiet, exact;
   CnnfxLrSchedule schedule;
@@ -800,6 +800,11 @@ static int train_folder(FolderOpts *o)
         gboolean flip = !o->no_flip && g_rand_boolean(aug);
         if (flip0) flip = (flip0[i] != 0) != (ep % 2 == 1);
         cnnfx_imageset_crop_flip(&train, i, dx, dy, flip, !o->zero_pad, x + b * per);
+        if (o->cutout > 0) { /* a square wholly inside the photo (airbench96's cutout) */
+          int cs = MIN(o->cutout, MIN(train.h, train.w));
+          int cy = g_rand_int_range(aug, 0, train.h - cs + 1), cx = g_rand_int_range(aug, 0, train.w - cs + 1);
+          cnnfx_imageset_cutout(x + b * per, train.h, train.w, cx, cy, cs);
+        }
         tr.y[b] = train.y[i];
       }
       if (!cnnfx_session_set_input(ts, input, tr.x, &err) || !cnnfx_session_forward(ts, &err)) goto done;
@@ -948,11 +953,11 @@ static char *ensemble_recipe(const FolderOpts *o, const char *data_fp)
 {
   return g_strdup_printf(
     "cnnfx train --ensemble %d: arch=%s data=%s backend=%s epochs=%d batch=%d per_class=%d test_per_class=%d "
-    "pad=%d size=%d warmup=%d whiten_bias_epochs=%d bn_recalibrate=%d lr=%.17g momentum=%.17g wd=%.17g "
+    "pad=%d cutout=%d size=%d warmup=%d whiten_bias_epochs=%d bn_recalibrate=%d lr=%.17g momentum=%.17g wd=%.17g "
     "smoothing=%.17g holdout=%.17g start=%.17g end=%.17g ema=%.17g bias_lr=%.17g nesterov=%d tta=%d%d "
     "no_flip=%d alt_flip=%d lookahead=%d zero_pad=%d exact=%d schedule=%d optimizer=%d seed=%" G_GUINT64_FORMAT " data_sha256=%s\n",
     o->ensemble, o->arch, o->dir, o->backend ? o->backend : "cpu", o->epochs, o->batch, o->per_class,
-    o->test_per_class, o->pad, o->size, o->warmup_pct, o->whiten_bias_epochs, o->bn_recal, o->lr, o->momentum, o->wd,
+    o->test_per_class, o->pad, o->cutout, o->size, o->warmup_pct, o->whiten_bias_epochs, o->bn_recal, o->lr, o->momentum, o->wd,
     o->smoothing, o->holdout, o->start_factor, o->end_factor, o->ema, o->bias_lr, o->nesterov, o->tta,
     o->tta_translate, o->no_flip, o->alt_flip, o->lookahead, o->zero_pad, o->exact, (int)o->schedule, (int)o->optim,
     o->seed, data_fp);
@@ -1069,7 +1074,7 @@ int cmd_train(int argc, char **argv)
   g_autofree char *arch = NULL, *init = NULL, *data = NULL, *optim = NULL, *sched = NULL, *resume = NULL,
                   *out = NULL, *backend_name = NULL, *from = NULL;
   int epochs = 10, batch = 64, ckpt_every = 0, limit = 0, test_limit = 0, step_epochs = 0;
-  int per_class = 0, test_per_class = 0, train_blocks = 0, pad = 2, size = 0, warmup_pct = 25, eval_every = 1, ensemble = 1;
+  int per_class = 0, test_per_class = 0, train_blocks = 0, pad = 2, cutout = 0, size = 0, warmup_pct = 25, eval_every = 1, ensemble = 1;
   double lr = 0, momentum = 0.9, wd = 0, gamma = 0.1, smoothing = 0, holdout = 0.2, start_factor = 0.1, ema_decay = 0;
   double end_factor = 0, bias_lr = 0;
   int whiten_bias_epochs = 3, bn_recal = 0;
@@ -1090,6 +1095,8 @@ int cmd_train(int argc, char **argv)
     {"train-blocks", 0, 0, G_OPTION_ARG_INT, &train_blocks, "--from: also train the last K weighted layers", "K"},
     {"label-smoothing", 0, 0, G_OPTION_ARG_DOUBLE, &smoothing, "Label smoothing (ImageFolder, default 0)", "S"},
     {"pad", 0, 0, G_OPTION_ARG_INT, &pad, "Random-crop padding in pixels (ImageFolder, default 2; 0 = no crop)", "P"},
+    {"cutout", 0, 0, G_OPTION_ARG_INT, &cutout,
+     "Cutout: blank a random S x S square of each training photo (ImageFolder, default 0 = off)", "S"},
     {"zero-pad", 0, 0, G_OPTION_ARG_NONE, &zero_pad, "Pad crops with zeros (mean colour), not by reflection", NULL},
     {"no-flip", 0, 0, G_OPTION_ARG_NONE, &no_flip, "No random horizontal flips", NULL},
     {"eval-every", 0, 0, G_OPTION_ARG_INT, &eval_every,
@@ -1161,7 +1168,7 @@ int cmd_train(int argc, char **argv)
     if (arch && !cnnfx_arch_has_batchnorm(arch)) return cli_usage_error("ImageFolder training needs a cifar-* architecture");
     if (!out) return cli_usage_error("train needs -o OUT.onnx");
     if (batch < 1 || batch > 65536 || epochs < 0 || epochs > 100000 || per_class < 0 || test_per_class < 0 ||
-        ckpt_every < 0 || pad < 0 || pad > 64 || train_blocks < 0 || size < 0 || size > 4096 || warmup_pct < 0 || eval_every < 0 || ema_decay < 0 || ema_decay >= 1 ||
+        ckpt_every < 0 || pad < 0 || pad > 64 || cutout < 0 || cutout > 4096 || train_blocks < 0 || size < 0 || size > 4096 || warmup_pct < 0 || eval_every < 0 || ema_decay < 0 || ema_decay >= 1 ||
         warmup_pct > 100 || smoothing < 0 || smoothing >= 1 || holdout <= 0 || holdout >= 1 || bias_lr < 0 ||
         start_factor < 0 || start_factor > 1 || end_factor < 0 || end_factor > 1 || whiten_bias_epochs < 0 || bn_recal < 0)
       return cli_usage_error("bad numeric option");
@@ -1177,6 +1184,7 @@ int cmd_train(int argc, char **argv)
     fo.test_per_class = test_per_class;
     fo.train_blocks = train_blocks;
     fo.pad = pad;
+    fo.cutout = cutout;
     fo.size = size;
     fo.ckpt_every = ckpt_every;
     fo.warmup_pct = warmup_pct;

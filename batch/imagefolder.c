@@ -321,6 +321,14 @@ void cnnfx_imageset_crop_flip(const CnnfxImageSet *d, int i, int dx, int dy, gbo
   }
 }
 
+void cnnfx_imageset_cutout(float *img, int h, int w, int x0, int y0, int size)
+{
+  int xa = MAX(x0, 0), xb = MIN(x0 + size, w), ya = MAX(y0, 0), yb = MIN(y0 + size, h);
+  if (xa >= xb || ya >= yb) return;
+  for (int k = 0; k < 3; k++)
+    for (int y = ya; y < yb; y++) memset(img + ((size_t)k * h + y) * w + xa, 0, (size_t)(xb - xa) * sizeof(float));
+}
+
 void cnnfx_imageset_swap_rb(CnnfxImageSet *d)
 {
   size_t hw = (size_t)d->h * d->w;

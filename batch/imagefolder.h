@@ -46,4 +46,9 @@ void cnnfx_imageset_normalise(CnnfxImageSet *d, const double mean[3], const doub
 void cnnfx_imageset_crop_flip(const CnnfxImageSet *d, int i, int dx, int dy, gboolean flip, gboolean reflect,
                               float *dst);
 
+/* Cutout: set the size x size square with top-left corner (x0, y0) of the 3 x h x w image img to
+ * zero (the mean colour after normalisation) in every channel; the part outside the image is
+ * ignored. */
+void cnnfx_imageset_cutout(float *img, int h, int w, int x0, int y0, int size);
+
 #endif

@@ -127,6 +127,18 @@ def main():
         same = rc == 0 and open(out1, "rb").read() == open(out2, "rb").read()
         check("same seed gives the same bytes", same)
 
+        # --cutout: another training (other bytes), still learning; the same bytes again with the same seed
+        outc1, outc2 = os.path.join(tmp, "cut1.onnx"), os.path.join(tmp, "cut2.onnx")
+        rc1, logc1 = run(a.cnnfx, "train", *common, "--cutout", "12", "-o", outc1)
+        rc2, _ = run(a.cnnfx, "train", *common, "--cutout", "12", "-q", "-o", outc2)
+        lc = epoch_losses(logc1)
+        check("--cutout trains: loss falls, other weights than without, same bytes with the same seed",
+              rc1 == 0 and rc2 == 0 and len(lc) == 6 and lc[-1] < lc[0] - 0.1
+              and open(outc1, "rb").read() != open(out1, "rb").read()
+              and open(outc1, "rb").read() == open(outc2, "rb").read(), f"{lc} {logc1[-300:]}")
+        rc, logbad = run(a.cnnfx, "train", *common, "--cutout", "-1", "-q", "-o", os.path.join(tmp, "bad.onnx"))
+        check("--cutout -1 is refused", rc != 0 and not os.path.exists(os.path.join(tmp, "bad.onnx")), logbad[-200:])
+
         out3 = os.path.join(tmp, "c.onnx")
         rc, log3 = run(a.cnnfx, "train", *common, "--epochs", "6", "--checkpoint-every", "3", "-q", "-o", out3)
         ck = os.path.join(tmp, "c.ckpt.onnx")
