@@ -1,10 +1,14 @@
 /* Micro-benchmark: 3x3 stride-1 pad-1 convolution, Winograd F(4x4,3x3) vs im2col + sgemm.
  *
  *   bench_winograd [--runs N] [--threads T] [--cpu-time] [--winograd-only] [C K H W]...
+ *   bench_winograd --train BATCH [--runs N] [--threads T] [C K H W]...
  *
  * Without shapes it runs the 3x3 layers of VGG19 (up to conv5_1) at a 512x512 input.  Prints the
  * median time of each method, the speed-up, and "effective" GFLOP/s (direct-convolution FLOPs,
- * 2·K·C·9·H·W, divided by time; Winograd can exceed the machine's sgemm peak on that scale). */
+ * 2·K·C·9·H·W, divided by time; Winograd can exceed the machine's sgemm peak on that scale).
+ * --train times a training step's three Winograd passes over a batch instead (forward, input
+ * gradient, weight gradient); without shapes, the 3x3 layers of the default CIFAR-10 network
+ * (cifar-white-gelu: 64/256/256 channels on 31x31, 15x15, 7x7 and 3x3 planes). */
 #include "cnnfx-private.h"
 #include <math.h>
 #include <omp.h>
@@ -84,9 +88,53 @@ static double median_time(int runs, int which, int C, int H, int W, const float 
   return t[runs / 2];
 }
 
+/* Median times of the forward, the input gradient (the adjoint: a convolution of dy with the flipped,
+ * transposed kernel, timed with the same weights) and the weight gradient of one layer over a batch. */
+static void train_pass(int runs, int N, int C, int K, int H, int W, CnnfxExec *ex)
+{
+  const size_t nx = (size_t)N * C * H * W, ny = (size_t)N * K * H * W, nw = (size_t)K * C * 9;
+  float *x = g_new(float, nx), *y = g_new(float, ny), *dx = g_new(float, nx), *w = g_new(float, nw);
+  float *dw = g_new(float, nw);
+  for (size_t i = 0; i < nx; i++) x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+  for (size_t i = 0; i < nw; i++) w[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
+  double t[3][64];
+  runs = MIN(runs, 64);
+  for (int r = -1; r < runs; r++) {
+    double t0 = now();
+    gboolean ok = cnnfx_conv3x3_winograd(ex, x, N, C, H, W, w, K, NULL, 1, 1, H, W, y, NULL);
+    const double t1 = now();
+    ok = ok && cnnfx_conv3x3_winograd(ex, y, N, K, H, W, w, C, NULL, 1, 1, H, W, dx, NULL);
+    const double t2 = now();
+    ok = ok && cnnfx_conv3x3_winograd_wgrad(ex, x, N, C, H, W, y, K, 1, 1, H, W, dw, NULL);
+    const double t3 = now();
+    if (!ok) {
+      fprintf(stderr, "allocation failed\n");
+      exit(1);
+    }
+    if (r >= 0) {
+      t[0][r] = t1 - t0;
+      t[1][r] = t2 - t1;
+      t[2][r] = t3 - t2;
+    }
+  }
+  const double flops = 2.0 * K * C * 9 * (double)H * W * N;
+  printf("| %d | %d | %d | %dx%d |", N, C, K, H, W);
+  for (int j = 0; j < 3; j++) {
+    qsort(t[j], runs, sizeof t[j][0], cmp_double);
+    printf(" %.1f (%.0f) |", t[j][runs / 2] * 1e3, flops / t[j][runs / 2] * 1e-9);
+  }
+  printf("\n");
+  fflush(stdout);
+  g_free(x);
+  g_free(y);
+  g_free(dx);
+  g_free(w);
+  g_free(dw);
+}
+
 int main(int argc, char **argv)
 {
-  int runs = 5, threads = omp_get_max_threads(), skip_im2col = 0;
+  int runs = 5, threads = omp_get_max_threads(), skip_im2col = 0, train = 0;
   int shapes[64][4], ns = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--runs") && i + 1 < argc)
@@ -97,14 +145,31 @@ int main(int argc, char **argv)
       skip_im2col = 1;
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
       threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--train") && i + 1 < argc)
+      train = atoi(argv[++i]);
     else if (i + 3 < argc && ns < 64) {
       for (int j = 0; j < 4; j++) shapes[ns][j] = atoi(argv[i + j]);
       ns++;
       i += 3;
     } else {
-      fprintf(stderr, "usage: %s [--runs N] [--threads T] [--cpu-time] [--winograd-only] [C K H W]...\n", argv[0]);
+      fprintf(stderr, "usage: %s [--runs N] [--threads T] [--cpu-time] [--winograd-only | --train BATCH] [C K H W]...\n",
+              argv[0]);
       return 2;
     }
+  }
+  if (train > 0) {
+    static const int cifar[][4] = {{24, 64, 31, 31}, {64, 64, 15, 15}, {64, 256, 15, 15},
+                                   {256, 256, 7, 7}, {256, 256, 7, 7}, {256, 256, 3, 3}};
+    if (!ns) {
+      ns = (int)G_N_ELEMENTS(cifar);
+      memcpy(shapes, cifar, sizeof cifar);
+    }
+    CnnfxMem mem = {0};
+    CnnfxExec ex = {.mem = &mem, .n_threads = threads};
+    printf("| batch | C | K | H x W | forward ms (eff. GFLOP/s) | input gradient | weight gradient |\n");
+    printf("|---|---|---|---|---|---|---|\n");
+    for (int s = 0; s < ns; s++) train_pass(runs, train, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], &ex);
+    return 0;
   }
   if (!ns) {
     static const int vgg[][4] = {{3, 64, 512, 512},   {64, 64, 512, 512},   {64, 128, 256, 256},

@@ -311,6 +311,7 @@ static const struct {
   {"cifar-white", 0, 64, 256, 256, "Relu"}, /* airbench94: whitening stem, identity init, BN without scale */
   {"cifar-white-gelu", 0, 64, 256, 256, "Gelu"}, /* the same with airbench94's GELU (opset 20) */
   {"cifar-white-gelu-wide", 0, 128, 384, 384, "Gelu"}, /* airbench95's widths: 2.6x the work per image */
+  {"cifar-white-gelu-mid", 0, 96, 320, 320, "Gelu"},   /* between the two: 1.7x the work per image */
   {"cifar-net-m", 24, 48, 128, 192, "Relu"},
   {"cifar-net-s", 16, 32, 64, 128, "Relu"},
   {"cifar-tiny", 8, 16, 32, 32, "Relu"},
@@ -318,7 +319,7 @@ static const struct {
 };
 
 static const char *const arch_names[] = {"lenet5", "lenet5-wide", "random-style", "cifar-net", "cifar-white",
-                                         "cifar-white-gelu", "cifar-white-gelu-wide", "cifar-net-m", "cifar-net-s", "cifar-tiny",
+                                         "cifar-white-gelu", "cifar-white-gelu-wide", "cifar-white-gelu-mid", "cifar-net-m", "cifar-net-s", "cifar-tiny",
                                          "cifar-tiny-gelu", NULL};
 
 const char *const *cnnfx_arch_names(void) { return arch_names; }

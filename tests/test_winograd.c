@@ -1,4 +1,4 @@
-/* Unit test: Winograd F(4x4,3x3) against a direct convolution in double precision.
+/* Unit test: Winograd F(4x4,3x3) and its weight gradient against a direct convolution in double precision.
  * Usage: test_winograd [SRCDIR]  (argument ignored).  Exit 0 iff every case passes. */
 #include "cnnfx-private.h"
 #include <math.h>
@@ -40,6 +40,42 @@ static void direct(const Case *t, int OH, int OW, const float *x, const float *w
         }
 }
 
+/* dw[k][c][ky][kx] = sum over images and outputs of dy * x: the weight gradient, in double. */
+static void direct_wgrad(const Case *t, int OH, int OW, const float *x, const float *dy, double *dw)
+{
+  for (int k = 0; k < t->K; k++)
+    for (int c = 0; c < t->C; c++)
+      for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+          double s = 0.0;
+          for (int n = 0; n < t->N; n++)
+            for (int oy = 0; oy < OH; oy++) {
+              const int iy = oy - t->pt + ky;
+              if (iy < 0 || iy >= t->H) continue;
+              const float *xr = x + (((size_t)n * t->C + c) * t->H + iy) * t->W;
+              const float *dr = dy + (((size_t)n * t->K + k) * OH + oy) * OW;
+              for (int ox = 0; ox < OW; ox++) {
+                const int ix = ox - t->pl + kx;
+                if (ix >= 0 && ix < t->W) s += (double)dr[ox] * (double)xr[ix];
+              }
+            }
+          dw[((size_t)k * t->C + c) * 9 + ky * 3 + kx] = s;
+        }
+}
+
+/* Largest |a - ref| over the largest |ref| (Winograd's error is absolute, about eps * sum |x w|);
+ * NaN gives infinity. */
+static double rel_err(const float *a, const double *ref, size_t n)
+{
+  double maxerr = 0, maxref = 0;
+  for (size_t i = 0; i < n; i++) {
+    maxref = fmax(maxref, fabs(ref[i]));
+    const double e = fabs((double)a[i] - ref[i]);
+    if (!(e <= maxerr)) maxerr = isnan(e) ? INFINITY : e;
+  }
+  return maxerr / fmax(maxref, 1e-30);
+}
+
 static gboolean run_case(const Case *t, int n_threads)
 {
   const int OH = t->H + t->pt + t->pb - 2, OW = t->W + t->pl + t->pr - 2;
@@ -59,27 +95,31 @@ static gboolean run_case(const Case *t, int n_threads)
   GError *err = NULL;
   gboolean ok = cnnfx_conv3x3_winograd(&ex, x, t->N, t->C, t->H, t->W, w, t->K, t->bias ? b : NULL, t->pt, t->pl,
                                        OH, OW, y, &err);
-  double maxerr = 0, maxref = 0;
+  /* the weight gradient for a random output gradient (written over a NaN-filled dw) */
+  float *dy = g_new(float, ny + 1), *dw = g_new(float, nw + 1);
+  double *dwref = g_new(double, nw + 1);
+  for (size_t i = 0; i < ny; i++) dy[i] = frand();
+  for (size_t i = 0; i < nw; i++) dw[i] = NAN;
+  direct_wgrad(t, OH, OW, x, dy, dwref);
+  if (ok)
+    ok = cnnfx_conv3x3_winograd_wgrad(&ex, x, t->N, t->C, t->H, t->W, dy, t->K, t->pt, t->pl, OH, OW, dw, &err);
   if (!ok) {
     fprintf(stderr, "  error: %s\n", err ? err->message : "?");
     g_clear_error(&err);
   } else {
-    for (size_t i = 0; i < ny; i++) maxref = fmax(maxref, fabs(ref[i]));
-    for (size_t i = 0; i < ny; i++) {
-      const double e = fabs((double)y[i] - ref[i]);
-      if (!(e <= maxerr)) maxerr = isnan(e) ? INFINITY : e;
-    }
-    /* error relative to the output's scale (Winograd error is absolute, about eps * sum |x w|) */
-    const double rel = maxerr / fmax(maxref, 1e-30);
-    if (!(rel < 1e-4)) ok = FALSE;
+    const double rel = rel_err(y, ref, ny), relw = rel_err(dw, dwref, nw);
+    if (!(rel < 1e-4) || !(relw < 1e-4)) ok = FALSE;
     if (mem.current != 0) {
       fprintf(stderr, "  scratch leak: %zu bytes\n", mem.current);
       ok = FALSE;
     }
-    printf("%s %s N=%d C=%d H=%d W=%d K=%d pads=(%d,%d,%d,%d) bias=%d threads=%d -> %dx%d  rel.err %.2e  peak %.1f MiB\n",
+    printf("%s %s N=%d C=%d H=%d W=%d K=%d pads=(%d,%d,%d,%d) bias=%d threads=%d -> %dx%d  rel.err %.2e, dw %.2e  peak %.1f MiB\n",
            ok ? "ok  " : "FAIL", cnnfx_simd_name(test_simd), t->N, t->C, t->H, t->W, t->K, t->pt, t->pl, t->pb, t->pr, t->bias, n_threads, OH,
-           OW, rel, mem.peak / 1048576.0);
+           OW, rel, relw, mem.peak / 1048576.0);
   }
+  g_free(dy);
+  g_free(dw);
+  g_free(dwref);
   g_free(x);
   g_free(w);
   g_free(b);
@@ -123,6 +163,7 @@ int main(int argc, char **argv)
     {1, 600, 9, 9, 500, 1, 1, 1, 1, 1},  /* K processed in chunks */
     {1, 16, 17, 19, 24, 1, 1, 1, 1, 1},  /* tests/gradcheck conv3x3_s1_wino */
     {1, 24, 17, 19, 16, 1, 1, 1, 1, 0},  /* its adjoint */
+    {8, 3, 256, 256, 5, 1, 1, 1, 1, 0},  /* weight gradient: several tile blocks, K and C below 4 */
   };
   int passed = 0, failed = 0;
   for (CnnfxSimd lv = CNNFX_SIMD_BASELINE; lv <= CNNFX_SIMD_AVX512; lv++) {

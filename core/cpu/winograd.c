@@ -337,23 +337,37 @@ static inline gboolean wg_gather_wins(const WgGeo *g) { return g->TX < 16; }
 
 /* d[i][j][l] (S x S x 16) = the S x S patch at rows 4*ty - oy + i, columns 4*tx - ox + j of plane `ch`
  * of the image of tile t + l (l < nt; zero outside the H x W plane and for l >= nt).  Tensor
- * [N][planes][H][W] at base. */
-static void wg_gather_tiles(const WgGeo *g, const float *base, int planes, int ch, int H, int W, int64_t t, int nt,
-                            int S, int oy, int ox, float *d)
+ * [N][planes][H][W] at base.  Tiles wholly inside the plane are copied without bounds checks; the others
+ * clip the patch once.  S is a constant at each call site. */
+static inline __attribute__((always_inline)) void wg_gather_tiles(const WgGeo *g, const float *base, int planes,
+                                                                  int ch, int H, int W, int64_t t, int nt, int S,
+                                                                  int oy, int ox, float *d)
 {
   const size_t plane_sz = (size_t)H * (size_t)W;
+  int n = 0, ty = 0, tx = 0;
+  if (nt > 0) wg_tile_pos(g, t, &n, &ty, &tx);
   for (int l = 0; l < 16; l++) {
-    int n = 0, ty = 0, tx = 0;
-    if (l < nt) wg_tile_pos(g, t + l, &n, &ty, &tx);
+    if (l >= nt) {
+      for (int e = 0; e < S * S; e++) d[e * 16 + l] = 0.f;
+      continue;
+    }
     const float *plane = base + ((size_t)n * (size_t)planes + (size_t)ch) * plane_sz;
     const int y0 = 4 * ty - oy, x0 = 4 * tx - ox;
-    for (int i = 0; i < S; i++) {
-      const int y = y0 + i;
-      const gboolean row_in = l < nt && y >= 0 && y < H;
-      const float *row = plane + (size_t)(row_in ? y : 0) * W;
-      for (int j = 0; j < S; j++) {
-        const int xx = x0 + j;
-        d[(i * S + j) * 16 + l] = row_in && xx >= 0 && xx < W ? row[xx] : 0.f;
+    if (y0 >= 0 && x0 >= 0 && y0 + S <= H && x0 + S <= W) {
+      const float *src = plane + (size_t)y0 * W + x0;
+      for (int i = 0; i < S; i++)
+        for (int j = 0; j < S; j++) d[(i * S + j) * 16 + l] = src[(size_t)i * W + j];
+    } else {
+      const int i0 = MAX(0, -y0), i1 = MIN(S, H - y0), j0 = MAX(0, -x0), j1 = MIN(S, W - x0);
+      for (int e = 0; e < S * S; e++) d[e * 16 + l] = 0.f;
+      for (int i = i0; i < i1; i++)
+        for (int j = j0; j < j1; j++) d[(i * S + j) * 16 + l] = plane[(size_t)(y0 + i) * W + x0 + j];
+    }
+    if (++tx == g->TX) { /* the next tile */
+      tx = 0;
+      if (++ty == g->TY) {
+        ty = 0;
+        n++;
       }
     }
   }
@@ -611,7 +625,7 @@ gboolean cnnfx_winograd_wins(int C, int K, int OH, int OW)
  * Summed over tiles (and images) before the last transform:
  *   D[p][k][t] = (A dy_t A^T)_p          (4x4 output-gradient tiles, zero past the edge)
  *   V[p][c][t] = (B^T d_t B)_p           (the forward's input transform)
- *   S[p][k][c] = sum_t D[p][k][t] V[p][c][t]   (36 sgemm: long inner dimension, all tiles)
+ *   S[p][k][c] = sum_t D[p][k][t] V[p][c][t]   (36 products with a long inner dimension: wg_wgrad_gemm)
  *   dw[k][c]   = G^T S[.][k][c] G
  * 36 multiplications per tile and channel pair instead of 144, like the forward. */
 
@@ -663,6 +677,68 @@ static void wg_dy_transform(const WgGeo *g, int nthr, const float *dy, int64_t t
   }
 }
 
+/* The 16 lane sums of x[0..15] in one vector (lane j = the sum of x[j]'s 16 lanes): 4 stages, each adding
+ * the two halves of every accumulator's lanes and packing two vectors' accumulators into one. */
+#define WG_SHUF __builtin_shufflevector
+static inline v16 wg_lane_sums(const v16 *x)
+{
+  v16 y[8], z[4], w[2];
+  for (int i = 0; i < 8; i++) /* accumulators 2i, 2i + 1: 8 lanes each */
+    y[i] = WG_SHUF(x[2 * i], x[2 * i + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+           WG_SHUF(x[2 * i], x[2 * i + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  for (int i = 0; i < 4; i++) /* 4 lanes each */
+    z[i] = WG_SHUF(y[2 * i], y[2 * i + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+           WG_SHUF(y[2 * i], y[2 * i + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+  for (int i = 0; i < 2; i++) /* 2 lanes each */
+    w[i] = WG_SHUF(z[2 * i], z[2 * i + 1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+           WG_SHUF(z[2 * i], z[2 * i + 1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+  return WG_SHUF(w[0], w[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+         WG_SHUF(w[0], w[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+#undef WG_SHUF
+
+/* S[p][k][c] = (first ? 0 : S[p][k][c]) + sum_t D[p][k][t] V[p][c][t] over the block's tb tiles (rows of
+ * D and V zero-padded to a multiple of 16).  Both operands run along t, so the products are 4 x 4 blocks
+ * of (k, c) pairs with one 16-lane accumulator each, summed across lanes once per block: 8 loads per 16
+ * FMAs.  OpenMP over (p, 4 output channels); each S entry is summed by one thread in a fixed order, so
+ * the result does not depend on the thread count. */
+static void wg_wgrad_gemm(int nthr, int K, int C, const float *D, const float *V, int64_t tb, size_t ldt,
+                          gboolean first, float *S)
+{
+  const int64_t tpad = (tb + 15) & ~(int64_t)15;
+  const int nkb = (K + 3) / 4;
+  const int64_t ntask = (int64_t)36 * nkb;
+#pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1)
+  for (int64_t task = 0; task < ntask; task++) {
+    const int p = (int)(task / nkb), k0 = (int)(task - (int64_t)p * nkb) * 4;
+    const float *dr[4], *vr[4];
+    for (int i = 0; i < 4; i++) dr[i] = D + ((size_t)p * K + (size_t)MIN(k0 + i, K - 1)) * ldt; /* past K: a copy */
+    float *sp = S + (size_t)p * K * C;
+    for (int c0 = 0; c0 < C; c0 += 4) {
+      for (int j = 0; j < 4; j++) vr[j] = V + ((size_t)p * C + (size_t)MIN(c0 + j, C - 1)) * ldt;
+      v16 acc[16];
+      for (int i = 0; i < 16; i++) acc[i] = (v16){0};
+      for (int64_t t = 0; t < tpad; t += 16) {
+        const v16 v0 = ld16(vr[0] + t), v1 = ld16(vr[1] + t), v2 = ld16(vr[2] + t), v3 = ld16(vr[3] + t);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+          const v16 d = ld16(dr[i] + t);
+          acc[4 * i] += d * v0;
+          acc[4 * i + 1] += d * v1;
+          acc[4 * i + 2] += d * v2;
+          acc[4 * i + 3] += d * v3;
+        }
+      }
+      const v16 s = wg_lane_sums(acc);
+      for (int i = 0; i < 4 && k0 + i < K; i++)
+        for (int j = 0; j < 4 && c0 + j < C; j++) {
+          float *o = sp + (size_t)(k0 + i) * C + (size_t)(c0 + j);
+          *o = first ? s[4 * i + j] : *o + s[4 * i + j];
+        }
+    }
+  }
+}
+
 gboolean cnnfx_conv3x3_winograd_wgrad(const CnnfxExec *x, const float *in, int N, int C, int H, int W,
                                       const float *dy, int K, int pad_t, int pad_l, int OH, int OW, float *dw,
                                       GError **error)
@@ -693,9 +769,7 @@ gboolean cnnfx_conv3x3_winograd_wgrad(const CnnfxExec *x, const float *in, int N
     const int64_t tb = MIN(T, ntiles - t0);
     wg_input(&g, nthr, in, t0, tb, (size_t)T, V);
     wg_dy_transform(&g, nthr, dy, t0, tb, (size_t)T, D);
-    for (int p = 0; p < 36; p++)
-      cnnfx_sgemm(FALSE, TRUE, K, C, (int)tb, 1.f, D + (size_t)p * K * T, (int)T, V + (size_t)p * C * T, (int)T,
-                  t0 ? 1.f : 0.f, S + (size_t)p * K * C, C);
+    wg_wgrad_gemm(nthr, K, C, D, V, tb, (size_t)T, t0 == 0, S);
   }
   /* dw[k][c] = G^T S[.][k][c] G */
   const int64_t KC = (int64_t)K * C;
