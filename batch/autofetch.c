@@ -2,6 +2,7 @@
  * offline (--offline, CNNFX_OFFLINE=1) or unreachable: the offline default, with one line. */
 #include "autofetch.h"
 #include "fetch.h"
+#include "fe-i18n.h"
 #include <glib/gstdio.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,18 +63,18 @@ char *cli_autofetch(const char *filter)
   if (cli_autofetch_disabled(&explicit_offline)) {
     if (explicit_offline)
       fprintf(stderr,
-              "cnnfx %s: offline: using the offline default model (`cnnfx models fetch %s` gets the ImageNet "
-              "model, %.0f MB)\n",
+              _("cnnfx %s: offline: using the offline default model (`cnnfx models fetch %s` gets the ImageNet "
+                "model, %.0f MB)\n"),
               filter, name, (double)e->size / 1e6);
     return NULL;
   }
   g_autofree char *dest = cnnfx_model_file(name);
   g_autofree char *dir = g_path_get_dirname(dest);
   if (g_mkdir_with_parents(dir, 0755) != 0) {
-    fprintf(stderr, "cnnfx %s: cannot create %s: using the offline default model\n", filter, dir);
+    fprintf(stderr, _("cnnfx %s: cannot create %s: using the offline default model\n"), filter, dir);
     return NULL;
   }
-  fprintf(stderr, "cnnfx %s: first use: downloading %s (%s, %.1f MB, sha256 %.16s...) to %s\n", filter, name,
+  fprintf(stderr, _("cnnfx %s: first use: downloading %s (%s, %.1f MB, sha256 %.16s...) to %s\n"), filter, name,
           e->title ? e->title : name, (double)e->size / 1e6, e->sha256, dest);
   CnnfxFetchRequest req = {
     .urls = (const char *const *)e->urls,
@@ -84,8 +85,8 @@ char *cli_autofetch(const char *filter)
     .label = e->name,
   };
   if (!cnnfx_fetch(&req, &err)) {
-    fprintf(stderr, "cnnfx %s: could not download %s (%s): using the offline default model\n", filter, name,
-            err ? err->message : "failed");
+    fprintf(stderr, _("cnnfx %s: could not download %s (%s): using the offline default model\n"), filter, name,
+            err ? err->message : _("failed"));
     return NULL;
   }
   return g_strdup(name);

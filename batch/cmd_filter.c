@@ -90,7 +90,7 @@ int cmd_filter(int argc, char **argv)
     goto out;
   }
   if (max_mem_mb < 0 || quality < 1 || quality > 100 || max_pixels < 0) {
-    fprintf(stderr, "cnnfx %s: bad --max-memory, --max-pixels or --jpeg-quality\n", info->name);
+    fprintf(stderr, _("cnnfx %s: bad --max-memory, --max-pixels or --jpeg-quality\n"), info->name);
     goto out;
   }
   /* Inputs and their outputs (jobs.c) */
@@ -121,7 +121,7 @@ int cmd_filter(int argc, char **argv)
     goto out;
   }
   if (!quiet && !strcmp(info->name, "style") && cnnfx_params_string(params, "fast-model"))
-    fprintf(stderr, "model %s (fast-style network: RGB 0..255 in and out, any size)\n",
+    fprintf(stderr, _("model %s (fast-style network: RGB 0..255 in and out, any size)\n"),
             cnnfx_params_string(params, "fast-model"));
   else if (!quiet)
     fprintf(stderr, "%s\n", net_summary);
@@ -150,7 +150,7 @@ int cmd_filter(int argc, char **argv)
     failed++;
   }
   if (cancel_flag) {
-    fprintf(stderr, "cnnfx %s: interrupted; %d done, no partial files left\n", info->name, done);
+    fprintf(stderr, _("cnnfx %s: interrupted; %d done, no partial files left\n"), info->name, done);
     rc = 130;
     goto out;
   }

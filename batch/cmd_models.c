@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *models_usage =
+static const char *models_usage = N_(
   "Usage: cnnfx models [--manifest FILE] SUBCOMMAND ...\n"
   "\n"
   "  list [-v]              show the models in the manifest and whether they are downloaded\n"
@@ -23,14 +23,14 @@ static const char *models_usage =
   "\n"
   "Models are stored in $CNNFX_DATA_DIR/models, default $XDG_DATA_HOME/cnnfx/models.\n"
   "The manifest is --manifest FILE, else $CNNFX_MODELS_MANIFEST, else the installed models.ini.\n"
-  "Exit status: 0 ok, 1 failure, 2 usage error.\n";
+  "Exit status: 0 ok, 1 failure, 2 usage error.\n");
 
 static int models_usage_error(const char *fmt, const char *arg)
 {
   fputs("cnnfx models: ", stderr);
   fprintf(stderr, fmt, arg);
   fputs("\n\n", stderr);
-  fputs(models_usage, stderr);
+  fputs(_(models_usage), stderr);
   return 2;
 }
 
@@ -94,10 +94,10 @@ static int fetch_one(const CnnfxModelEntry *e, const char *url)
   g_autoptr(GError) err = NULL;
   if (g_file_test(dest, G_FILE_TEST_EXISTS)) {
     if (cnnfx_model_verify_file(e, dest, &err)) {
-      printf("%s: already present and verified: %s\n", e->name, dest);
+      printf(_("%s: already present and verified: %s\n"), e->name, dest);
       return 0;
     }
-    fprintf(stderr, "cnnfx models: %s; downloading again (the existing file is kept until a good copy is in)\n",
+    fprintf(stderr, _("cnnfx models: %s; downloading again (the existing file is kept until a good copy is in)\n"),
             err->message);
     g_clear_error(&err);
   }
@@ -110,18 +110,18 @@ static int fetch_one(const CnnfxModelEntry *e, const char *url)
     .progress = isatty(2),
     .label = e->name,
   };
-  printf("%s: fetching %.1f MB from %s\n", e->name, (double)e->size / 1e6, req.urls[0]);
+  printf(_("%s: fetching %.1f MB from %s\n"), e->name, (double)e->size / 1e6, req.urls[0]);
   fflush(stdout);
   if (!cnnfx_fetch(&req, &err)) return error_exit(err);
-  printf("%s: verified (sha256 %s): %s\n", e->name, e->sha256, dest);
+  printf(_("%s: verified (sha256 %s): %s\n"), e->name, e->sha256, dest);
   return 0;
 }
 
 static int do_fetch(CnnfxManifest *m, int argc, char **argv, const char *url, gboolean all)
 {
-  if (all && argc > 0) return models_usage_error("%s", "fetch: give model names or --all, not both");
-  if (!all && argc == 0) return models_usage_error("%s", "fetch: which model? (see 'cnnfx models list')");
-  if (url && (all || argc != 1)) return models_usage_error("%s", "fetch: --url applies to exactly one model");
+  if (all && argc > 0) return models_usage_error("%s", _("fetch: give model names or --all, not both"));
+  if (!all && argc == 0) return models_usage_error("%s", _("fetch: which model? (see 'cnnfx models list')"));
+  if (url && (all || argc != 1)) return models_usage_error("%s", _("fetch: --url applies to exactly one model"));
   /* Check all names first so a typo does not leave half the work done. */
   for (int i = 0; i < argc; i++) {
     g_autoptr(GError) err = NULL;
@@ -173,7 +173,7 @@ static int do_verify(CnnfxManifest *m, int argc, char **argv)
 
 static int do_path(CnnfxManifest *m, int argc, char **argv)
 {
-  if (argc != 1) return models_usage_error("%s", "path: give exactly one model name");
+  if (argc != 1) return models_usage_error("%s", _("path: give exactly one model name"));
   g_autoptr(GError) err = NULL;
   const CnnfxModelEntry *e = cnnfx_manifest_find(m, argv[0], &err);
   if (!e) return error_exit(err);
@@ -192,10 +192,10 @@ int cmd_models(int argc, char **argv)
   char *manifest = NULL, *url = NULL;
   gboolean all = FALSE, verbose = FALSE, help = FALSE;
   GOptionEntry entries[] = {
-    {"manifest", 'm', 0, G_OPTION_ARG_FILENAME, &manifest, "Model manifest (default $CNNFX_MODELS_MANIFEST or the installed models.ini)", "FILE"},
-    {"url", 0, 0, G_OPTION_ARG_STRING, &url, "fetch: download from this URL instead of the manifest's", "URL"},
-    {"all", 'a', 0, G_OPTION_ARG_NONE, &all, "fetch: every model in the manifest", NULL},
-    {"verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "list: show preprocessing, layers, URLs and hashes", NULL},
+    {"manifest", 'm', 0, G_OPTION_ARG_FILENAME, &manifest, N_("Model manifest (default $CNNFX_MODELS_MANIFEST or the installed models.ini)"), "FILE"},
+    {"url", 0, 0, G_OPTION_ARG_STRING, &url, N_("fetch: download from this URL instead of the manifest's"), "URL"},
+    {"all", 'a', 0, G_OPTION_ARG_NONE, &all, N_("fetch: every model in the manifest"), NULL},
+    {"verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, N_("list: show preprocessing, layers, URLs and hashes"), NULL},
     {"help", 'h', 0, G_OPTION_ARG_NONE, &help, "Show help", NULL},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
@@ -212,24 +212,24 @@ int cmd_models(int argc, char **argv)
   g_autofree char *manifest_path = manifest;
   g_autofree char *url_s = url;
   if (help) {
-    fputs(models_usage, stdout);
+    fputs(_(models_usage), stdout);
     return 0;
   }
-  if (argc < 2) return models_usage_error("%s", "missing subcommand");
+  if (argc < 2) return models_usage_error("%s", _("missing subcommand"));
   const char *sub = argv[1];
   int rest = argc - 2;
   char **rargv = argv + 2;
   if (strcmp(sub, "list") && strcmp(sub, "fetch") && strcmp(sub, "verify") && strcmp(sub, "path"))
-    return models_usage_error("unknown subcommand '%s'", sub);
-  if (url_s && strcmp(sub, "fetch")) return models_usage_error("%s", "--url is only for fetch");
-  if (all && strcmp(sub, "fetch")) return models_usage_error("%s", "--all is only for fetch");
+    return models_usage_error(_("unknown subcommand '%s'"), sub);
+  if (url_s && strcmp(sub, "fetch")) return models_usage_error("%s", _("--url is only for fetch"));
+  if (all && strcmp(sub, "fetch")) return models_usage_error("%s", _("--all is only for fetch"));
 
   g_autoptr(GError) err = NULL;
   g_autoptr(CnnfxManifest) m = cnnfx_manifest_load(manifest_path, &err);
   if (!m) return error_exit(err);
 
   if (!strcmp(sub, "list")) {
-    if (rest) return models_usage_error("%s", "list takes no arguments");
+    if (rest) return models_usage_error("%s", _("list takes no arguments"));
     return do_list(m, verbose);
   }
   if (!strcmp(sub, "fetch")) return do_fetch(m, rest, rargv, url_s, all);

@@ -1082,96 +1082,97 @@ int cmd_train(int argc, char **argv)
   gint64 seed = 1;
   gboolean eval_only = FALSE, quiet = FALSE, nesterov = FALSE, tta = FALSE, no_flip = FALSE, zero_pad = FALSE;
   g_autofree char *arch_list = g_strjoinv(", ", (char **)cnnfx_arch_names());
-  g_autofree char *arch_help = g_strconcat("Built-in architecture: ", arch_list, NULL);
+  g_autofree char *arch_help = g_strdup_printf(_("Built-in architecture: %s"), arch_list);
+  g_autofree char *data_help =
+    g_strdup_printf(_("Data set: fashion-mnist[:DIR] (default DIR %s), or an ImageFolder DIR (DIR/train/CLASS/*.jpg|png "
+                      "and DIR/test/CLASS/..., or DIR/CLASS/... with a held-out part)"),
+                    DEFAULT_FASHION_DIR);
   GOptionEntry entries[] = {
     {"arch", 0, 0, G_OPTION_ARG_STRING, &arch, arch_help, "ARCH"},
-    {"init", 0, 0, G_OPTION_ARG_FILENAME, &init, "Start from this ONNX model", "MODEL.onnx"},
+    {"init", 0, 0, G_OPTION_ARG_FILENAME, &init, N_("Start from this ONNX model"), "MODEL.onnx"},
     {"from", 0, 0, G_OPTION_ARG_FILENAME, &from,
-     "Transfer learning: fine-tune a new classifier head of this model on --data DIR", "MODEL.onnx"},
-    {"data", 0, 0, G_OPTION_ARG_STRING, &data,
-     "Data set: fashion-mnist[:DIR] (default DIR " DEFAULT_FASHION_DIR "), or an ImageFolder DIR "
-     "(DIR/train/CLASS/*.jpg|png and DIR/test/CLASS/..., or DIR/CLASS/... with a held-out part)",
-     "SET"},
-    {"train-blocks", 0, 0, G_OPTION_ARG_INT, &train_blocks, "--from: also train the last K weighted layers", "K"},
-    {"label-smoothing", 0, 0, G_OPTION_ARG_DOUBLE, &smoothing, "Label smoothing (ImageFolder, default 0)", "S"},
-    {"pad", 0, 0, G_OPTION_ARG_INT, &pad, "Random-crop padding in pixels (ImageFolder, default 2; 0 = no crop)", "P"},
+     N_("Transfer learning: fine-tune a new classifier head of this model on --data DIR"), "MODEL.onnx"},
+    {"data", 0, 0, G_OPTION_ARG_STRING, &data, data_help, "SET"},
+    {"train-blocks", 0, 0, G_OPTION_ARG_INT, &train_blocks, N_("--from: also train the last K weighted layers"), "K"},
+    {"label-smoothing", 0, 0, G_OPTION_ARG_DOUBLE, &smoothing, N_("Label smoothing (ImageFolder, default 0)"), "S"},
+    {"pad", 0, 0, G_OPTION_ARG_INT, &pad, N_("Random-crop padding in pixels (ImageFolder, default 2; 0 = no crop)"), "P"},
     {"cutout", 0, 0, G_OPTION_ARG_INT, &cutout,
-     "Cutout: blank a random S x S square of each training photo (ImageFolder, default 0 = off)", "S"},
-    {"zero-pad", 0, 0, G_OPTION_ARG_NONE, &zero_pad, "Pad crops with zeros (mean colour), not by reflection", NULL},
-    {"no-flip", 0, 0, G_OPTION_ARG_NONE, &no_flip, "No random horizontal flips", NULL},
+     N_("Cutout: blank a random S x S square of each training photo (ImageFolder, default 0 = off)"), "S"},
+    {"zero-pad", 0, 0, G_OPTION_ARG_NONE, &zero_pad, N_("Pad crops with zeros (mean colour), not by reflection"), NULL},
+    {"no-flip", 0, 0, G_OPTION_ARG_NONE, &no_flip, N_("No random horizontal flips"), NULL},
     {"eval-every", 0, 0, G_OPTION_ARG_INT, &eval_every,
-     "ImageFolder: measure test accuracy every N epochs (default 1; 0 = only after the last)", "N"},
+     N_("ImageFolder: measure test accuracy every N epochs (default 1; 0 = only after the last)"), "N"},
     {"ema", 0, 0, G_OPTION_ARG_DOUBLE, &ema_decay,
-     "ImageFolder: evaluate and save an exponential moving average of the weights with this decay per step "
-     "(e.g. 0.99; default 0 = off)", "D"},
-    {"tta", 0, 0, G_OPTION_ARG_NONE, &tta, "Evaluate with horizontal-flip test-time augmentation", NULL},
+     N_("ImageFolder: evaluate and save an exponential moving average of the weights with this decay per step "
+     "(e.g. 0.99; default 0 = off)"), "D"},
+    {"tta", 0, 0, G_OPTION_ARG_NONE, &tta, N_("Evaluate with horizontal-flip test-time augmentation"), NULL},
     {"tta-translate", 0, 0, G_OPTION_ARG_NONE, &tta_translate,
-     "With --tta: also the views moved one pixel up-left and down-right (6 views, airbench)", NULL},
+     N_("With --tta: also the views moved one pixel up-left and down-right (6 views, airbench)"), NULL},
     {"alternate-flip", 0, 0, G_OPTION_ARG_NONE, &alt_flip,
-     "Flip each image at random in the first epoch, then the other way round every second epoch", NULL},
+     N_("Flip each image at random in the first epoch, then the other way round every second epoch"), NULL},
     {"lookahead", 0, 0, G_OPTION_ARG_NONE, &lookahead,
-     "ImageFolder: lookahead every 5 steps from epoch 4, decay 0.95^5*(t/T)^3 (airbench)", NULL},
+     N_("ImageFolder: lookahead every 5 steps from epoch 4, decay 0.95^5*(t/T)^3 (airbench)"), NULL},
     {"bias-lr-scale", 0, 0, G_OPTION_ARG_DOUBLE, &bias_lr,
-     "ImageFolder: BatchNorm biases learn S times faster, with 1/S of the weight decay (e.g. 64; default 1)", "S"},
-    {"start-factor", 0, 0, G_OPTION_ARG_DOUBLE, &start_factor, "onecycle: first lr as a share of --lr (default 0.1)",
+     N_("ImageFolder: BatchNorm biases learn S times faster, with 1/S of the weight decay (e.g. 64; default 1)"), "S"},
+    {"start-factor", 0, 0, G_OPTION_ARG_DOUBLE, &start_factor, N_("onecycle: first lr as a share of --lr (default 0.1)"),
      "F"},
-    {"end-factor", 0, 0, G_OPTION_ARG_DOUBLE, &end_factor, "onecycle: last lr as a share of --lr (default 0)", "F"},
+    {"end-factor", 0, 0, G_OPTION_ARG_DOUBLE, &end_factor, N_("onecycle: last lr as a share of --lr (default 0)"), "F"},
     {"exact", 0, 0, G_OPTION_ARG_NONE, &exact,
-     "ImageFolder: no Winograd convolutions or other approximations (slower; for comparisons)", NULL},
+     N_("ImageFolder: no Winograd convolutions or other approximations (slower; for comparisons)"), NULL},
     {"whiten-bias-epochs", 0, 0, G_OPTION_ARG_INT, &whiten_bias_epochs,
-     "cifar-white: train the whitening layer's bias for the first N epochs only (default 3)", "N"},
+     N_("cifar-white: train the whitening layer's bias for the first N epochs only (default 3)"), "N"},
     {"bn-recalibrate", 0, 0, G_OPTION_ARG_INT, &bn_recal,
-     "ImageFolder: after the last epoch, measure the BatchNorm running statistics of the final weights on N "
-     "training images (no augmentation; default 0 = keep the running averages)", "N"},
-    {"warmup", 0, 0, G_OPTION_ARG_INT, &warmup_pct, "onecycle: warm-up share of the steps in percent (default 25)",
+     N_("ImageFolder: after the last epoch, measure the BatchNorm running statistics of the final weights on N "
+     "training images (no augmentation; default 0 = keep the running averages)"), "N"},
+    {"warmup", 0, 0, G_OPTION_ARG_INT, &warmup_pct, N_("onecycle: warm-up share of the steps in percent (default 25)"),
      "PCT"},
-    {"per-class", 0, 0, G_OPTION_ARG_INT, &per_class, "ImageFolder: only the first N training images per class",
+    {"per-class", 0, 0, G_OPTION_ARG_INT, &per_class, N_("ImageFolder: only the first N training images per class"),
      "N"},
-    {"test-per-class", 0, 0, G_OPTION_ARG_INT, &test_per_class, "ImageFolder: only the first N test images per class",
+    {"test-per-class", 0, 0, G_OPTION_ARG_INT, &test_per_class, N_("ImageFolder: only the first N test images per class"),
      "N"},
     {"holdout", 0, 0, G_OPTION_ARG_DOUBLE, &holdout,
-     "ImageFolder without test/: share of each class held out (default 0.2)", "F"},
-    {"size", 0, 0, G_OPTION_ARG_INT, &size, "ImageFolder: image size (default 32 or the --from model's)", "PX"},
-    {"epochs", 0, 0, G_OPTION_ARG_INT, &epochs, "Epochs (default 10)", "N"},
-    {"batch-size", 0, 0, G_OPTION_ARG_INT, &batch, "Mini-batch size (default 64)", "B"},
-    {"optimizer", 0, 0, G_OPTION_ARG_STRING, &optim, "sgd or adam (default adam)", "NAME"},
-    {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, "Learning rate (default 1e-3 for adam, 0.05 for sgd)", "X"},
-    {"momentum", 0, 0, G_OPTION_ARG_DOUBLE, &momentum, "SGD momentum (default 0.9)", "M"},
-    {"nesterov", 0, 0, G_OPTION_ARG_NONE, &nesterov, "Nesterov momentum", NULL},
-    {"weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &wd, "L2 weight decay (default 0)", "W"},
-    {"schedule", 0, 0, G_OPTION_ARG_STRING, &sched, "Learning-rate schedule: constant, step, cosine, onecycle (default cosine; onecycle for ImageFolder)",
+     N_("ImageFolder without test/: share of each class held out (default 0.2)"), "F"},
+    {"size", 0, 0, G_OPTION_ARG_INT, &size, N_("ImageFolder: image size (default 32 or the --from model's)"), "PX"},
+    {"epochs", 0, 0, G_OPTION_ARG_INT, &epochs, N_("Epochs (default 10)"), "N"},
+    {"batch-size", 0, 0, G_OPTION_ARG_INT, &batch, N_("Mini-batch size (default 64)"), "B"},
+    {"optimizer", 0, 0, G_OPTION_ARG_STRING, &optim, N_("sgd or adam (default adam)"), "NAME"},
+    {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, N_("Learning rate (default 1e-3 for adam, 0.05 for sgd)"), "X"},
+    {"momentum", 0, 0, G_OPTION_ARG_DOUBLE, &momentum, N_("SGD momentum (default 0.9)"), "M"},
+    {"nesterov", 0, 0, G_OPTION_ARG_NONE, &nesterov, N_("Nesterov momentum"), NULL},
+    {"weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &wd, N_("L2 weight decay (default 0)"), "W"},
+    {"schedule", 0, 0, G_OPTION_ARG_STRING, &sched, N_("Learning-rate schedule: constant, step, cosine, onecycle (default cosine; onecycle for ImageFolder)"),
      "NAME"},
-    {"step-epochs", 0, 0, G_OPTION_ARG_INT, &step_epochs, "step schedule: epochs between decays (default epochs/3)",
+    {"step-epochs", 0, 0, G_OPTION_ARG_INT, &step_epochs, N_("step schedule: epochs between decays (default epochs/3)"),
      "N"},
-    {"gamma", 0, 0, G_OPTION_ARG_DOUBLE, &gamma, "step schedule: decay factor (default 0.1)", "G"},
-    {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Seed for weights and shuffling (default 1)", "S"},
-    {"checkpoint-every", 0, 0, G_OPTION_ARG_INT, &ckpt_every, "Write OUT.ckpt.onnx every N epochs", "N"},
-    {"resume", 0, 0, G_OPTION_ARG_FILENAME, &resume, "Resume from a checkpoint (its .state file too)", "CKPT"},
-    {"limit", 0, 0, G_OPTION_ARG_INT, &limit, "Use only the first N training images", "N"},
-    {"test-limit", 0, 0, G_OPTION_ARG_INT, &test_limit, "Use only the first N test images", "N"},
-    {"eval-only", 0, 0, G_OPTION_ARG_NONE, &eval_only, "Only measure test accuracy of --init", NULL},
-    {"backend", 0, 0, G_OPTION_ARG_STRING, &backend_name, "cpu (default) or cuda", "NAME"},
-    {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress output", NULL},
-    {"output", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Write the model here", "OUT.onnx"},
+    {"gamma", 0, 0, G_OPTION_ARG_DOUBLE, &gamma, N_("step schedule: decay factor (default 0.1)"), "G"},
+    {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, N_("Seed for weights and shuffling (default 1)"), "S"},
+    {"checkpoint-every", 0, 0, G_OPTION_ARG_INT, &ckpt_every, N_("Write OUT.ckpt.onnx every N epochs"), "N"},
+    {"resume", 0, 0, G_OPTION_ARG_FILENAME, &resume, N_("Resume from a checkpoint (its .state file too)"), "CKPT"},
+    {"limit", 0, 0, G_OPTION_ARG_INT, &limit, N_("Use only the first N training images"), "N"},
+    {"test-limit", 0, 0, G_OPTION_ARG_INT, &test_limit, N_("Use only the first N test images"), "N"},
+    {"eval-only", 0, 0, G_OPTION_ARG_NONE, &eval_only, N_("Only measure test accuracy of --init"), NULL},
+    {"backend", 0, 0, G_OPTION_ARG_STRING, &backend_name, N_("cpu (default) or cuda"), "NAME"},
+    {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, N_("No progress output"), NULL},
+    {"output", 'o', 0, G_OPTION_ARG_FILENAME, &out, N_("Write the model here"), "OUT.onnx"},
     {"ensemble", 0, 0, G_OPTION_ARG_INT, &ensemble,
-     "ImageFolder: train N networks (seeds SEED, SEED+1, ...: OUT.net1.onnx ...) and write OUT.onnx, the mean of "
+     N_("ImageFolder: train N networks (seeds SEED, SEED+1, ...: OUT.net1.onnx ...) and write OUT.onnx, the mean of "
      "their logits, measured on the test split (default 1); after a kill, the same command keeps the finished "
-     "networks", "N"},
+     "networks"), "N"},
     G_OPTION_ENTRY_NULL,
   };
-  if (!cli_parse(&argc, &argv, "- train a network (or build a random-feature one) and write ONNX", entries)) return 2;
-  if (argc > 1) return cli_usage_error("train takes no positional arguments");
+  if (!cli_parse(&argc, &argv, N_("- train a network (or build a random-feature one) and write ONNX"), entries)) return 2;
+  if (argc > 1) return cli_usage_error(N_("train takes no positional arguments"));
   if (data && g_file_test(data, G_FILE_TEST_IS_DIR)) {
     FolderOpts fo = {0};
-    if (!!arch + !!from != 1) return cli_usage_error("ImageFolder training needs exactly one of --arch, --from");
-    if (init || eval_only) return cli_usage_error("--init / --eval-only are not for ImageFolder data");
-    if (arch && !cnnfx_arch_has_batchnorm(arch)) return cli_usage_error("ImageFolder training needs a cifar-* architecture");
-    if (!out) return cli_usage_error("train needs -o OUT.onnx");
+    if (!!arch + !!from != 1) return cli_usage_error(N_("ImageFolder training needs exactly one of --arch, --from"));
+    if (init || eval_only) return cli_usage_error(N_("--init / --eval-only are not for ImageFolder data"));
+    if (arch && !cnnfx_arch_has_batchnorm(arch)) return cli_usage_error(N_("ImageFolder training needs a cifar-* architecture"));
+    if (!out) return cli_usage_error(N_("train needs -o OUT.onnx"));
     if (batch < 1 || batch > 65536 || epochs < 0 || epochs > 100000 || per_class < 0 || test_per_class < 0 ||
         ckpt_every < 0 || pad < 0 || pad > 64 || cutout < 0 || cutout > 4096 || train_blocks < 0 || size < 0 || size > 4096 || warmup_pct < 0 || eval_every < 0 || ema_decay < 0 || ema_decay >= 1 ||
         warmup_pct > 100 || smoothing < 0 || smoothing >= 1 || holdout <= 0 || holdout >= 1 || bias_lr < 0 ||
         start_factor < 0 || start_factor > 1 || end_factor < 0 || end_factor > 1 || whiten_bias_epochs < 0 || bn_recal < 0)
-      return cli_usage_error("bad numeric option");
+      return cli_usage_error(N_("bad numeric option"));
     fo.arch = arch;
     fo.from = from;
     fo.resume = resume;
@@ -1210,37 +1211,37 @@ int cmd_train(int argc, char **argv)
     fo.quiet = quiet;
     fo.seed = (guint64)seed;
     fo.optim = optim && !strcmp(optim, "adam") ? CNNFX_OPTIM_ADAM : CNNFX_OPTIM_SGD;
-    if (optim && strcmp(optim, "adam") && strcmp(optim, "sgd")) return cli_usage_error("--optimizer must be sgd or adam");
+    if (optim && strcmp(optim, "adam") && strcmp(optim, "sgd")) return cli_usage_error(N_("--optimizer must be sgd or adam"));
     fo.lr = lr > 0 ? lr : fo.optim == CNNFX_OPTIM_ADAM ? 1e-3 : 0.1;
-    if (momentum < 0 || momentum >= 1 || wd < 0) return cli_usage_error("bad --momentum or --weight-decay");
+    if (momentum < 0 || momentum >= 1 || wd < 0) return cli_usage_error(N_("bad --momentum or --weight-decay"));
     fo.schedule = CNNFX_LR_ONECYCLE;
     if (sched && !strcmp(sched, "step")) fo.schedule = CNNFX_LR_STEP;
     else if (sched && !strcmp(sched, "constant")) fo.schedule = CNNFX_LR_CONSTANT;
     else if (sched && !strcmp(sched, "cosine")) fo.schedule = CNNFX_LR_COSINE;
-    else if (sched && strcmp(sched, "onecycle")) return cli_usage_error("--schedule must be constant, step, cosine or onecycle");
+    else if (sched && strcmp(sched, "onecycle")) return cli_usage_error(N_("--schedule must be constant, step, cosine or onecycle"));
     fo.ensemble = ensemble;
-    if (ensemble < 1 || ensemble > 64) return cli_usage_error("--ensemble must be 1 to 64");
-    if (ensemble > 1 && (resume || from)) return cli_usage_error("--ensemble trains --arch networks from the start");
+    if (ensemble < 1 || ensemble > 64) return cli_usage_error(N_("--ensemble must be 1 to 64"));
+    if (ensemble > 1 && (resume || from)) return cli_usage_error(N_("--ensemble trains --arch networks from the start"));
     return ensemble > 1 ? train_ensemble(&fo) : train_folder(&fo);
   }
-  if (from) return cli_usage_error("--from needs --data DIR (an ImageFolder tree)");
-  if (!!arch + !!init + !!resume != 1) return cli_usage_error("train needs exactly one of --arch, --init, --resume");
+  if (from) return cli_usage_error(N_("--from needs --data DIR (an ImageFolder tree)"));
+  if (!!arch + !!init + !!resume != 1) return cli_usage_error(N_("train needs exactly one of --arch, --init, --resume"));
   if (batch < 1 || batch > 65536 || epochs < 0 || epochs > 100000 || limit < 0 || test_limit < 0 || ckpt_every < 0)
-    return cli_usage_error("bad --batch-size, --epochs, --limit or --checkpoint-every");
+    return cli_usage_error(N_("bad --batch-size, --epochs, --limit or --checkpoint-every"));
   CnnfxOptimConfig oc = {0};
   oc.momentum = momentum;
   oc.weight_decay = wd;
   oc.nesterov = nesterov;
   if (!optim || !strcmp(optim, "adam")) oc.kind = CNNFX_OPTIM_ADAM;
   else if (!strcmp(optim, "sgd")) oc.kind = CNNFX_OPTIM_SGD;
-  else return cli_usage_error("--optimizer must be sgd or adam");
+  else return cli_usage_error(N_("--optimizer must be sgd or adam"));
   if (lr == 0) lr = oc.kind == CNNFX_OPTIM_ADAM ? 1e-3 : 0.05;
-  if (lr < 0 || momentum < 0 || momentum >= 1 || wd < 0) return cli_usage_error("bad --lr, --momentum or --weight-decay");
+  if (lr < 0 || momentum < 0 || momentum >= 1 || wd < 0) return cli_usage_error(N_("bad --lr, --momentum or --weight-decay"));
   CnnfxLrSchedule schedule = CNNFX_LR_COSINE;
   if (sched && !strcmp(sched, "step")) schedule = CNNFX_LR_STEP;
   else if (sched && !strcmp(sched, "constant")) schedule = CNNFX_LR_CONSTANT;
-  else if (sched && strcmp(sched, "cosine")) return cli_usage_error("--schedule must be constant, step or cosine");
-  if (!out && !eval_only) return cli_usage_error("train needs -o OUT.onnx");
+  else if (sched && strcmp(sched, "cosine")) return cli_usage_error(N_("--schedule must be constant, step or cosine"));
+  if (!out && !eval_only) return cli_usage_error(N_("train needs -o OUT.onnx"));
 
   g_autoptr(GError) err = NULL;
   gboolean tty = !quiet && isatty(fileno(stderr));
@@ -1271,7 +1272,7 @@ int cmd_train(int argc, char **argv)
   if (!model) goto done;
 
   if (!data) {
-    if (eval_only) return cli_usage_error("--eval-only needs --data");
+    if (eval_only) return cli_usage_error(N_("--eval-only needs --data"));
     /* No data: write the initialised network as it is (random-feature networks). */
     if (arch) { /* the builder's bytes keep declared output shapes and metadata */
       if (!cnnfx_write_file_atomic(out, mbytes, &err)) goto done;
@@ -1286,10 +1287,10 @@ int cmd_train(int argc, char **argv)
   if (!strcmp(data, "fashion-mnist") || g_str_has_prefix(data, "fashion-mnist:")) {
     if (data[13] == ':') dir = data + 14;
   } else {
-    return cli_usage_error("--data must be fashion-mnist[:DIR]");
+    return cli_usage_error(N_("--data must be fashion-mnist[:DIR]"));
   }
   if (cnnfx_model_n_inputs(model) != 1 || cnnfx_model_n_outputs(model) < 1)
-    return cli_usage_error("the model must have one input and its logits as first output");
+    return cli_usage_error(N_("the model must have one input and its logits as first output"));
   input = cnnfx_model_input_name(model, 0);
   output = cnnfx_model_output_name(model, 0);
 

@@ -1,5 +1,6 @@
 /* cnnfx: model manifest, local model store and verified, resumable downloads. */
 #include "fetch.h"
+#include "fe-i18n.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -476,14 +477,14 @@ static gboolean transfer_once(const CnnfxFetchRequest *req, const char *url, con
   }
   if (rc != CURLE_OK) {
     const char *hint = "";
-    if (rc == CURLE_COULDNT_CONNECT) hint = " (server down or unreachable?)";
-    else if (rc == CURLE_COULDNT_RESOLVE_HOST) hint = " (no network or DNS?)";
+    if (rc == CURLE_COULDNT_CONNECT) hint = _(" (server down or unreachable?)");
+    else if (rc == CURLE_COULDNT_RESOLVE_HOST) hint = _(" (no network or DNS?)");
     g_autofree char *slow = NULL;
     if (rc == CURLE_OPERATION_TIMEDOUT)
-      hint = slow = g_strdup_printf(" (timed out: slower than %ld bytes/s for %ld s, or past the %ld s deadline; "
-                                    "partial file kept, run fetch again to resume)",
+      hint = slow = g_strdup_printf(_(" (timed out: slower than %ld bytes/s for %ld s, or past the %ld s deadline; "
+                                      "partial file kept, run fetch again to resume)"),
                                     min_speed, stall, deadline);
-    else if (rc == CURLE_PARTIAL_FILE || rc == CURLE_RECV_ERROR) hint = " (connection dropped; run fetch again to resume)";
+    else if (rc == CURLE_PARTIAL_FILE || rc == CURLE_RECV_ERROR) hint = _(" (connection dropped; run fetch again to resume)");
     g_set_error(error, CNNFX_FETCH_ERROR, CNNFX_FETCH_ERROR_NETWORK, "%s: %s%s", url, *errbuf ? errbuf : curl_easy_strerror(rc),
                 hint);
     return FALSE;
@@ -546,7 +547,7 @@ gboolean cnnfx_fetch(const CnnfxFetchRequest *req, GError **error)
     if (g_stat(part, &pst) == 0 && pst.st_size == 0) (void)g_unlink(part);
     /* Local problems will not go away with another mirror. */
     if (g_error_matches(last, CNNFX_FETCH_ERROR, CNNFX_FETCH_ERROR_DISK)) break;
-    if (u[1]) g_printerr("cnnfx: %s; trying next URL\n", last->message);
+    if (u[1]) g_printerr(_("cnnfx: %s; trying next URL\n"), last->message);
   }
   g_propagate_error(error, g_steal_pointer(&last));
   return FALSE;

@@ -1,5 +1,6 @@
 /* The batch job list: collection, output planning, claims, atomic commit, progress (jobs.h). */
 #include "jobs.h"
+#include "fe-i18n.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
@@ -273,8 +274,8 @@ void cli_jobs_plan(CliJobList *l, const FilterApp *app)
         }
         g_free(key);
         if (!j->error)
-          j->error = g_strdup_printf("output %s would replace the input file %s; nothing written (choose an "
-                                     "output folder outside the inputs)",
+          j->error = g_strdup_printf(_("output %s would replace the input file %s; nothing written (choose an "
+                                       "output folder outside the inputs)"),
                                      out, f ? f->path : j->src);
       }
     }
@@ -589,11 +590,11 @@ void cli_jobs_run(CliJobList *l, FilterApp *app, const CliJobsOptions *o, CliJob
 void cli_jobs_summary(const CliJobList *l, const CliJobsResult *r, const char *filter)
 {
   g_autoptr(GString) s = g_string_new(NULL);
-  g_string_append_printf(s, "cnnfx %s: %d done, %d failed", filter, r->done, r->failed);
-  if (r->skipped) g_string_append_printf(s, ", %d already done (skipped; --overwrite redoes them)", r->skipped);
-  if (r->busy) g_string_append_printf(s, ", %d left to another worker on this folder", r->busy);
-  if (l->n_not_images) g_string_append_printf(s, ", %d skipped (not images)", l->n_not_images);
-  if (l->n_duplicates) g_string_append_printf(s, ", %d duplicates skipped (same file twice)", l->n_duplicates);
-  if (l->n_own_outputs) g_string_append_printf(s, ", %d earlier outputs not read as inputs", l->n_own_outputs);
+  g_string_append_printf(s, _("cnnfx %s: %d done, %d failed"), filter, r->done, r->failed);
+  if (r->skipped) g_string_append_printf(s, _(", %d already done (skipped; --overwrite redoes them)"), r->skipped);
+  if (r->busy) g_string_append_printf(s, _(", %d left to another worker on this folder"), r->busy);
+  if (l->n_not_images) g_string_append_printf(s, _(", %d skipped (not images)"), l->n_not_images);
+  if (l->n_duplicates) g_string_append_printf(s, _(", %d duplicates skipped (same file twice)"), l->n_duplicates);
+  if (l->n_own_outputs) g_string_append_printf(s, _(", %d earlier outputs not read as inputs"), l->n_own_outputs);
   fprintf(stderr, "%s\n", s->str);
 }

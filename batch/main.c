@@ -18,7 +18,7 @@ static const Command commands[] = {
   {"classify", cmd_filter, N_("top-k labels, Grad-CAM / saliency heat maps")},
   {"fool", cmd_filter, N_("adversarial noise that changes the label")},
   {"visualize", cmd_filter, N_("class visualisation, filters, activation maps")},
-  {"train", cmd_train, N_("train a small network (Fashion-MNIST) or build a random-feature one")},
+  {"train", cmd_train, N_("train a classifier (CIFAR-10, your own photo folders, Fashion-MNIST), fine-tune one, or build a random-feature network")},
   {"models", cmd_models, N_("list, fetch, verify downloadable models")},
   {"check-onnx", cmd_check_onnx, N_("run ONNX backend-test directories and compare outputs")},
   {"info", cmd_info, N_("list a model's inputs, outputs and tensors with shapes")},
@@ -31,7 +31,7 @@ static const Command commands[] = {
 
 gboolean cli_parse(int *argc, char ***argv, const char *summary, GOptionEntry *entries)
 {
-  g_autoptr(GOptionContext) ctx = g_option_context_new(summary);
+  g_autoptr(GOptionContext) ctx = g_option_context_new(_(summary)); /* N_() at the call sites */
   g_autoptr(GError) err = NULL;
   g_option_context_add_main_entries(ctx, entries, NULL);
   if (!g_option_context_parse(ctx, argc, argv, &err)) {
@@ -43,7 +43,7 @@ gboolean cli_parse(int *argc, char ***argv, const char *summary, GOptionEntry *e
 
 int cli_usage_error(const char *msg)
 {
-  fprintf(stderr, _("cnnfx: %s (see cnnfx --help)\n"), msg);
+  fprintf(stderr, _("cnnfx: %s (see cnnfx --help)\n"), _(msg)); /* msg: N_() at the call sites */
   return 2;
 }
 

@@ -1,6 +1,7 @@
 /* Finding a model, its preprocessing and labels: offline defaults (weights/offline.ini),
  * downloaded models (weights/models.ini + the user data dir), or a path. */
 #include "netload.h"
+#include "fe-i18n.h"
 #include "render.h"
 #include "fetch.h"
 #include "autofetch.h"
@@ -366,19 +367,19 @@ static char *describe(const CnnfxNet *n, const char *filter, const char *about, 
 {
   g_autoptr(GString) s = g_string_new(NULL);
   const CnnfxPreproc *p = &n->pre;
-  g_string_append_printf(s, "model %s", n->name);
+  g_string_append_printf(s, _("model %s"), n->name);
   if (about && *about) g_string_append_printf(s, " (%s)", about); /* the section's about=: what the model is */
-  g_string_append_printf(s, "; preprocessing (%s): x = (%s*%g - mean)/std, ",
+  g_string_append_printf(s, _("; preprocessing (%s): x = (%s*%g - mean)/std, "),
                          source, p->gray ? "luma" : p->bgr ? "BGR" : "RGB", p->scale);
   fmt_triple(s, "mean", p->mean);
   g_string_append(s, ", ");
   fmt_triple(s, "std", p->std);
-  if (p->fixed_h && p->fixed_w) g_string_append_printf(s, ", input %dx%d", p->fixed_w, p->fixed_h);
-  else if (p->pad_to > 1) g_string_append_printf(s, ", any input size padded to multiples of %d", p->pad_to);
-  else g_string_append(s, ", any input size");
+  if (p->fixed_h && p->fixed_w) g_string_append_printf(s, _(", input %dx%d"), p->fixed_w, p->fixed_h);
+  else if (p->pad_to > 1) g_string_append_printf(s, _(", any input size padded to multiples of %d"), p->pad_to);
+  else g_string_append(s, _(", any input size"));
   /* only the filters that read class scores care what the output is (dream and style read layers) */
   if (!filter || (strcmp(filter, "dream") && strcmp(filter, "style")))
-    g_string_append_printf(s, ", output %s", n->output_is_prob ? "probabilities" : "logits");
+    g_string_append(s, n->output_is_prob ? _(", output probabilities") : _(", output logits"));
   if (how) g_string_append_printf(s, "; %s", how);
   return g_string_free(g_steal_pointer(&s), FALSE);
 }
@@ -406,7 +407,7 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
     const char *name = model;
     if (!name) {
       if (!have_off || !(section = g_key_file_get_string(off, "defaults", filter, NULL))) {
-        g_set_error(error, NL_ERROR, 1, "no offline default model for %s (missing %s); give --model", filter,
+        g_set_error(error, NL_ERROR, 1, _("no offline default model for %s (missing %s); give --model"), filter,
                     offline_path);
         return NULL;
       }
@@ -416,7 +417,7 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
       g_autofree char *f = g_key_file_get_string(off, name, "file", NULL);
       path = g_build_filename(wdir, f, NULL);
       kf = off;
-      source = g_strdup_printf("from [%s] of %s", name, offline_path);
+      source = g_strdup_printf(_("from [%s] of %s"), name, offline_path);
     } else {
       man = cnnfx_manifest_load(NULL, error);
       if (!man) return NULL;
@@ -424,13 +425,13 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
       if (!e) return NULL;
       path = cnnfx_model_present(e, error);
       if (!path) {
-        g_prefix_error(error, "model '%s' is not downloaded yet (run `cnnfx models fetch %s`): ", name, name);
+        g_prefix_error(error, _("model '%s' is not downloaded yet (run `cnnfx models fetch %s`): "), name, name);
         return NULL;
       }
       kf = man->kf;
-      source = g_strdup_printf("from the [%s] section of the model manifest", name);
+      source = g_strdup_printf(_("from the [%s] section of the model manifest"), name);
     }
-    how = g_strdup("change with --mean/--std/--scale/--bgr/--input-size/--output-is-prob");
+    how = g_strdup(_("change with --mean/--std/--scale/--bgr/--input-size/--output-is-prob"));
     if (!section) section = g_strdup(name);
   }
   if (!(n->model = load_onnx(path, error))) return NULL;
@@ -455,8 +456,8 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
         return NULL;
       }
       if (grp) about = g_key_file_get_string(sk, grp, "about", NULL);
-      source = g_strdup_printf("from %s", side);
-      how = g_strdup_printf("change with --mean/--std/--scale/--bgr/--input-size/--output-is-prob or in %s", side);
+      source = g_strdup_printf(_("from %s"), side);
+      how = g_strdup_printf(_("change with --mean/--std/--scale/--bgr/--input-size/--output-is-prob or in %s"), side);
     } else if (g_file_test(side, G_FILE_TEST_EXISTS)) {
       g_set_error(error, NL_ERROR, 4, "%s: %s", side, se->message);
       return NULL;
@@ -472,21 +473,21 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
         if (classifier && !n->pre.fixed_h) n->pre.fixed_h = n->pre.fixed_w = 224;
         g_autofree char *lp = g_build_filename(wdir, "imagenet1k.labels", NULL);
         gboolean il = !n->labels && g_file_test(lp, G_FILE_TEST_EXISTS) && (n->labels = load_labels(lp, NULL));
-        source = g_strdup_printf("guessed for a 1000-class RGB model: ImageNet%s, no %s found",
-                                 il ? " (and its labels)" : "", side);
+        source = g_strdup_printf(_("guessed for a 1000-class RGB model: ImageNet%s, no %s found"),
+                                 il ? _(" (and its labels)") : "", side);
       } else if (nd == 4 && dims[1] == 1) {
-        source = g_strdup_printf("guessed for a 1-channel model, no %s found", side);
+        source = g_strdup_printf(_("guessed for a 1-channel model, no %s found"), side);
       } else {
-        source = g_strdup_printf("guessed: ImageNet statistics, no %s found", side);
+        source = g_strdup_printf(_("guessed: ImageNet statistics, no %s found"), side);
       }
-      how = g_strdup_printf("change with --mean/--std/--scale/--bgr/--input-size/--output-is-prob or write %s with "
-                            "the same keys as a weights/offline.ini section", side);
+      how = g_strdup_printf(_("change with --mean/--std/--scale/--bgr/--input-size/--output-is-prob or write %s with "
+                              "the same keys as a weights/offline.ini section"), side);
     }
   }
   apply_overrides(n, ov);
   if (ov && ov->set) {
     g_autofree char *o = source;
-    source = g_strdup_printf("%s, with command-line settings", o ? o : "default");
+    source = g_strdup_printf(_("%s, with command-line settings"), o ? o : _("default"));
   }
   if (n->output_is_prob != FALSE && n->output_is_prob != TRUE)
     n->output_is_prob = cnnfx_net_output_is_softmax(n);
@@ -496,12 +497,12 @@ CnnfxNet *cli_load_net(const char *model, const char *labels, const char *filter
     n->pre.pad_to = m > 1 ? m : 0;
   }
   if (!cnnfx_model_has_value(n->model, n->input) || !cnnfx_model_has_value(n->model, n->output)) {
-    g_set_error(error, NL_ERROR, 2, "%s: input '%s' or output '%s' not in the model", path, n->input, n->output);
+    g_set_error(error, NL_ERROR, 2, _("%s: input '%s' or output '%s' not in the model"), path, n->input, n->output);
     return NULL;
   }
   if (summary && !g_strcmp0(filter, "style") && !n->style_layers)
-    *summary = g_strdup_printf("model %s (no style layers: run as a feed-forward fast-style network, RGB 0..255 "
-                               "in and out, any size)", n->name);
+    *summary = g_strdup_printf(_("model %s (no style layers: run as a feed-forward fast-style network, RGB 0..255 "
+                                 "in and out, any size)"), n->name);
   else if (summary)
     *summary = describe(n, filter, about, source ? source : "default", how);
   return g_steal_pointer(&n);

@@ -1,5 +1,6 @@
 /* Sharding a batch over many workers: see shard.h. */
 #include "shard.h"
+#include "fe-i18n.h"
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <stdio.h>
@@ -151,9 +152,9 @@ static void write_list(const CliShard *s, GPtrArray *items, gsize off, guint tot
   }
   g_autoptr(GError) err = NULL;
   if (g_mkdir_with_parents(dir, 0755) != 0)
-    fprintf(stderr, "cnnfx: warning: cannot create %s: %s\n", dir, g_strerror(errno));
+    fprintf(stderr, _("cnnfx: warning: cannot create %s: %s\n"), dir, g_strerror(errno));
   else if (!g_file_set_contents(path, t->str, (gssize)t->len, &err)) /* temporary file + rename */
-    fprintf(stderr, "cnnfx: warning: %s\n", err->message);
+    fprintf(stderr, _("cnnfx: warning: %s\n"), err->message);
 }
 
 gboolean cli_shard_filter(GPtrArray *items, gsize rel_offset, const char *spec, int count, const char *outdir,
@@ -174,7 +175,7 @@ gboolean cli_shard_filter(GPtrArray *items, gsize rel_offset, const char *spec, 
   }
   memcpy(items->pdata + kept, other, n_other * sizeof(gpointer));
   g_ptr_array_remove_range(items, kept, n_other);
-  if (!quiet) fprintf(stderr, "shard %d/%d: %u of %u inputs\n", s.k, s.n, kept, total);
+  if (!quiet) fprintf(stderr, _("shard %d/%d: %u of %u inputs\n"), s.k, s.n, kept, total);
   if (outdir) write_list(&s, items, rel_offset, total, outdir);
   return TRUE;
 }

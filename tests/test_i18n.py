@@ -7,9 +7,11 @@
     start with a parameter's label ("Target: ...") start with that label's translation (the CLI
     puts the flag in front of them by matching the label);
  4. `LANGUAGE=ru cnnfx dream --help` is Russian (Cyrillic, the translated help of --octaves), both
-    with no locale at all and with LANG=C.UTF-8, and `LANGUAGE=pl cnnfx --help` is Polish.
+    with no locale at all and with LANG=C.UTF-8, and `LANGUAGE=pl cnnfx --help` is Polish;
+ 5. the other commands and a filter run speak it too: `train --help` and `models --help` (ru, pl),
+    a train usage error, and a classify run's lines on stderr (offline notice, model line, summary).
 Skips (exit 77, "skipped: ...") only when gettext's tools are missing."""
-import argparse, os, re, shutil, subprocess, sys, tempfile
+import argparse, os, re, shutil, struct, subprocess, sys, tempfile, zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -119,6 +121,43 @@ def main():
                        env=dict(base, LANGUAGE="ru"))
     err = p.stderr.decode("utf-8", "replace")
     check(p.returncode == 2 and "--epsilon: " + cats["ru"]["Epsilon"][0] in err, "errors: flag + translated label", err)
+    # 5. train, models, a filter run
+    for lang in LANGS:
+        tr = lambda m: cats[lang][m][0]
+        p = subprocess.run([a.cnnfx, "train", "--help"], capture_output=True, env=dict(base, LANGUAGE=lang))
+        out = p.stdout.decode("utf-8", "replace")
+        check(p.returncode == 0 and tr("Label smoothing (ImageFolder, default 0)") in out
+              and tr("- train a network (or build a random-feature one) and write ONNX") in out
+              and tr("Built-in architecture: %s").replace("%s", "lenet5") in out,
+              f"LANGUAGE={lang} cnnfx train --help is translated", out[:400])
+        p = subprocess.run([a.cnnfx, "models", "--help"], capture_output=True, env=dict(base, LANGUAGE=lang))
+        out = p.stdout.decode("utf-8", "replace")
+        check(p.returncode == 0 and out == tr(next(m for m in cats[lang] if m.startswith("Usage: cnnfx models"))),
+              f"LANGUAGE={lang} cnnfx models --help is translated", out[:300])
+    p = subprocess.run([a.cnnfx, "train", "--epochs", "3"], capture_output=True, env=dict(base, LANGUAGE="ru"))
+    err = p.stderr.decode("utf-8", "replace")
+    check(p.returncode == 2 and cats["ru"]["train needs exactly one of --arch, --init, --resume"][0] in err,
+          "LANGUAGE=ru: train's usage errors are Russian", err)
+    with tempfile.TemporaryDirectory() as d:
+        img = os.path.join(d, "grey.png")  # 40x30 grey RGB PNG
+        raw = b"".join(b"\0" + bytes([128, 128, 128]) * 40 for _ in range(30))
+        chunk = lambda t, b: struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b))
+        open(img, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40, 30, 8, 2, 0, 0, 0))
+                              + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+        for lang in LANGS:
+            tr = lambda m: cats[lang][m][0]
+            env = dict(base, LANGUAGE=lang, CNNFX_OFFLINE="1", HOME=d, XDG_DATA_HOME=os.path.join(d, "data"))
+            p = subprocess.run([a.cnnfx, "classify", "--overlay", "none", img, "-o", os.path.join(d, "out-" + lang)],
+                               capture_output=True, env=env)
+            err = p.stderr.decode("utf-8", "replace")
+            done = tr("cnnfx %s: %d done, %d failed") % ("classify", 1, 0)
+            model = tr("model %s") % "cifar10"
+            check(p.returncode == 0 and done in err and model in err and tr(", output logits") in err,
+                  f"LANGUAGE={lang}: a classify run's messages are translated", err[-600:])
+        p = subprocess.run([a.cnnfx, "classify", "--overlay", "none", img, "-o", os.path.join(d, "out-C")],
+                           capture_output=True, env=dict(base, CNNFX_OFFLINE="1", HOME=d))
+        check(p.returncode == 0 and "cnnfx classify: 1 done, 0 failed" in p.stderr.decode(), "without LANGUAGE: English",
+              p.stderr.decode()[-300:])
     print(f"{len(fails)} failed")
     return 1 if fails else 0
 
