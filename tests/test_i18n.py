@@ -11,7 +11,9 @@
  5. the other commands and a filter run speak it too: `train --help` and `models --help` (ru, pl),
     a train usage error, and a classify run's lines on stderr (offline notice, model line, summary).
 Skips (exit 77, "skipped: ...") only when gettext's tools are missing."""
-import argparse, os, re, shutil, struct, subprocess, sys, tempfile, zlib
+import argparse, os, re, shutil, subprocess, sys, tempfile
+
+from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -139,11 +141,8 @@ def main():
     check(p.returncode == 2 and cats["ru"]["train needs exactly one of --arch, --init, --resume"][0] in err,
           "LANGUAGE=ru: train's usage errors are Russian", err)
     with tempfile.TemporaryDirectory() as d:
-        img = os.path.join(d, "grey.png")  # 40x30 grey RGB PNG
-        raw = b"".join(b"\0" + bytes([128, 128, 128]) * 40 for _ in range(30))
-        chunk = lambda t, b: struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b))
-        open(img, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40, 30, 8, 2, 0, 0, 0))
-                              + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+        img = os.path.join(d, "grey.png")
+        Image.new("RGB", (40, 30), (128, 128, 128)).save(img)
         for lang in LANGS:
             tr = lambda m: cats[lang][m][0]
             env = dict(base, LANGUAGE=lang, CNNFX_OFFLINE="1", HOME=d, XDG_DATA_HOME=os.path.join(d, "data"))
