@@ -249,8 +249,12 @@ static void arch_bn(Arch *a, const char *name, const char *in, const char *out, 
 }
 
 /* stem conv3x3 + BN + ReLU at 32x32; three blocks (conv3x3, 2x2 max-pool, BN, ReLU,
- * conv3x3, BN, ReLU) halving the size each; global max-pool; Gemm to the classes. */
-static void build_cifar(Arch *a, int w0, int w1, int w2, int w3, const char *act, int classes, gboolean training)
+ * conv3x3, BN, ReLU) halving the size each; global max-pool; Gemm to the classes.
+ * deep: each block also has airbench96's third conv with a residual: after the second
+ * activation conv3x3 + BN, plus the first activation's output, then the activation
+ * (bK.<act>3, the block's output). */
+static void build_cifar(Arch *a, int w0, int w1, int w2, int w3, const char *act, gboolean deep, int classes,
+                        gboolean training)
 {
   /* act: "Relu" or "Gelu"; the activations' outputs are named after it (stem.relu, b1.relu1 / b1.gelu1 ...) */
   const char *an = !strcmp(act, "Gelu") ? "gelu" : "relu";
@@ -291,6 +295,18 @@ static void build_cifar(Arch *a, int w0, int w1, int w2, int w3, const char *act
     arch_bn(a, b2, c2, b2, widths[k], training);
     arch_unary(a, act, b2, r2);
     g_strlcpy(prev, r2, sizeof prev);
+    if (deep) {
+      char c3[32], b3[32], s3[32], r3[32];
+      g_snprintf(c3, sizeof c3, "b%d.conv3", k + 1);
+      g_snprintf(b3, sizeof b3, "b%d.bn3", k + 1);
+      g_snprintf(s3, sizeof s3, "b%d.add", k + 1);
+      g_snprintf(r3, sizeof r3, "b%d.%s3", k + 1, an);
+      arch_conv3(a, c3, r2, c3, widths[k], widths[k]);
+      arch_bn(a, b3, c3, b3, widths[k], training);
+      cnnfx_builder_node(a->b, "Add", s3, (const char *[]){b3, r1, NULL}, (const char *[]){s3, NULL});
+      arch_unary(a, act, s3, r3);
+      g_strlcpy(prev, r3, sizeof prev);
+    }
     cin = widths[k];
   }
   cnnfx_builder_node(a->b, "GlobalMaxPool", "gpool", (const char *[]){prev, NULL}, (const char *[]){"gpool", NULL});
@@ -306,20 +322,23 @@ static const struct {
   const char *name;
   int w0, w1, w2, w3;
   const char *act;
+  gboolean deep;
 } cifar_archs[] = {
-  {"cifar-net", 32, 64, 256, 256, "Relu"},  /* airbench94-like widths, 0.29 GFLOP per 32x32 image */
-  {"cifar-white", 0, 64, 256, 256, "Relu"}, /* airbench94: whitening stem, identity init, BN without scale */
-  {"cifar-white-gelu", 0, 64, 256, 256, "Gelu"}, /* the same with airbench94's GELU (opset 20) */
-  {"cifar-white-gelu-wide", 0, 128, 384, 384, "Gelu"}, /* airbench95's widths: 2.6x the work per image */
-  {"cifar-white-gelu-mid", 0, 96, 320, 320, "Gelu"},   /* between the two: 1.7x the work per image */
-  {"cifar-net-m", 24, 48, 128, 192, "Relu"},
-  {"cifar-net-s", 16, 32, 64, 128, "Relu"},
-  {"cifar-tiny", 8, 16, 32, 32, "Relu"},
-  {"cifar-tiny-gelu", 0, 16, 32, 32, "Gelu"}, /* tests: whitened and GELU, tiny */
+  {"cifar-net", 32, 64, 256, 256, "Relu", FALSE},  /* airbench94-like widths, 0.29 GFLOP per 32x32 image */
+  {"cifar-white", 0, 64, 256, 256, "Relu", FALSE}, /* airbench94: whitening stem, identity init, BN without scale */
+  {"cifar-white-gelu", 0, 64, 256, 256, "Gelu", FALSE}, /* the same with airbench94's GELU (opset 20) */
+  {"cifar-white-gelu-wide", 0, 128, 384, 384, "Gelu", FALSE}, /* airbench95's widths: 2.6x the work per image */
+  {"cifar-white-gelu-mid", 0, 96, 320, 320, "Gelu", FALSE},   /* between the two: 1.7x the work per image */
+  /* airbench96's depth (a third conv per block, residual) at about the mid network's work */
+  {"cifar-white-gelu-deep", 0, 64, 256, 256, "Gelu", TRUE},
+  {"cifar-net-m", 24, 48, 128, 192, "Relu", FALSE},
+  {"cifar-net-s", 16, 32, 64, 128, "Relu", FALSE},
+  {"cifar-tiny", 8, 16, 32, 32, "Relu", FALSE},
+  {"cifar-tiny-gelu", 0, 16, 32, 32, "Gelu", FALSE}, /* tests: whitened and GELU, tiny */
 };
 
 static const char *const arch_names[] = {"lenet5", "lenet5-wide", "random-style", "cifar-net", "cifar-white",
-                                         "cifar-white-gelu", "cifar-white-gelu-wide", "cifar-white-gelu-mid", "cifar-net-m", "cifar-net-s", "cifar-tiny",
+                                         "cifar-white-gelu", "cifar-white-gelu-wide", "cifar-white-gelu-mid", "cifar-white-gelu-deep", "cifar-net-m", "cifar-net-s", "cifar-tiny",
                                          "cifar-tiny-gelu", NULL};
 
 const char *const *cnnfx_arch_names(void) { return arch_names; }
@@ -343,13 +362,23 @@ gboolean cnnfx_arch_uses_gelu(const char *arch)
   return FALSE;
 }
 
+static gboolean arch_is_deep(const char *arch)
+{
+  for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
+    if (!strcmp(arch, cifar_archs[i].name)) return cifar_archs[i].deep;
+  return FALSE;
+}
+
+/* the last block's output (Grad-CAM) and the middle block's (dream) */
 const char *cnnfx_arch_cam_layer(const char *arch)
 {
+  if (arch_is_deep(arch)) return cnnfx_arch_uses_gelu(arch) ? "b3.gelu3" : "b3.relu3";
   return cnnfx_arch_uses_gelu(arch) ? "b3.gelu2" : cnnfx_arch_has_batchnorm(arch) ? "b3.relu2" : NULL;
 }
 
 const char *cnnfx_arch_dream_layer(const char *arch)
 {
+  if (arch_is_deep(arch)) return cnnfx_arch_uses_gelu(arch) ? "b2.gelu3" : "b2.relu3";
   return cnnfx_arch_uses_gelu(arch) ? "b2.gelu2" : cnnfx_arch_has_batchnorm(arch) ? "b2.relu2" : NULL;
 }
 
@@ -389,7 +418,7 @@ GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gbool
     for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
       if (!strcmp(arch, cifar_archs[i].name))
         build_cifar(&a, cifar_archs[i].w0, cifar_archs[i].w1, cifar_archs[i].w2, cifar_archs[i].w3,
-                    cifar_archs[i].act, classes, training);
+                    cifar_archs[i].act, cifar_archs[i].deep, classes, training);
   } else {
     g_rand_free(a.rng);
     g_autofree char *list = g_strjoinv(", ", (char **)arch_names);

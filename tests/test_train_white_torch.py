@@ -14,7 +14,9 @@ are replayed in torch from the untrained file (same seed) and every weight must 
 - running statistics follow ONNX momentum 0.4 (airbench's torch momentum 0.6);
 - `cnnfx classify` with the written sidecar (tta=flip-translate) gives torch's 6-view probabilities;
 - cifar-white-gelu (GELU for every ReLU, opset 20) replays the same steps like torch with F.gelu,
-  and its sidecar names the GELU outputs for Grad-CAM and dreams.
+  and its sidecar names the GELU outputs for Grad-CAM and dreams;
+- cifar-white-gelu-deep (a third conv per block with a residual, airbench96's block) replays them
+  too, and its sidecar names the blocks' outputs after the residual.
 """
 import argparse, json, os, re, subprocess, sys, tempfile
 
@@ -78,7 +80,10 @@ def forward(P, X, train, stats=None, run=None, act=F.relu):
     for k in (1, 2, 3):
         h = F.max_pool2d(F.conv2d(h, P[f"b{k}.conv1.weight"], padding=1), 2)
         h = act(bn(h, f"b{k}.bn1"))
+        h0 = h
         h = act(bn(F.conv2d(h, P[f"b{k}.conv2.weight"], padding=1), f"b{k}.bn2"))
+        if f"b{k}.conv3.weight" in P:  # the deep network's third conv with the residual
+            h = act(bn(F.conv2d(h, P[f"b{k}.conv3.weight"], padding=1), f"b{k}.bn3") + h0)
     h = torch.amax(h, dim=(2, 3))
     return (h @ P["fc.weight"].T) / 9.0 + P["fc.bias"]
 
@@ -228,7 +233,7 @@ def main():
             v = numpy_helper.to_array(t).copy()
             if t.name == "whiten.weight":
                 v = W1["whiten.weight"].copy()
-            elif t.name.endswith("conv1.weight") or t.name.endswith("conv2.weight"):
+            elif re.search(r"conv[123]\.weight$", t.name):
                 v = (v + 0.02 * prng.standard_normal(v.shape)).astype(np.float32)
             t.CopyFrom(numpy_helper.from_array(v, t.name))
         start = os.path.join(tmp, "start.onnx")
@@ -348,6 +353,33 @@ def main():
             gini = open(gout[:-5] + ".ini").read()
             check("cifar-white-gelu sidecar: Grad-CAM and dream layers are the GELU outputs",
                   "cam_layer=b3.gelu2" in gini and "dream_layers=b2.gelu2" in gini)
+
+        # cifar-white-gelu-deep: each block also has conv3 + BN + the residual from the block's
+        # first activation, then GELU; the shared initializers start like the GELU network's
+        # (whitened stem, perturbed identities), the new conv3 perturbed the same way
+        dinit = os.path.join(tmp, "dinit.onnx")
+        subprocess.run([a.cnnfx, "train", "--arch", "cifar-white-gelu-deep", "--seed", "5", "-o", dinit],
+                       check=True, capture_output=True)
+        dm = onnx.load(dinit)
+        ops = [n.op_type for n in dm.graph.node]
+        check("cifar-white-gelu-deep: 3 Add nodes (residuals), 10 Gelu, 9 3x3 convolutions",
+              ops.count("Add") == 3 and ops.count("Gelu") == 10 and ops.count("Conv") == 10, str(ops))
+        DW0 = {}
+        for t in dm.graph.initializer:
+            v = numpy_helper.to_array(t).copy()
+            if t.name in W0:
+                v = W0[t.name].numpy()
+            elif t.name.endswith("conv3.weight"):
+                v = (v + 0.02 * prng.standard_normal(v.shape)).astype(np.float32)
+            t.CopyFrom(numpy_helper.from_array(v, t.name))
+            DW0[t.name] = torch.tensor(v)
+        dstart = os.path.join(tmp, "dstart.onnx")
+        onnx.save(dm, dstart)
+        DW, dout = replay(a, tmp, root, "cifar-white-gelu-deep", dstart, DW0, X, Y, F.gelu)
+        if DW is not None:
+            dini = open(dout[:-5] + ".ini").read()
+            check("cifar-white-gelu-deep sidecar: Grad-CAM and dream layers are the blocks' outputs",
+                  "cam_layer=b3.gelu3" in dini and "dream_layers=b2.gelu3" in dini)
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     return 0 if all(results) else 1
 
