@@ -2,7 +2,7 @@
  * offline (--offline, CNNFX_OFFLINE=1) or unreachable: the offline default, with one line. */
 #include "autofetch.h"
 #include "fetch.h"
-#include "fe-i18n.h"
+#include "cnnfx-i18n.h"
 #include <glib/gstdio.h>
 #include <stdio.h>
 #include <string.h>

@@ -191,12 +191,13 @@ int cmd_models(int argc, char **argv)
   /* argv[0] is "models". Options may appear anywhere; GOption collects them. */
   char *manifest = NULL, *url = NULL;
   gboolean all = FALSE, verbose = FALSE, help = FALSE;
+  /* no descriptions: --help prints models_usage, which describes the options */
   GOptionEntry entries[] = {
-    {"manifest", 'm', 0, G_OPTION_ARG_FILENAME, &manifest, N_("Model manifest (default $CNNFX_MODELS_MANIFEST or the installed models.ini)"), "FILE"},
-    {"url", 0, 0, G_OPTION_ARG_STRING, &url, N_("fetch: download from this URL instead of the manifest's"), "URL"},
-    {"all", 'a', 0, G_OPTION_ARG_NONE, &all, N_("fetch: every model in the manifest"), NULL},
-    {"verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, N_("list: show preprocessing, layers, URLs and hashes"), NULL},
-    {"help", 'h', 0, G_OPTION_ARG_NONE, &help, "Show help", NULL},
+    {"manifest", 'm', 0, G_OPTION_ARG_FILENAME, &manifest, NULL, "FILE"},
+    {"url", 0, 0, G_OPTION_ARG_STRING, &url, NULL, "URL"},
+    {"all", 'a', 0, G_OPTION_ARG_NONE, &all, NULL, NULL},
+    {"verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, NULL, NULL},
+    {"help", 'h', 0, G_OPTION_ARG_NONE, &help, NULL, NULL},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new(NULL);

@@ -1,6 +1,6 @@
 /* cnnfx: model manifest, local model store and verified, resumable downloads. */
 #include "fetch.h"
-#include "fe-i18n.h"
+#include "cnnfx-i18n.h"
 
 #include <errno.h>
 #include <fcntl.h>

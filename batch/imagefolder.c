@@ -2,7 +2,6 @@
  * (shift with padding) and horizontal flip. */
 #include "imagefolder.h"
 #include "image.h"
-#include <errno.h>
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
@@ -15,28 +14,66 @@ void cnnfx_imageset_clear(CnnfxImageSet *d)
   memset(d, 0, sizeof *d);
 }
 
-static gint cmp_str(gconstpointer a, gconstpointer b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 static gboolean is_image_name(const char *n)
 {
   g_autofree char *l = g_ascii_strdown(n, -1);
   return g_str_has_suffix(l, ".jpg") || g_str_has_suffix(l, ".jpeg") || g_str_has_suffix(l, ".png");
 }
 
-/* Sorted names in dir; want_dirs: sub-folders, else image files. */
-static GPtrArray *list_dir(const char *dir, gboolean want_dirs, GError **error)
+typedef struct {
+  char *name;
+  gint64 size, mtime;
+} Entry;
+
+static void entry_free(gpointer p)
+{
+  Entry *e = p;
+  g_free(e->name);
+  g_free(e);
+}
+
+static gint cmp_entry(gconstpointer a, gconstpointer b)
+{
+  return strcmp((*(Entry *const *)a)->name, (*(Entry *const *)b)->name);
+}
+
+/* One pass over dir, one stat per entry (a folder of 10^5 photos is read once): the image files
+ * (.jpg/.jpeg/.png, regular; with size and mtime) into *files and the sub-folders into *dirs (either
+ * may be NULL), each sorted by name.  Hidden entries are skipped. */
+static gboolean scan_dir(const char *dir, GPtrArray **files, GPtrArray **dirs, GError **error)
 {
   g_autoptr(GDir) dh = g_dir_open(dir, 0, error);
-  if (!dh) return NULL;
-  GPtrArray *a = g_ptr_array_new_with_free_func(g_free);
+  if (!dh) return FALSE;
+  g_autoptr(GPtrArray) f = g_ptr_array_new_with_free_func(entry_free);
+  g_autoptr(GPtrArray) d = g_ptr_array_new_with_free_func(entry_free);
   const char *n;
   while ((n = g_dir_read_name(dh))) {
     if (n[0] == '.') continue;
+    gboolean img = files && is_image_name(n);
+    if (!img && !dirs) continue;
     g_autofree char *p = g_build_filename(dir, n, NULL);
-    if (want_dirs ? g_file_test(p, G_FILE_TEST_IS_DIR) : (is_image_name(n) && g_file_test(p, G_FILE_TEST_IS_REGULAR)))
-      g_ptr_array_add(a, g_strdup(n));
+    GStatBuf st;
+    if (g_stat(p, &st) != 0) continue; /* a dangling link or an entry gone since the listing */
+    GPtrArray *to = img && S_ISREG(st.st_mode) ? f : dirs && S_ISDIR(st.st_mode) ? d : NULL;
+    if (!to) continue;
+    Entry *e = g_new0(Entry, 1);
+    e->name = g_strdup(n);
+    e->size = (gint64)st.st_size;
+    e->mtime = (gint64)st.st_mtime;
+    g_ptr_array_add(to, e);
   }
-  g_ptr_array_sort(a, cmp_str);
+  g_ptr_array_sort(f, cmp_entry);
+  g_ptr_array_sort(d, cmp_entry);
+  if (files) *files = g_steal_pointer(&f);
+  if (dirs) *dirs = g_steal_pointer(&d);
+  return TRUE;
+}
+
+/* Sorted entries of dir; want_dirs: sub-folders, else image files. */
+static GPtrArray *list_dir(const char *dir, gboolean want_dirs, GError **error)
+{
+  GPtrArray *a = NULL;
+  if (!scan_dir(dir, want_dirs ? NULL : &a, want_dirs ? &a : NULL, error)) return NULL;
   return a;
 }
 
@@ -46,9 +83,10 @@ char **cnnfx_imagefolder_classes(const char *dir, GError **error)
   if (!d) return NULL;
   GPtrArray *out = g_ptr_array_new();
   for (guint i = 0; i < d->len; i++) {
-    g_autofree char *p = g_build_filename(dir, (char *)d->pdata[i], NULL);
+    const char *name = ((const Entry *)d->pdata[i])->name;
+    g_autofree char *p = g_build_filename(dir, name, NULL);
     g_autoptr(GPtrArray) f = list_dir(p, FALSE, NULL);
-    if (f && f->len) g_ptr_array_add(out, g_strdup(d->pdata[i]));
+    if (f && f->len) g_ptr_array_add(out, g_strdup(name));
   }
   g_ptr_array_add(out, NULL);
   char **v = (char **)g_ptr_array_free(out, FALSE);
@@ -62,25 +100,18 @@ char **cnnfx_imagefolder_classes(const char *dir, GError **error)
 
 static gboolean fingerprint_dir(GChecksum *ck, const char *dir, const char *rel, int depth, GError **error)
 {
-  g_autoptr(GPtrArray) files = list_dir(dir, FALSE, error);
-  if (!files) return FALSE;
+  g_autoptr(GPtrArray) files = NULL, sub = NULL;
+  if (!scan_dir(dir, &files, depth > 0 ? &sub : NULL, error)) return FALSE;
   for (guint i = 0; i < files->len; i++) {
-    g_autofree char *p = g_build_filename(dir, (char *)files->pdata[i], NULL);
-    GStatBuf st;
-    if (g_stat(p, &st) != 0) {
-      g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: %s", p, g_strerror(errno));
-      return FALSE;
-    }
-    g_autofree char *line = g_strdup_printf("%s/%s\t%" G_GINT64_FORMAT "\t%" G_GINT64_FORMAT "\n", rel,
-                                            (char *)files->pdata[i], (gint64)st.st_size, (gint64)st.st_mtime);
+    const Entry *e = files->pdata[i];
+    g_autofree char *line = g_strdup_printf("%s/%s\t%" G_GINT64_FORMAT "\t%" G_GINT64_FORMAT "\n", rel, e->name,
+                                            e->size, e->mtime);
     g_checksum_update(ck, (const guchar *)line, (gssize)strlen(line));
   }
-  if (depth == 0) return TRUE;
-  g_autoptr(GPtrArray) sub = list_dir(dir, TRUE, error);
-  if (!sub) return FALSE;
-  for (guint i = 0; i < sub->len; i++) {
-    g_autofree char *p = g_build_filename(dir, (char *)sub->pdata[i], NULL);
-    g_autofree char *r = g_strconcat(rel, "/", (char *)sub->pdata[i], NULL);
+  for (guint i = 0; sub && i < sub->len; i++) {
+    const char *name = ((const Entry *)sub->pdata[i])->name;
+    g_autofree char *p = g_build_filename(dir, name, NULL);
+    g_autofree char *r = g_strconcat(rel, "/", name, NULL);
     if (!fingerprint_dir(ck, p, r, depth - 1, error)) return FALSE;
   }
   return TRUE;
@@ -152,7 +183,7 @@ gboolean cnnfx_imagefolder_load(const char *dir, char **classes, int size, int p
     g_autoptr(GPtrArray) f = list_dir(cd, FALSE, NULL);
     if (!f) continue; /* a class absent here (e.g. from a test split) */
     for (guint i = 0; i < f->len && (per_class <= 0 || (int)i < per_class); i++) {
-      g_ptr_array_add(paths, g_build_filename(cd, (char *)f->pdata[i], NULL));
+      g_ptr_array_add(paths, g_build_filename(cd, ((const Entry *)f->pdata[i])->name, NULL));
       g_array_append_val(labels, k);
     }
   }

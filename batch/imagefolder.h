@@ -15,7 +15,7 @@ typedef struct {
 
 void cnnfx_imageset_clear(CnnfxImageSet *d);
 
-/* Class folder names of dir (sorted, folders holding at least one file), NULL-terminated. */
+/* Class folder names of dir (sorted, folders holding at least one photo), NULL-terminated. */
 char **cnnfx_imagefolder_classes(const char *dir, GError **error);
 
 /* SHA-256 (hex) of what a training run reads from dir: the relative path, size and modification

@@ -1,6 +1,6 @@
 /* The batch job list: collection, output planning, claims, atomic commit, progress (jobs.h). */
 #include "jobs.h"
-#include "fe-i18n.h"
+#include "cnnfx-i18n.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>

@@ -1,7 +1,7 @@
 /* Finding a model, its preprocessing and labels: offline defaults (weights/offline.ini),
  * downloaded models (weights/models.ini + the user data dir), or a path. */
 #include "netload.h"
-#include "fe-i18n.h"
+#include "cnnfx-i18n.h"
 #include "render.h"
 #include "fetch.h"
 #include "autofetch.h"

@@ -1,6 +1,6 @@
 /* Sharding a batch over many workers: see shard.h. */
 #include "shard.h"
-#include "fe-i18n.h"
+#include "cnnfx-i18n.h"
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <stdio.h>

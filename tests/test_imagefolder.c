@@ -1,7 +1,10 @@
-/* ImageFolder training augmentations (batch/imagefolder.c): crop + flip, cutout. */
+/* ImageFolder data sets (batch/imagefolder.c): listing of classes and photos, the folder's
+ * fingerprint, and the training augmentations crop + flip, cutout. */
 #include "imagefolder.h"
+#include <glib/gstdio.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static int passed, failed;
 #define CHECK(cond, ...) do { if (cond) passed++; else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
@@ -9,8 +12,89 @@ static int passed, failed;
 
 enum { H = 7, W = 9 };
 
+static void put(const char *root, const char *rel, const char *text)
+{
+  g_autofree char *p = g_build_filename(root, rel, NULL);
+  g_autofree char *d = g_path_get_dirname(p);
+  g_mkdir_with_parents(d, 0700);
+  g_file_set_contents(p, text, -1, NULL);
+}
+
+/* "REL\tSIZE\tMTIME\n": the documented line of one photo in the fingerprint */
+static void line(GString *s, const char *root, const char *rel)
+{
+  g_autofree char *p = g_build_filename(root, rel, NULL);
+  GStatBuf st;
+  if (g_stat(p, &st) != 0) return;
+  g_string_append_printf(s, "./%s\t%" G_GINT64_FORMAT "\t%" G_GINT64_FORMAT "\n", rel, (gint64)st.st_size,
+                         (gint64)st.st_mtime);
+}
+
+/* Class folders hold photos (any case of .jpg/.jpeg/.png, regular files or links to them);
+ * hidden entries, other files, folders named like photos and dangling links are not photos; a
+ * folder without photos is no class.  The fingerprint hashes each photo's path, size and mtime,
+ * sorted by name, down to DIR/split/class/. */
+static void test_listing(void)
+{
+  g_autofree char *root = g_dir_make_tmp("cnnfx-imagefolder-XXXXXX", NULL);
+  CHECK(root != NULL, "temporary folder");
+  if (!root) return;
+  g_autofree char *tr = g_build_filename(root, "train", NULL);
+  put(root, "train/cat/2.JPG", "bb");
+  put(root, "train/cat/1.jpg", "a");
+  put(root, "train/cat/.hidden.jpg", "x");
+  put(root, "train/cat/notes.txt", "x");
+  put(root, "train/cat/dir.png/inner.png", "x");
+  put(root, "train/dog/x.jpeg", "ccc");
+  put(root, "train/empty/readme", "x");
+  put(root, "top.png", "dd");
+  g_autofree char *dangling = g_build_filename(root, "train/dog/gone.jpg", NULL);
+  g_autofree char *target = g_build_filename(root, "train/cat/1.jpg", NULL);
+  g_autofree char *link = g_build_filename(root, "train/dog/link.png", NULL);
+  CHECK(symlink("/nonexistent/cnnfx", dangling) == 0 && symlink(target, link) == 0, "symlinks");
+
+  g_auto(GStrv) cls = cnnfx_imagefolder_classes(tr, NULL);
+  g_autofree char *names = cls ? g_strjoinv(",", cls) : g_strdup("(error)");
+  CHECK(!g_strcmp0(names, "cat,dog"), "classes: the folders with photos, sorted (got %s)", names);
+
+  g_autoptr(GString) want = g_string_new(NULL);
+  line(want, root, "top.png");
+  line(want, root, "train/cat/1.jpg");
+  line(want, root, "train/cat/2.JPG");
+  line(want, root, "train/dog/link.png");
+  line(want, root, "train/dog/x.jpeg");
+  g_autofree char *want_sum = g_compute_checksum_for_string(G_CHECKSUM_SHA256, want->str, -1);
+  g_autofree char *fp = cnnfx_imagefolder_fingerprint(root, NULL);
+  CHECK(!g_strcmp0(fp, want_sum), "fingerprint: sha256 of the photos' path, size, mtime lines (got %s)", fp);
+
+  g_autofree char *again = cnnfx_imagefolder_fingerprint(root, NULL);
+  put(root, "train/empty/new.txt", "not a photo");
+  g_autofree char *other = cnnfx_imagefolder_fingerprint(root, NULL);
+  put(root, "train/dog/x.jpeg", "cccc");
+  g_autofree char *grown = cnnfx_imagefolder_fingerprint(root, NULL);
+  CHECK(!g_strcmp0(fp, again) && !g_strcmp0(fp, other) && g_strcmp0(fp, grown),
+        "fingerprint: stable, blind to other files, changes with a photo's size");
+
+  g_autoptr(GError) err = NULL;
+  g_autofree char *missing = g_build_filename(root, "nope", NULL);
+  g_autofree char *none = cnnfx_imagefolder_fingerprint(missing, &err);
+  CHECK(none == NULL && err != NULL, "fingerprint of a missing folder: an error");
+
+  const char *rm[] = {"train/cat/2.JPG", "train/cat/1.jpg", "train/cat/.hidden.jpg", "train/cat/notes.txt",
+                      "train/cat/dir.png/inner.png", "train/cat/dir.png", "train/dog/x.jpeg", "train/dog/gone.jpg",
+                      "train/dog/link.png", "train/empty/readme", "train/empty/new.txt", "train/cat", "train/dog",
+                      "train/empty", "train", "top.png", NULL};
+  for (int i = 0; rm[i]; i++) {
+    g_autofree char *p = g_build_filename(root, rm[i], NULL);
+    g_remove(p);
+  }
+  CHECK(g_rmdir(root) == 0, "temporary folder removed");
+}
+
 int main(void)
 {
+  test_listing();
+
   float img[3 * H * W], ref[3 * H * W];
   for (int i = 0; i < 3 * H * W; i++) img[i] = ref[i] = 1.0f + (float)i;
 

@@ -4,11 +4,7 @@
 #define CNNFX_NETUTIL_H
 
 #include "cnnfx-filters.h"
-
-/* Messages and progress texts of the filters, translated in the cnnfx domain (N_() marks table
- * strings that are translated where they are shown). */
-#define _(s) g_dgettext(CNNFX_GETTEXT_DOMAIN, s)
-#define N_(s) (s)
+#include "cnnfx-i18n.h" /* _() and N_() in the cnnfx domain */
 
 /* The tensor whose entries are the class scores to differentiate (logits): net->output, or for
  * a probability output produced by a Softmax (possibly followed by Reshape / Flatten / Squeeze /
