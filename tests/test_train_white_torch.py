@@ -173,6 +173,18 @@ def replay(a, tmp, root, arch, start, W0, X, Y, act):
     return W1, out
 
 
+def replay_gelu(a, tmp, root, arch, model, W0, X, Y, cam, dream, what):
+    """replay() of a GELU network from `model` (its start weights W0); its sidecar must name the
+    Grad-CAM layer `cam` and the dream layer `dream`."""
+    start = os.path.join(tmp, f"{arch}-start.onnx")
+    onnx.save(model, start)
+    W1, out = replay(a, tmp, root, arch, start, W0, X, Y, F.gelu)
+    if W1 is not None:
+        ini = open(out[:-5] + ".ini").read()
+        check(f"{arch} sidecar: Grad-CAM and dream layers are {what}",
+              f"cam_layer={cam}" in ini and f"dream_layers={dream}" in ini)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cnnfx", required=True)
@@ -344,15 +356,9 @@ def main():
         same = {t.name: numpy_helper.to_array(t).shape for t in gm.graph.initializer} == \
             {t.name: numpy_helper.to_array(t).shape for t in onnx.load(init).graph.initializer}
         check("cifar-white-gelu: the same initializers as cifar-white", same)
-        gstart = os.path.join(tmp, "gstart.onnx")
         for t in gm.graph.initializer:
             t.CopyFrom(numpy_helper.from_array(W0[t.name].numpy(), t.name))
-        onnx.save(gm, gstart)
-        GW, gout = replay(a, tmp, root, "cifar-white-gelu", gstart, W0, X, Y, F.gelu)
-        if GW is not None:
-            gini = open(gout[:-5] + ".ini").read()
-            check("cifar-white-gelu sidecar: Grad-CAM and dream layers are the GELU outputs",
-                  "cam_layer=b3.gelu2" in gini and "dream_layers=b2.gelu2" in gini)
+        replay_gelu(a, tmp, root, "cifar-white-gelu", gm, W0, X, Y, "b3.gelu2", "b2.gelu2", "the GELU outputs")
 
         # cifar-white-gelu-deep: each block also has conv3 + BN + the residual from the block's
         # first activation, then GELU; the shared initializers start like the GELU network's
@@ -362,7 +368,7 @@ def main():
                        check=True, capture_output=True)
         dm = onnx.load(dinit)
         ops = [n.op_type for n in dm.graph.node]
-        check("cifar-white-gelu-deep: 3 Add nodes (residuals), 10 Gelu, 9 3x3 convolutions",
+        check("cifar-white-gelu-deep: 3 Add nodes (residuals), 10 Gelu, 10 Conv (the stem and nine 3x3)",
               ops.count("Add") == 3 and ops.count("Gelu") == 10 and ops.count("Conv") == 10, str(ops))
         DW0 = {}
         for t in dm.graph.initializer:
@@ -373,13 +379,7 @@ def main():
                 v = (v + 0.02 * prng.standard_normal(v.shape)).astype(np.float32)
             t.CopyFrom(numpy_helper.from_array(v, t.name))
             DW0[t.name] = torch.tensor(v)
-        dstart = os.path.join(tmp, "dstart.onnx")
-        onnx.save(dm, dstart)
-        DW, dout = replay(a, tmp, root, "cifar-white-gelu-deep", dstart, DW0, X, Y, F.gelu)
-        if DW is not None:
-            dini = open(dout[:-5] + ".ini").read()
-            check("cifar-white-gelu-deep sidecar: Grad-CAM and dream layers are the blocks' outputs",
-                  "cam_layer=b3.gelu3" in dini and "dream_layers=b2.gelu3" in dini)
+        replay_gelu(a, tmp, root, "cifar-white-gelu-deep", dm, DW0, X, Y, "b3.gelu3", "b2.gelu3", "the blocks' outputs")
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     return 0 if all(results) else 1
 
