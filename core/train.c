@@ -329,7 +329,8 @@ static const struct {
   {"cifar-white-gelu", 0, 64, 256, 256, "Gelu", FALSE}, /* the same with airbench94's GELU (opset 20) */
   {"cifar-white-gelu-wide", 0, 128, 384, 384, "Gelu", FALSE}, /* airbench95's widths: 2.6x the work per image */
   {"cifar-white-gelu-mid", 0, 96, 320, 320, "Gelu", FALSE},   /* between the two: 1.7x the work per image */
-  /* airbench96's depth (a third conv per block, residual) at about the mid network's work */
+  /* airbench96's depth (a third conv per block, residual): 1.35x the 64/256/256 network's work,
+   * about the mid network's time per image (the shipped default) */
   {"cifar-white-gelu-deep", 0, 64, 256, 256, "Gelu", TRUE},
   {"cifar-net-m", 24, 48, 128, 192, "Relu", FALSE},
   {"cifar-net-s", 16, 32, 64, 128, "Relu", FALSE},
