@@ -318,12 +318,14 @@ static void build_cifar(Arch *a, int w0, int w1, int w2, int w3, const char *act
   cnnfx_builder_output(a->b, "logits", CNNFX_F32, 2, out_dims);
 }
 
-static const struct {
+typedef struct {
   const char *name;
   int w0, w1, w2, w3;
   const char *act;
   gboolean deep;
-} cifar_archs[] = {
+} CifarArch;
+
+static const CifarArch cifar_archs[] = {
   {"cifar-net", 32, 64, 256, 256, "Relu", FALSE},  /* airbench94-like widths, 0.29 GFLOP per 32x32 image */
   {"cifar-white", 0, 64, 256, 256, "Relu", FALSE}, /* airbench94: whitening stem, identity init, BN without scale */
   {"cifar-white-gelu", 0, 64, 256, 256, "Gelu", FALSE}, /* the same with airbench94's GELU (opset 20) */
@@ -349,50 +351,50 @@ GBytes *cnnfx_arch_build(const char *arch, guint64 seed, GError **error)
   return cnnfx_arch_build_full(arch, seed, 10, FALSE, error);
 }
 
-gboolean cnnfx_arch_is_whitened(const char *arch)
+/* The CIFAR table's entry for arch, NULL for the other architectures. */
+static const CifarArch *cifar_arch(const char *arch)
 {
   for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
-    if (!strcmp(arch, cifar_archs[i].name)) return cifar_archs[i].w0 == 0;
-  return FALSE;
+    if (!strcmp(arch, cifar_archs[i].name)) return &cifar_archs[i];
+  return NULL;
+}
+
+gboolean cnnfx_arch_is_whitened(const char *arch)
+{
+  const CifarArch *c = cifar_arch(arch);
+  return c && c->w0 == 0;
 }
 
 gboolean cnnfx_arch_uses_gelu(const char *arch)
 {
-  for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
-    if (!strcmp(arch, cifar_archs[i].name)) return !strcmp(cifar_archs[i].act, "Gelu");
-  return FALSE;
+  const CifarArch *c = cifar_arch(arch);
+  return c && !strcmp(c->act, "Gelu");
 }
 
-static gboolean arch_is_deep(const char *arch)
-{
-  for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
-    if (!strcmp(arch, cifar_archs[i].name)) return cifar_archs[i].deep;
-  return FALSE;
-}
-
-/* the last block's output (Grad-CAM) and the middle block's (dream) */
+/* the last block's output (Grad-CAM) and the middle block's (dream): the second activation, or
+ * the third (after the residual) in the deep networks */
 const char *cnnfx_arch_cam_layer(const char *arch)
 {
-  if (arch_is_deep(arch)) return cnnfx_arch_uses_gelu(arch) ? "b3.gelu3" : "b3.relu3";
-  return cnnfx_arch_uses_gelu(arch) ? "b3.gelu2" : cnnfx_arch_has_batchnorm(arch) ? "b3.relu2" : NULL;
+  const CifarArch *c = cifar_arch(arch);
+  if (!c) return NULL;
+  gboolean gelu = !strcmp(c->act, "Gelu");
+  return c->deep ? (gelu ? "b3.gelu3" : "b3.relu3") : (gelu ? "b3.gelu2" : "b3.relu2");
 }
 
 const char *cnnfx_arch_dream_layer(const char *arch)
 {
-  if (arch_is_deep(arch)) return cnnfx_arch_uses_gelu(arch) ? "b2.gelu3" : "b2.relu3";
-  return cnnfx_arch_uses_gelu(arch) ? "b2.gelu2" : cnnfx_arch_has_batchnorm(arch) ? "b2.relu2" : NULL;
+  const CifarArch *c = cifar_arch(arch);
+  if (!c) return NULL;
+  gboolean gelu = !strcmp(c->act, "Gelu");
+  return c->deep ? (gelu ? "b2.gelu3" : "b2.relu3") : (gelu ? "b2.gelu2" : "b2.relu2");
 }
 
-gboolean cnnfx_arch_has_batchnorm(const char *arch)
-{
-  for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
-    if (!strcmp(arch, cifar_archs[i].name)) return TRUE;
-  return FALSE;
-}
+gboolean cnnfx_arch_has_batchnorm(const char *arch) { return cifar_arch(arch) != NULL; }
 
 GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gboolean training, GError **error)
 {
-  gboolean bn = cnnfx_arch_has_batchnorm(arch);
+  const CifarArch *cifar = cifar_arch(arch);
+  gboolean bn = cifar != NULL;
   if (classes < 2 || classes > 100000) {
     cnnfx_set_error(error, CNNFX_ERROR_ARG, "class count %d out of range", classes);
     return NULL;
@@ -416,10 +418,7 @@ GBytes *cnnfx_arch_build_full(const char *arch, guint64 seed, int classes, gbool
       a.dirac = TRUE;
       a.bn_momentum = 0.4f;
     }
-    for (size_t i = 0; i < G_N_ELEMENTS(cifar_archs); i++)
-      if (!strcmp(arch, cifar_archs[i].name))
-        build_cifar(&a, cifar_archs[i].w0, cifar_archs[i].w1, cifar_archs[i].w2, cifar_archs[i].w3,
-                    cifar_archs[i].act, cifar_archs[i].deep, classes, training);
+    build_cifar(&a, cifar->w0, cifar->w1, cifar->w2, cifar->w3, cifar->act, cifar->deep, classes, training);
   } else {
     g_rand_free(a.rng);
     g_autofree char *list = g_strjoinv(", ", (char **)arch_names);

@@ -245,7 +245,7 @@ def main():
             v = numpy_helper.to_array(t).copy()
             if t.name == "whiten.weight":
                 v = W1["whiten.weight"].copy()
-            elif re.search(r"conv[123]\.weight$", t.name):
+            elif t.name.endswith("conv1.weight") or t.name.endswith("conv2.weight"):
                 v = (v + 0.02 * prng.standard_normal(v.shape)).astype(np.float32)
             t.CopyFrom(numpy_helper.from_array(v, t.name))
         start = os.path.join(tmp, "start.onnx")
